@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+/** Executable entry point of the `meshplane` command (package.json "bin"). */
+import { main } from './main.js';
+import type { CommandIO } from './context.js';
+
+const io: CommandIO = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  cwd: process.cwd(),
+};
+
+main(process.argv.slice(2), io).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`meshplane: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 70;
+  },
+);

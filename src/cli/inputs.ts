@@ -1,0 +1,43 @@
+/** Options shared by every command that reads services.yml and the inventory. */
+import { resolve } from 'node:path';
+import type { ParseArgsConfig } from 'node:util';
+import { DEFAULT_INVENTORY_FILE, DEFAULT_SERVICES_FILE, formatDiagnostic, loadConfig } from '../config/index.js';
+import type { LoadedConfig } from '../config/index.js';
+import { compileTopology, readTopology } from '../topology/index.js';
+import type { Topology } from '../topology/index.js';
+import type { CommandIO } from './context.js';
+
+export const INPUT_OPTIONS = {
+  services: { type: 'string', short: 's', default: DEFAULT_SERVICES_FILE },
+  inventory: { type: 'string', short: 'i', default: DEFAULT_INVENTORY_FILE },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const INPUT_USAGE = `  -s, --services FILE    services.yml to read (default ./${DEFAULT_SERVICES_FILE})
+  -i, --inventory FILE   Ansible YAML inventory to read (default ./${DEFAULT_INVENTORY_FILE})`;
+
+export function loadInputs(values: { services?: string; inventory?: string }, io: CommandIO): LoadedConfig {
+  return loadConfig({
+    services: relativeTo(io.cwd, values.services ?? DEFAULT_SERVICES_FILE),
+    inventory: relativeTo(io.cwd, values.inventory ?? DEFAULT_INVENTORY_FILE),
+  });
+}
+
+function relativeTo(cwd: string, path: string): string {
+  return cwd === process.cwd() ? path : resolve(cwd, path);
+}
+
+/** Prints warnings, and errors when there are any; returns whether the config is usable. */
+export function reportDiagnostics(config: LoadedConfig, io: CommandIO): boolean {
+  for (const diagnostic of config.diagnostics.sorted()) io.stderr(`${formatDiagnostic(diagnostic)}\n`);
+  const errors = config.diagnostics.errors.length;
+  if (errors > 0) io.stderr(`${errors} error(s) found; nothing was compiled\n`);
+  return errors === 0;
+}
+
+/** A Topology from `--topology FILE`, or compiled from the inputs. */
+export function topologyFrom(values: { topology?: string; services?: string; inventory?: string }, io: CommandIO): Topology | undefined {
+  if (values.topology !== undefined) return readTopology(relativeTo(io.cwd, values.topology));
+  const config = loadInputs(values, io);
+  if (!reportDiagnostics(config, io)) return undefined;
+  return compileTopology(config);
+}

@@ -1,0 +1,81 @@
+/**
+ * Config: the front door for reading and validating the two inputs (the
+ * Ansible inventory and services.yml). Everything past this point trusts
+ * the values it gets.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { crossCheck } from './cross-check.js';
+import type { Candidates } from './cross-check.js';
+import { Diagnostics } from './diagnostics.js';
+import { parseInventory } from './inventory.js';
+import type { Inventory } from './inventory.js';
+import { readYamlFile } from './located.js';
+import { readMeshInventory } from './mesh-inventory.js';
+import { readServices } from './services.js';
+import type { MeshInventory, ServicesConfig } from './types.js';
+
+export { ConfigError, Diagnostics, formatDiagnostic } from './diagnostics.js';
+export type { Diagnostic, Loc, Severity } from './diagnostics.js';
+export { parseInventory, toAnsibleList, hostVars, groupMembers, hostGroups, expandHostPattern } from './inventory.js';
+export type { Inventory, InventoryGroup, InventoryHost } from './inventory.js';
+export { parseYaml, readYamlFile, toPlain } from './located.js';
+export { DEFAULT_DOMAIN } from './mesh-inventory.js';
+export { didYouMean } from './did-you-mean.js';
+export type { Candidates } from './cross-check.js';
+export type * from './types.js';
+
+export const DEFAULT_SERVICES_FILE = 'services.yml';
+export const DEFAULT_INVENTORY_FILE = 'hosts.yml';
+
+export interface ConfigPaths {
+  readonly services: string;
+  readonly inventory: string;
+}
+
+/** Both inputs validated together; `ok` is false when any error was found. */
+export interface LoadedConfig {
+  readonly ok: boolean;
+  readonly diagnostics: Diagnostics;
+  readonly mesh: MeshInventory;
+  readonly services: ServicesConfig;
+  readonly candidates: Candidates;
+  /** SHA-256 over every input file read, in order. */
+  readonly inputsSha256: string;
+}
+
+/** Reads an inventory file into Ansible's model (groups, hosts, vars). */
+export function readInventory(file: string, diags: Diagnostics): Inventory {
+  const root = readYamlFile(file, diags);
+  return parseInventory(root ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+}
+
+/** Reads and validates both inputs, collecting every problem found. */
+export function loadConfig(paths: ConfigPaths): LoadedConfig {
+  const diagnostics = new Diagnostics();
+  const inventory = readInventory(paths.inventory, diagnostics);
+  const mesh = readMeshInventory(inventory, diagnostics);
+  const services = readServices(paths.services, diagnostics);
+  const candidates = crossCheck(mesh, services, diagnostics);
+  return {
+    ok: !diagnostics.hasErrors(),
+    diagnostics,
+    mesh,
+    services,
+    candidates,
+    inputsSha256: digestFiles([paths.inventory, ...services.files]),
+  };
+}
+
+function digestFiles(files: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const file of files) {
+    try {
+      hash.update(readFileSync(file));
+    } catch {
+      hash.update(`missing:${file}`);
+    }
+    hash.update('\0');
+  }
+  return hash.digest('hex');
+}

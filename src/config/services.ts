@@ -1,0 +1,403 @@
+/**
+ * Reads services.yml: a map of service name -> spec, split over files with
+ * `include:` (a path or a list of paths, relative to the including file; a
+ * `*` in the file name matches several files, read in name order). Included
+ * files are merged first, in the order listed, and the including file's own
+ * entries go on top: maps merge key by key, lists and scalars are replaced.
+ */
+import { readdirSync } from 'node:fs';
+import { basename, dirname, join, normalize, resolve } from 'node:path';
+import type { Diagnostics, Loc } from './diagnostics.js';
+import type { LMap, LNode } from './located.js';
+import { deepMerge, describeNode, readYamlFile } from './located.js';
+import {
+  checkKeys,
+  checkName,
+  expectMap,
+  joinPath,
+  oneOrMany,
+  readBool,
+  readDuration,
+  readEnum,
+  readInt,
+  readName,
+  readString,
+} from './schema.js';
+import type {
+  BalancePolicy,
+  CredentialConfig,
+  GatewayEndpointConfig,
+  GatewayMode,
+  HealthCheckConfig,
+  OutlierConfig,
+  ProxyProtocol,
+  ServiceConfig,
+  ServicesConfig,
+} from './types.js';
+import { parseIp } from '../lib/ip.js';
+
+export const SERVICE_KEYS = [
+  'enabled',
+  'scheduling_group',
+  'scheduling_groups',
+  'num_instances',
+  'master_election',
+  'master_scheduling_group',
+  'schedule_with',
+  'ports',
+  'service_credentials',
+  'gateway_endpoints',
+] as const;
+const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san'] as const;
+const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
+const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
+const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
+const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect'];
+const PROXY_PROTOCOLS: readonly ProxyProtocol[] = ['v1', 'v2', 'none'];
+const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_load', 'round_robin', 'random', 'client_affinity'];
+const DEFAULT_ENDPOINT_PORT: Record<GatewayMode, number> = { tls: 443, http: 80, connect: 3128 };
+export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 };
+export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors: 5, ejectionMs: 30_000 };
+/** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
+const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** Loads the file and its includes into one merged located tree. */
+export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; files: string[] } {
+  const files: string[] = [];
+  const tree = loadWithIncludes(normalize(file), [], diags, files, undefined);
+  return { tree: tree ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, files };
+}
+
+function loadWithIncludes(file: string, stack: string[], diags: Diagnostics, files: string[], from: Loc | undefined): LMap | undefined {
+  const root = readYamlFile(file, diags, from);
+  if (root === undefined) return undefined;
+  if (!files.includes(file)) files.push(file);
+  const self = resolve(file);
+  const map = expectMap(root, '', diags, true);
+  if (map === undefined) return undefined;
+  const own: LMap = { kind: 'map', loc: map.loc, entries: new Map(map.entries) };
+  const includeEntry = own.entries.get('include');
+  own.entries.delete('include');
+  let merged: LNode | undefined;
+  if (includeEntry !== undefined) {
+    oneOrMany(includeEntry.value).forEach((node, index) => {
+      const path = includeEntry.value.kind === 'seq' ? joinPath('include', index) : 'include';
+      const relative = readString(node, path, diags);
+      if (relative === undefined) return;
+      for (const target of expandInclude(join(dirname(file), relative), node.loc, path, diags)) {
+        if (resolve(target) === self || stack.includes(resolve(target))) {
+          const chain = [...stack, file, target].map((f) => basename(f)).join(' -> ');
+          diags.error('CONFIG_ERR_INCLUDE_CYCLE', node.loc, path, `include cycle: ${chain}`, { expected: 'includes that do not lead back to an including file' });
+          continue;
+        }
+        const included = loadWithIncludes(target, [...stack, self], diags, files, node.loc);
+        if (included !== undefined) merged = merged === undefined ? included : deepMerge(merged, included);
+      }
+    });
+  }
+  return (merged === undefined ? own : deepMerge(merged, own)) as LMap;
+}
+
+/** `dir/*.yml` style includes: a `*` in the last path segment matches files. */
+function expandInclude(target: string, loc: Loc, path: string, diags: Diagnostics): string[] {
+  const name = basename(target);
+  if (!name.includes('*')) return [target];
+  const dir = dirname(target);
+  const pattern = new RegExp(`^${name.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    diags.error('CONFIG_ERR_INCLUDE_NOT_FOUND', loc, path, `cannot read directory ${dir}`, { expected: 'an existing directory' });
+    return [];
+  }
+  return entries.filter((entry) => pattern.test(entry)).sort().map((entry) => join(dir, entry));
+}
+
+export function readServices(file: string, diags: Diagnostics): ServicesConfig {
+  const { tree, files } = loadServicesTree(file, diags);
+  const services = new Map<string, ServiceConfig>();
+  for (const [name, entry] of tree.entries) {
+    if (!checkName(name, { loc: entry.keyLoc }, name, diags, 'service')) continue;
+    const service = readService(name, entry.value, entry.keyLoc, diags);
+    if (service !== undefined) services.set(name, service);
+  }
+  return { file: normalize(file), files, services };
+}
+
+function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): ServiceConfig | undefined {
+  const map = expectMap(node, name, diags, true);
+  if (map === undefined) return undefined;
+  checkKeys(map, SERVICE_KEYS, name, diags);
+  const keyLocs = new Map<string, Loc>();
+  const field = (key: string): LNode | undefined => {
+    const entry = map.entries.get(key);
+    if (entry !== undefined) keyLocs.set(key, entry.value.loc);
+    return entry?.value;
+  };
+  const at = (key: string): string => joinPath(name, key);
+
+  const enabledNode = field('enabled');
+  const enabled = enabledNode === undefined ? true : (readBool(enabledNode, at('enabled'), diags) ?? true);
+
+  const groupNode = field('scheduling_group');
+  const groupsNode = field('scheduling_groups');
+  const scheduleWithNode = field('schedule_with');
+  const numNode = field('num_instances');
+  if (groupNode !== undefined && groupsNode !== undefined) {
+    diags.error('CONFIG_ERR_CONFLICTING_KEYS', groupsNode.loc, at('scheduling_groups'), 'give scheduling_group or scheduling_groups, not both', {
+      expected: 'scheduling_group: NAME, or scheduling_groups: [NAME, ...]',
+    });
+  }
+  if (scheduleWithNode !== undefined) {
+    for (const [key, other] of [['scheduling_group', groupNode], ['scheduling_groups', groupsNode], ['num_instances', numNode]] as const) {
+      if (other === undefined) continue;
+      diags.error('CONFIG_ERR_CONFLICTING_KEYS', other.loc, at(key), `${key} cannot be combined with schedule_with`, {
+        expected: 'schedule_with alone: the service runs exactly where its target runs',
+      });
+    }
+  }
+  const schedulingGroups: string[] = [];
+  for (const [key, groupField] of [['scheduling_group', groupNode], ['scheduling_groups', groupsNode]] as const) {
+    if (groupField === undefined) continue;
+    const nodes = key === 'scheduling_group' ? [groupField] : groupField.kind === 'seq' ? groupField.items : [groupField];
+    nodes.forEach((groupItem, index) => {
+      const path = key === 'scheduling_groups' && groupField.kind === 'seq' ? joinPath(at(key), index) : at(key);
+      const group = readString(groupItem, path, diags);
+      if (group === undefined) return;
+      keyLocs.set(`group:${group}`, groupItem.loc);
+      if (!schedulingGroups.includes(group)) schedulingGroups.push(group);
+    });
+  }
+  if (schedulingGroups.length === 0 && scheduleWithNode === undefined) {
+    schedulingGroups.push('all');
+    keyLocs.set('group:all', loc);
+  }
+
+  let numInstances: number | null = null;
+  if (numNode !== undefined && !(numNode.kind === 'scalar' && numNode.value === 'all')) {
+    if (numNode.kind === 'scalar' && typeof numNode.value === 'number') {
+      numInstances = readInt(numNode, at('num_instances'), diags, 1, 1_000_000) ?? null;
+    } else {
+      diags.error('CONFIG_ERR_TYPE', numNode.loc, at('num_instances'), 'wrong type', { found: describeNode(numNode), expected: 'a positive integer or "all"' });
+    }
+  }
+
+  const masterNode = field('master_election');
+  const masterElection = masterNode === undefined ? false : (readBool(masterNode, at('master_election'), diags) ?? false);
+  const masterGroupNode = field('master_scheduling_group');
+  const masterSchedulingGroup = masterGroupNode === undefined ? null : (readString(masterGroupNode, at('master_scheduling_group'), diags) ?? null);
+  if (masterGroupNode !== undefined && !masterElection) {
+    diags.error('CONFIG_ERR_REQUIRES_KEY', masterGroupNode.loc, at('master_scheduling_group'), 'master_scheduling_group needs master_election: true', {
+      expected: 'master_election: true beside it, or no master_scheduling_group',
+    });
+  }
+  const scheduleWith = scheduleWithNode === undefined ? null : (readName(scheduleWithNode, at('schedule_with'), diags, 'service') ?? null);
+
+  const portsNode = field('ports');
+  const ports: number[] = [];
+  if (portsNode !== undefined) {
+    oneOrMany(portsNode).forEach((portNode, index) => {
+      const path = portsNode.kind === 'seq' ? joinPath(at('ports'), index) : at('ports');
+      const port = readInt(portNode, path, diags, 1, 65535);
+      if (port === undefined) return;
+      if (ports.includes(port)) {
+        diags.error('CONFIG_ERR_DUPLICATE_ENTRY', portNode.loc, path, `port ${port} is listed twice`, { expected: 'each port once' });
+        return;
+      }
+      keyLocs.set(`ports:${port}`, portNode.loc);
+      ports.push(port);
+    });
+  }
+
+  const credentialsNode = field('service_credentials');
+  const credentials = credentialsNode === undefined ? [] : readCredentials(credentialsNode, at('service_credentials'), diags);
+  const endpointsNode = field('gateway_endpoints');
+  const gatewayEndpoints = endpointsNode === undefined ? [] : readEndpoints(endpointsNode, at('gateway_endpoints'), diags);
+  if (endpointsNode !== undefined && gatewayEndpoints.length > 0 && !credentials.some((c) => c.enableClient)) {
+    diags.error('CONFIG_ERR_REQUIRES_KEY', endpointsNode.loc, at('gateway_endpoints'), 'gateway endpoints need a client credential: the agent registers with it', {
+      expected: 'an entry in service_credentials with enable_client: true',
+    });
+  }
+
+  return {
+    name,
+    loc,
+    enabled,
+    schedulingGroups,
+    numInstances,
+    masterElection,
+    masterSchedulingGroup,
+    scheduleWith,
+    ports,
+    credentials,
+    gatewayEndpoints,
+    keyLocs,
+  };
+}
+
+function listOfMaps(node: LNode, path: string, diags: Diagnostics): { map: LMap; path: string }[] {
+  if (node.kind === 'scalar' && node.value === null) return [];
+  if (node.kind !== 'seq') {
+    diags.error('CONFIG_ERR_TYPE', node.loc, path, 'wrong type', { found: describeNode(node), expected: 'a list of maps' });
+    return [];
+  }
+  const out: { map: LMap; path: string }[] = [];
+  node.items.forEach((item, index) => {
+    const itemPath = joinPath(path, index);
+    const map = expectMap(item, itemPath, diags);
+    if (map !== undefined) out.push({ map, path: itemPath });
+  });
+  return out;
+}
+
+function readCredentials(node: LNode, path: string, diags: Diagnostics): CredentialConfig[] {
+  const credentials: CredentialConfig[] = [];
+  for (const { map, path: itemPath } of listOfMaps(node, path, diags)) {
+    checkKeys(map, CREDENTIAL_KEYS, itemPath, diags);
+    const get = (key: string): LNode | undefined => map.entries.get(key)?.value;
+    const nameNode = get('name');
+    if (nameNode === undefined) {
+      diags.error('CONFIG_ERR_MISSING_KEY', map.loc, itemPath, 'a credential needs a name', { expected: '{name: NAME, ...}' });
+      continue;
+    }
+    const name = readName(nameNode, joinPath(itemPath, 'name'), diags, 'credential');
+    const clientNode = get('enable_client');
+    const serverNode = get('enable_server');
+    const enableClient = clientNode === undefined ? true : readBool(clientNode, joinPath(itemPath, 'enable_client'), diags);
+    const enableServer = serverNode === undefined ? true : readBool(serverNode, joinPath(itemPath, 'enable_server'), diags);
+    const extraSan: string[] = [];
+    const sanNode = get('extra_san');
+    if (sanNode !== undefined) {
+      oneOrMany(sanNode).forEach((sanItem, index) => {
+        const sanPath = sanNode.kind === 'seq' ? joinPath(joinPath(itemPath, 'extra_san'), index) : joinPath(itemPath, 'extra_san');
+        const san = readString(sanItem, sanPath, diags);
+        if (san === undefined) return;
+        const ip = parseIp(san);
+        if (ip === undefined && !HOSTNAME_PATTERN.test(san)) {
+          diags.error('CONFIG_ERR_VALUE', sanItem.loc, sanPath, 'invalid subject alternative name', {
+            found: JSON.stringify(san),
+            expected: 'a lowercase DNS name (optionally *.name) or an IP address',
+          });
+          return;
+        }
+        extraSan.push(ip?.text ?? san);
+      });
+    }
+    if (name === undefined || enableClient === undefined || enableServer === undefined) continue;
+    if (credentials.some((c) => c.name === name)) {
+      diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, joinPath(itemPath, 'name'), `credential "${name}" is listed twice in this service`, { expected: 'each credential once' });
+      continue;
+    }
+    credentials.push({ name, enableClient, enableServer, extraSan, loc: map.loc });
+  }
+  return credentials;
+}
+
+function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEndpointConfig[] {
+  const endpoints: GatewayEndpointConfig[] = [];
+  for (const { map, path: itemPath } of listOfMaps(node, path, diags)) {
+    checkKeys(map, ENDPOINT_KEYS, itemPath, diags);
+    const get = (key: string): LNode | undefined => map.entries.get(key)?.value;
+    const at = (key: string): string => joinPath(itemPath, key);
+    const nameNode = get('name');
+    const hostnamesNode = get('hostnames');
+    if (nameNode === undefined || hostnamesNode === undefined) {
+      diags.error('CONFIG_ERR_MISSING_KEY', map.loc, itemPath, `a gateway endpoint needs ${nameNode === undefined ? '"name"' : '"hostnames"'}`, {
+        expected: '{name, hostnames, port, mode, ...}',
+      });
+      continue;
+    }
+    const name = readName(nameNode, at('name'), diags, 'endpoint');
+    const hostnames: string[] = [];
+    oneOrMany(hostnamesNode).forEach((hostNode, index) => {
+      const hostPath = hostnamesNode.kind === 'seq' ? joinPath(at('hostnames'), index) : at('hostnames');
+      const hostname = readString(hostNode, hostPath, diags);
+      if (hostname === undefined) return;
+      if (!HOSTNAME_PATTERN.test(hostname)) {
+        diags.error('CONFIG_ERR_VALUE', hostNode.loc, hostPath, 'invalid hostname', { found: JSON.stringify(hostname), expected: 'a lowercase DNS name, optionally *.name' });
+        return;
+      }
+      if (hostnames.includes(hostname)) {
+        diags.error('CONFIG_ERR_DUPLICATE_ENTRY', hostNode.loc, hostPath, `hostname ${hostname} is listed twice`, { expected: 'each hostname once' });
+        return;
+      }
+      hostnames.push(hostname);
+    });
+    const modeNode = get('mode');
+    const mode = modeNode === undefined ? 'tls' : readEnum(modeNode, at('mode'), diags, MODES);
+    const portNode = get('port');
+    const port = portNode === undefined ? DEFAULT_ENDPOINT_PORT[mode ?? 'tls'] : readInt(portNode, at('port'), diags, 1, 65535);
+    const proxyNode = get('proxy_protocol');
+    const proxyProtocol = proxyNode === undefined ? 'none' : readEnum(proxyNode, at('proxy_protocol'), diags, PROXY_PROTOCOLS);
+    const balanceNode = get('balance');
+    const balance = balanceNode === undefined ? 'least_load' : readEnum(balanceNode, at('balance'), diags, BALANCE_POLICIES);
+    const maxNode = get('max_connections');
+    const maxConnections = maxNode === undefined || (maxNode.kind === 'scalar' && maxNode.value === null) ? null : readInt(maxNode, at('max_connections'), diags, 1, 10_000_000);
+    const healthNode = get('health');
+    const health = healthNode === undefined ? DEFAULT_HEALTH : readHealth(healthNode, at('health'), diags);
+    const outlierNode = get('outlier');
+    const outlier = outlierNode === undefined ? DEFAULT_OUTLIER : readOutlier(outlierNode, at('outlier'), diags);
+    if (name === undefined || mode === undefined || port === undefined || proxyProtocol === undefined || balance === undefined) continue;
+    if (maxConnections === undefined || health === undefined || outlier === undefined || hostnames.length === 0) continue;
+    if (endpoints.some((e) => e.name === name)) {
+      diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, at('name'), `endpoint "${name}" is defined twice in this service`, { expected: 'a distinct name per endpoint' });
+      continue;
+    }
+    endpoints.push({ name, hostnames, port, mode, proxyProtocol, health, balance, maxConnections, outlier, loc: map.loc });
+  }
+  return endpoints;
+}
+
+/** `health: false` turns checks off; a map overrides the defaults. */
+function readHealth(node: LNode, path: string, diags: Diagnostics): HealthCheckConfig | undefined {
+  if (node.kind === 'scalar' && typeof node.value === 'boolean') return { ...DEFAULT_HEALTH, enabled: node.value };
+  const map = expectMap(node, path, diags);
+  if (map === undefined) return undefined;
+  checkKeys(map, HEALTH_KEYS, path, diags);
+  const get = (key: string): LNode | undefined => map.entries.get(key)?.value;
+  const enabledNode = get('enabled');
+  const pathNode = get('path');
+  const intervalNode = get('interval');
+  const timeoutNode = get('timeout');
+  const riseNode = get('rise');
+  const fallNode = get('fall');
+  const enabled = enabledNode === undefined ? true : readBool(enabledNode, joinPath(path, 'enabled'), diags);
+  let checkPath: string | undefined = DEFAULT_HEALTH.path;
+  if (pathNode !== undefined) {
+    checkPath = readString(pathNode, joinPath(path, 'path'), diags);
+    if (checkPath !== undefined && !checkPath.startsWith('/')) {
+      diags.error('CONFIG_ERR_VALUE', pathNode.loc, joinPath(path, 'path'), 'health check path must start with "/"', { found: JSON.stringify(checkPath), expected: 'a path such as /health' });
+      checkPath = undefined;
+    }
+  }
+  const intervalMs = intervalNode === undefined ? DEFAULT_HEALTH.intervalMs : readDuration(intervalNode, joinPath(path, 'interval'), diags);
+  const timeoutMs = timeoutNode === undefined ? DEFAULT_HEALTH.timeoutMs : readDuration(timeoutNode, joinPath(path, 'timeout'), diags);
+  const rise = riseNode === undefined ? DEFAULT_HEALTH.rise : readInt(riseNode, joinPath(path, 'rise'), diags, 1, 100);
+  const fall = fallNode === undefined ? DEFAULT_HEALTH.fall : readInt(fallNode, joinPath(path, 'fall'), diags, 1, 100);
+  if (enabled === undefined || checkPath === undefined || intervalMs === undefined || timeoutMs === undefined || rise === undefined || fall === undefined) return undefined;
+  if (timeoutMs > intervalMs) {
+    diags.error('CONFIG_ERR_VALUE', (timeoutNode ?? map).loc, joinPath(path, 'timeout'), 'health check timeout is longer than its interval', {
+      expected: `a timeout of at most the interval (${intervalMs} ms)`,
+    });
+    return undefined;
+  }
+  return { enabled, path: checkPath, intervalMs, timeoutMs, rise, fall };
+}
+
+/** `outlier: false` turns ejection off; a map overrides the defaults. */
+function readOutlier(node: LNode, path: string, diags: Diagnostics): OutlierConfig | undefined {
+  if (node.kind === 'scalar' && typeof node.value === 'boolean') return { ...DEFAULT_OUTLIER, enabled: node.value };
+  const map = expectMap(node, path, diags);
+  if (map === undefined) return undefined;
+  checkKeys(map, OUTLIER_KEYS, path, diags);
+  const get = (key: string): LNode | undefined => map.entries.get(key)?.value;
+  const enabledNode = get('enabled');
+  const errorsNode = get('consecutive_errors');
+  const ejectionNode = get('ejection_time');
+  const enabled = enabledNode === undefined ? true : readBool(enabledNode, joinPath(path, 'enabled'), diags);
+  const consecutiveErrors = errorsNode === undefined ? DEFAULT_OUTLIER.consecutiveErrors : readInt(errorsNode, joinPath(path, 'consecutive_errors'), diags, 1, 1000);
+  const ejectionMs = ejectionNode === undefined ? DEFAULT_OUTLIER.ejectionMs : readDuration(ejectionNode, joinPath(path, 'ejection_time'), diags);
+  if (enabled === undefined || consecutiveErrors === undefined || ejectionMs === undefined) return undefined;
+  return { enabled, consecutiveErrors, ejectionMs };
+}

@@ -1,0 +1,38 @@
+/**
+ * The Topology as an Ansible dynamic inventory (the JSON a script inventory
+ * prints for `--list`): one group per service listing the hosts that run it,
+ * a `<service>-master` group per elected master, and `meshplane_*` host vars.
+ * Use it beside the static inventory: `ansible-playbook -i hosts.yml -i
+ * meshplane-inventory ...`; Ansible merges the two.
+ */
+import type { Topology } from './types.js';
+
+export function toAnsibleInventory(topology: Topology): Record<string, unknown> {
+  const hostvars: Record<string, Record<string, unknown>> = {};
+  for (const host of Object.values(topology.hosts)) {
+    hostvars[host.name] = {
+      meshplane_domain: topology.domain,
+      meshplane_fqdn: host.fqdn,
+      meshplane_ips: host.ips,
+      meshplane_public_ips: host.public_ips,
+      meshplane_overlays: host.overlays,
+      meshplane_shard: host.shard,
+      meshplane_services: host.services,
+      meshplane_masters: host.masters,
+      meshplane_credentials: host.credentials,
+    };
+  }
+  const inventory: Record<string, unknown> = { _meta: { hostvars } };
+  const children: string[] = [];
+  for (const service of Object.values(topology.services)) {
+    inventory[service.name] = { hosts: service.instances.map((i) => i.host) };
+    children.push(service.name);
+    if (service.master !== null) {
+      const group = `${service.name}-master`;
+      inventory[group] = { hosts: [service.master] };
+      children.push(group);
+    }
+  }
+  inventory.all = { hosts: Object.keys(topology.hosts), children };
+  return inventory;
+}

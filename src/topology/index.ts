@@ -1,0 +1,13 @@
+/**
+ * Topology: the compiled, immutable description of the mesh. Build it with
+ * `compileTopology(loadConfig(...))`, or read a compiled one with
+ * `readTopology(file)`; every daemon starts from that JSON alone.
+ */
+export { compileTopology } from './compile.js';
+export { readTopology, parseTopology, serializeTopology, writeTopology } from './io.js';
+export { toAnsibleInventory } from './ansible.js';
+export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js';
+export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
+export type { Placement, ScheduleRequest, ScheduleOptions } from './scheduler.js';
+export { TOPOLOGY_FORMAT_VERSION } from './types.js';
+export type * from './types.js';

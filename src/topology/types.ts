@@ -1,0 +1,109 @@
+/**
+ * The compiled Topology: the one value every other component consumes (DNS,
+ * PKI, overlays, gateway, Ansible). Plain JSON-serialisable data, keys in
+ * snake_case like the inputs, maps keyed and sorted by name so the same
+ * inputs always serialise to the same bytes.
+ */
+import type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol } from '../config/types.js';
+
+/** Bumped on any incompatible change of the shape below. */
+export const TOPOLOGY_FORMAT_VERSION = 1;
+
+export interface Topology {
+  readonly format_version: typeof TOPOLOGY_FORMAT_VERSION;
+  readonly domain: string;
+  /** SHA-256 over the input files' contents: changes whenever an input does. */
+  readonly inputs_sha256: string;
+  readonly overlays: readonly TopologyOverlay[];
+  readonly hosts: Readonly<Record<string, TopologyHost>>;
+  readonly services: Readonly<Record<string, TopologyService>>;
+  readonly credentials: Readonly<Record<string, TopologyCredential>>;
+}
+
+export interface TopologyOverlay {
+  readonly name: string;
+  readonly network: string;
+  readonly port: number;
+  readonly driver: OverlayDriver;
+  readonly mtu: number | null;
+  /** Hosts with an address on this overlay, sorted. */
+  readonly hosts: readonly string[];
+}
+
+export interface HostAddresses {
+  /** Addresses outside any overlay: what DNS answers when no overlay is shared. */
+  readonly ips: readonly string[];
+  /** Addresses reachable from outside the host's network (NAT); default `ips`. */
+  readonly public_ips: readonly string[];
+  /** Overlay name -> address, sorted by overlay name. */
+  readonly overlays: Readonly<Record<string, string>>;
+}
+
+export interface TopologyHost extends HostAddresses {
+  readonly name: string;
+  /** `<host>.<domain>` */
+  readonly fqdn: string;
+  readonly shard: string | null;
+  /** Inventory groups, nested ones included, sorted. */
+  readonly groups: readonly string[];
+  /** Services with an instance on this host, sorted. */
+  readonly services: readonly string[];
+  /** Services whose master this host is, sorted. */
+  readonly masters: readonly string[];
+  /** Credentials this host needs (client and/or server), sorted. */
+  readonly credentials: readonly string[];
+}
+
+export interface TopologyInstance extends HostAddresses {
+  readonly host: string;
+  readonly shard: string | null;
+}
+
+export interface TopologyService {
+  readonly name: string;
+  /** One per host, sorted by host name. */
+  readonly instances: readonly TopologyInstance[];
+  readonly master: string | null;
+  readonly master_election: boolean;
+  readonly scheduling_groups: readonly string[];
+  readonly num_instances: number | 'all';
+  readonly schedule_with: string | null;
+  readonly ports: readonly number[];
+  /** Credential names, as listed. */
+  readonly credentials: readonly string[];
+  readonly gateway_endpoints: readonly TopologyGatewayEndpoint[];
+}
+
+export interface TopologyCredential {
+  readonly name: string;
+  readonly enable_client: boolean;
+  readonly enable_server: boolean;
+  readonly extra_san: readonly string[];
+  /** Services that list this credential, sorted. */
+  readonly services: readonly string[];
+  /** Hosts running any of those services, sorted. */
+  readonly hosts: readonly string[];
+}
+
+export interface TopologyGatewayEndpoint {
+  readonly name: string;
+  readonly hostnames: readonly string[];
+  readonly port: number;
+  readonly mode: GatewayMode;
+  readonly proxy_protocol: ProxyProtocol;
+  readonly balance: BalancePolicy;
+  readonly max_connections: number | null;
+  readonly health: {
+    readonly enabled: boolean;
+    readonly path: string;
+    readonly interval_ms: number;
+    readonly timeout_ms: number;
+    readonly rise: number;
+    readonly fall: number;
+  };
+  readonly outlier: {
+    readonly enabled: boolean;
+    readonly consecutive_errors: number;
+    readonly ejection_ms: number;
+  };
+}
