@@ -21,6 +21,8 @@ export interface InventoryGroup {
   readonly vars: Map<string, LEntry>;
   /** Distance from `all` (the longest path), as Ansible computes it. */
   depth: number;
+  /** `ansible_group_priority`: orders same-depth groups; not a variable. */
+  priority: number;
 }
 
 export interface InventoryHost {
@@ -77,7 +79,7 @@ export function parseInventory(root: LNode, file: string, diags: Diagnostics): I
 function addGroup(inventory: Inventory, name: string, loc: Loc): InventoryGroup {
   let group = inventory.groups.get(name);
   if (group === undefined) {
-    group = { name, loc, hosts: [], children: [], parents: new Set(), vars: new Map(), depth: 0 };
+    group = { name, loc, hosts: [], children: [], parents: new Set(), vars: new Map(), depth: 0, priority: 1 };
     inventory.groups.set(name, group);
   }
   return group;
@@ -97,7 +99,12 @@ function parseGroup(inventory: Inventory, name: string, entry: LEntry, path: str
     const items = sectionItems(sectionEntry.value, sectionPath, diags);
     if (items === undefined) continue;
     if (section === 'vars') {
-      for (const [key, varEntry] of items) group.vars.set(key, varEntry);
+      for (const [key, varEntry] of items) {
+        // Like Ansible: the priority orders groups and is not kept as a variable.
+        if (key === 'ansible_group_priority' && varEntry.value.kind === 'scalar' && Number.isInteger(Number(varEntry.value.value))) {
+          group.priority = Number(varEntry.value.value);
+        } else group.vars.set(key, varEntry);
+      }
     } else if (section === 'children') {
       for (const [child, childEntry] of items) {
         parseGroup(inventory, child, childEntry, joinPath(sectionPath, child), diags);
@@ -244,16 +251,11 @@ export function hostGroups(inventory: Inventory, hostName: string): Set<string> 
  */
 export function hostVars(inventory: Inventory, hostName: string): Map<string, LEntry> {
   const groups = [...hostGroups(inventory, hostName)].map((name) => inventory.groups.get(name) as InventoryGroup);
-  groups.sort((a, b) => a.depth - b.depth || groupPriority(a) - groupPriority(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  groups.sort((a, b) => a.depth - b.depth || a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const merged = new Map<string, LEntry>();
   for (const group of groups) for (const [key, entry] of group.vars) merged.set(key, entry);
   for (const [key, entry] of inventory.hosts.get(hostName)?.vars ?? []) merged.set(key, entry);
   return merged;
-}
-
-function groupPriority(group: InventoryGroup): number {
-  const value = group.vars.get('ansible_group_priority')?.value;
-  return value?.kind === 'scalar' && typeof value.value === 'number' ? value.value : 1;
 }
 
 /** Every host in the group or any group nested in it, in inventory order. */

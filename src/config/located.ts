@@ -43,6 +43,40 @@ const ANSIBLE_TAGS: ScalarTag[] = ['!unsafe', '!vault', '!encrypted/pkcs1-oaep']
   resolve: (source: string) => source,
 }));
 
+const BOOL = 'tag:yaml.org,2002:bool';
+const INT = 'tag:yaml.org,2002:int';
+const FLOAT = 'tag:yaml.org,2002:float';
+const stripUnderscores = (source: string): string => source.replace(/_/g, '');
+
+/**
+ * The `yaml` package's YAML 1.1 schema is looser than PyYAML, which Ansible
+ * uses: it reads `y`/`n` as booleans, `e1` and `1e3` as numbers and `09` as
+ * 9, where PyYAML keeps strings. These tags follow PyYAML's resolver so a
+ * file means the same to meshplane as to Ansible.
+ */
+const PYYAML_SCALARS: ScalarTag[] = [
+  { tag: BOOL, default: true, test: /^(?:yes|Yes|YES|true|True|TRUE|on|On|ON)$/, resolve: () => true },
+  { tag: BOOL, default: true, test: /^(?:no|No|NO|false|False|FALSE|off|Off|OFF)$/, resolve: () => false },
+  { tag: INT, default: true, test: /^[-+]?(?:0|[1-9][0-9_]*)$/, resolve: (s: string) => Number(stripUnderscores(s)) },
+  {
+    tag: FLOAT,
+    default: true,
+    test: /^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?)$/,
+    resolve: (s: string) => Number.parseFloat(stripUnderscores(s)),
+  },
+];
+
+function pyyamlCompatible(tags: unknown[]): unknown[] {
+  const replaced = tags.filter((t) => {
+    const tag = t as { tag?: string; format?: string; test?: RegExp };
+    if (tag.tag === BOOL) return false;
+    if (tag.tag === INT && tag.format === undefined) return false;
+    if (tag.tag === FLOAT && (tag.format === 'EXP' || (tag.format === undefined && tag.test?.test('.5') === true))) return false;
+    return true;
+  });
+  return [...PYYAML_SCALARS, ...replaced, ...ANSIBLE_TAGS];
+}
+
 /**
  * Reads and parses a YAML file with YAML 1.1 rules (`yes` is true, `0755` is
  * octal), the rules Ansible applies to the same files. Returns undefined and
@@ -67,7 +101,7 @@ export function parseYaml(source: string, file: string, diags: Diagnostics): LNo
   const doc = parseDocument(source, {
     version: '1.1',
     lineCounter,
-    customTags: ANSIBLE_TAGS,
+    customTags: (tags) => pyyamlCompatible(tags) as typeof tags,
     uniqueKeys: true,
   });
   if (doc.errors.length > 0) {
@@ -109,7 +143,8 @@ function convert(node: YamlNode, doc: Document, locate: (offset: number | undefi
         for (const src of sources) if (src.kind === 'map') merged.push(...src.entries.values());
         continue;
       }
-      const key = isScalar(keyNode) ? String(keyNode.value) : keyNode === null ? '' : String(keyNode.toJSON());
+      // Keys are names (hosts, groups, services): keep the text as written.
+      const key = isScalar(keyNode) ? (typeof keyNode.value === 'string' ? keyNode.value : (keyNode.source ?? String(keyNode.value))) : keyNode === null ? '' : String(keyNode.toJSON());
       entries.set(key, { key, keyLoc: keyLoc(keyNode, loc, locate), value });
     }
     for (const entry of merged) if (!entries.has(entry.key)) entries.set(entry.key, entry);
