@@ -226,6 +226,8 @@ function expandRanges(name: string): string[] {
     if (!/^\d+$/.test(begin) || !/^\d+$/.test(end)) throw new Error(`host range "[${range}]" must be numbers or single letters`);
     const padded = begin.length > 1 && begin.startsWith('0');
     if (padded && begin.length !== end.length) throw new Error(`host range "[${range}]" must give begin and end with equal widths`);
+    // Ansible silently yields no hosts here; an empty range is always a mistake.
+    if (Number(begin) > Number(end)) throw new Error(`host range "[${range}]" runs backwards`);
     items = [];
     for (let i = Number(begin); i <= Number(end); i += step) items.push(padded ? String(i).padStart(begin.length, '0') : String(i));
   }

@@ -214,7 +214,7 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
   const credentials = credentialsNode === undefined ? [] : readCredentials(credentialsNode, at('service_credentials'), diags);
   const endpointsNode = field('gateway_endpoints');
   const gatewayEndpoints = endpointsNode === undefined ? [] : readEndpoints(endpointsNode, at('gateway_endpoints'), diags);
-  if (endpointsNode !== undefined && gatewayEndpoints.length > 0 && !credentials.some((c) => c.enableClient)) {
+  if (endpointsNode?.kind === 'seq' && endpointsNode.items.length > 0 && !credentials.some((c) => c.enableClient)) {
     diags.error('CONFIG_ERR_REQUIRES_KEY', endpointsNode.loc, at('gateway_endpoints'), 'gateway endpoints need a client credential: the agent registers with it', {
       expected: 'an entry in service_credentials with enable_client: true',
     });

@@ -1,0 +1,270 @@
+/**
+ * Validation is a product feature: every mistake an operator can make in
+ * services.yml or the inventory gets a stable code, the file, line and
+ * column, the key, and what would be valid, and all of them come at once.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { codes, load, removeTempInputs, where } from './support/inputs.js';
+
+afterAll(removeTempInputs);
+
+describe('services.yml validation', () => {
+  it('accepts a valid file without diagnostics', () => {
+    const config = load({ 'services.yml': 'web:\n  scheduling_group: web\n  num_instances: 2\n  ports: [80]\n' });
+    expect(config.diagnostics.items).toEqual([]);
+    expect(config.ok).toBe(true);
+  });
+
+  it('names bad service and credential names with the rule they break', () => {
+    const config = load({
+      'services.yml': ['Web_1:', '  ports: [80]', 'ok:', '  service_credentials:', '    - name: "bad.name"', ''].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_INVALID_NAME')).toEqual(['services.yml:1:1 Web_1', 'services.yml:5:13 ok.service_credentials[0].name']);
+    const first = config.diagnostics.items.find((d) => d.code === 'CONFIG_ERR_INVALID_NAME');
+    expect(first?.expected).toMatch(/lowercase letters, digits and "-"/);
+  });
+
+  it('reports unknown keys with a did-you-mean suggestion', () => {
+    const config = load({ 'services.yml': 'web:\n  scheduling_group: web\n  num_instance: 2\n' });
+    expect(where(config, 'CONFIG_ERR_UNKNOWN_KEY')).toEqual(['services.yml:3:3 web.num_instance']);
+    expect(config.diagnostics.items[0]?.message).toContain('did you mean "num_instances"?');
+  });
+
+  it('reports wrong types with what was found and what is expected', () => {
+    const config = load({
+      'services.yml': ['web:', '  enabled: maybe', '  num_instances: two', '  ports: ["80"]', '  master_election: 1', ''].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_TYPE')).toEqual([
+      'services.yml:2:12 web.enabled',
+      'services.yml:3:18 web.num_instances',
+      'services.yml:4:11 web.ports[0]',
+      'services.yml:5:20 web.master_election',
+    ]);
+    const ports = config.diagnostics.items.find((d) => d.key === 'web.ports[0]');
+    expect(ports).toMatchObject({ found: '"80"', expected: 'an integer from 1 to 65535' });
+  });
+
+  it('refuses a port used by two services, and an overlay port', () => {
+    const config = load({
+      'hosts.yml': 'all:\n  vars:\n    net_overlays: [{name: vpn0, network: 100.64.0.0/24, port: 655}]\n  hosts:\n    h1: {ip: 198.18.0.1}\n',
+      'services.yml': 'a:\n  ports: [80, 443]\nb:\n  ports: [443]\nc:\n  ports: [655]\n',
+    });
+    expect(where(config, 'CONFIG_ERR_PORT_CONFLICT')).toEqual(['services.yml:4:11 b.ports', 'services.yml:6:11 c.ports']);
+    expect(config.diagnostics.items.map((d) => d.message).join('\n')).toContain('already used by service "a"');
+  });
+
+  it('refuses more instances than candidate hosts', () => {
+    const config = load({ 'services.yml': 'web:\n  scheduling_group: web\n  num_instances: 3\n' });
+    expect(where(config, 'CONFIG_ERR_TOO_MANY_INSTANCES')).toEqual(['services.yml:3:18 web.num_instances']);
+    expect(config.diagnostics.items[0]?.expected).toBe('at most 2, or more hosts in the scheduling groups');
+  });
+
+  it('refuses unknown groups and suggests the closest one', () => {
+    const config = load({ 'services.yml': 'web:\n  scheduling_groups: [web, dbb]\n' });
+    expect(where(config, 'CONFIG_ERR_UNKNOWN_GROUP')).toEqual(['services.yml:2:28 web.scheduling_groups']);
+    expect(config.diagnostics.items[0]?.message).toBe('no inventory group "dbb" (did you mean "db"?)');
+  });
+
+  it('refuses schedule_with to an unknown service and schedule_with cycles', () => {
+    const config = load({
+      'services.yml': ['a:', '  schedule_with: b', 'b:', '  schedule_with: a', 'c:', '  schedule_with: nope', 'd:', '  schedule_with: c', ''].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_SCHEDULE_CYCLE')).toEqual(['services.yml:2:18 a.schedule_with']);
+    expect(config.diagnostics.items.find((d) => d.code === 'CONFIG_ERR_SCHEDULE_CYCLE')?.message).toBe('schedule_with cycle: a -> b -> a');
+    expect(where(config, 'CONFIG_ERR_UNKNOWN_SERVICE')).toEqual(['services.yml:6:18 c.schedule_with']);
+  });
+
+  it('refuses scheduling keys beside schedule_with', () => {
+    const config = load({ 'services.yml': 'a:\n  scheduling_group: web\nb:\n  schedule_with: a\n  num_instances: 1\n' });
+    expect(where(config, 'CONFIG_ERR_CONFLICTING_KEYS')).toEqual(['services.yml:5:18 b.num_instances']);
+  });
+
+  it('refuses a master group that shares no host with the scheduling groups', () => {
+    const config = load({
+      'services.yml': 'web:\n  scheduling_group: web\n  master_election: true\n  master_scheduling_group: db\n',
+    });
+    expect(where(config, 'CONFIG_ERR_MASTER_GROUP_NO_OVERLAP')).toEqual(['services.yml:4:28 web.master_scheduling_group']);
+  });
+
+  it('refuses a master group without master election', () => {
+    const config = load({ 'services.yml': 'web:\n  master_scheduling_group: web\n' });
+    expect(where(config, 'CONFIG_ERR_REQUIRES_KEY')).toEqual(['services.yml:2:28 web.master_scheduling_group']);
+  });
+
+  it('refuses a credential defined twice with different settings', () => {
+    const config = load({
+      'services.yml': [
+        'a:',
+        '  service_credentials: [{name: shared}]',
+        'b:',
+        '  service_credentials:',
+        '    - {name: shared, enable_server: false}',
+        'c:',
+        '  service_credentials: [{name: shared}]',
+        '',
+      ].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_CREDENTIAL_CONFLICT')).toEqual(['services.yml:5:7 b.service_credentials']);
+  });
+
+  it('refuses service names that collide with host names in DNS', () => {
+    const config = load({ 'services.yml': 'h1:\n  ports: [80]\nweb:\n  master_election: true\nweb-master:\n  ports: [81]\n' });
+    expect(where(config, 'CONFIG_ERR_NAME_COLLISION')).toEqual(['services.yml:1:1 h1', 'services.yml:4:20 web.master_election']);
+  });
+
+  it('checks gateway endpoints: modes, ports, clashing routes', () => {
+    const config = load({
+      'services.yml': [
+        'a:',
+        '  service_credentials: [{name: a}]',
+        '  gateway_endpoints:',
+        '    - {name: site, hostnames: [www.example.com], port: 443, mode: tls}',
+        'b:',
+        '  service_credentials: [{name: b}]',
+        '  gateway_endpoints:',
+        '    - {name: site, hostnames: [www.example.com], port: 443}',
+        '    - {name: plain, hostnames: [b.example.com], port: 443, mode: http}',
+        'c:',
+        '  gateway_endpoints:',
+        '    - {name: x, hostnames: [Bad_Host], health: {interval: 1s, timeout: 5s}, balance: fastest}',
+        '',
+      ].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual([
+      'services.yml:12:29 c.gateway_endpoints[0].hostnames[0]',
+      'services.yml:12:72 c.gateway_endpoints[0].health.timeout',
+      'services.yml:12:86 c.gateway_endpoints[0].balance',
+    ]);
+    expect(where(config, 'CONFIG_ERR_GATEWAY_ROUTE_CONFLICT')).toEqual(['services.yml:8:7 b.gateway_endpoints']);
+    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:9:7 b.gateway_endpoints']);
+    expect(where(config, 'CONFIG_ERR_REQUIRES_KEY')).toEqual(['services.yml:12:5 c.gateway_endpoints']);
+  });
+
+  it('reports YAML syntax errors with their position', () => {
+    const config = load({ 'services.yml': 'web:\n  ports: [80\n  enabled: true\n' });
+    expect(codes(config)).toContain('CONFIG_ERR_YAML_SYNTAX');
+    expect(config.ok).toBe(false);
+    expect(where(config, 'CONFIG_ERR_YAML_SYNTAX')[0]).toMatch(/^services\.yml:\d+:\d+ $/);
+  });
+
+  it('reports a duplicate key as a YAML error at the second key', () => {
+    const config = load({ 'services.yml': 'web:\n  ports: [80]\nweb:\n  ports: [81]\n' });
+    expect(where(config, 'CONFIG_ERR_YAML_SYNTAX')).toEqual(['services.yml:3:1 ']);
+  });
+
+  it('reports every error in one run, not the first only', () => {
+    const config = load({
+      'services.yml': ['web:', '  num_instance: 2', '  ports: [70000]', 'Bad:', '  enabled: true', 'db:', '  scheduling_group: nosuch', ''].join('\n'),
+    });
+    expect(codes(config)).toEqual(['CONFIG_ERR_INVALID_NAME', 'CONFIG_ERR_UNKNOWN_GROUP', 'CONFIG_ERR_UNKNOWN_KEY', 'CONFIG_ERR_VALUE']);
+  });
+});
+
+describe('includes', () => {
+  it('merges included files first and lets the including file win', () => {
+    const config = load({
+      'services.yml': 'include: services.d/*.yml\nweb:\n  num_instances: 2\n',
+      'services.d/10-web.yml': 'web:\n  scheduling_group: web\n  num_instances: 1\n  ports: [80, 443]\n',
+      'services.d/20-web.yml': 'web:\n  ports: [8080]\n',
+    });
+    expect(config.diagnostics.items).toEqual([]);
+    const web = config.services.services.get('web');
+    expect(web?.numInstances).toBe(2);
+    expect(web?.ports).toEqual([8080]);
+    expect(web?.schedulingGroups).toEqual(['web']);
+    expect(config.services.files.map((f) => f.split('/').slice(-2).join('/'))).toEqual([
+      expect.stringMatching(/services\.yml$/),
+      'services.d/10-web.yml',
+      'services.d/20-web.yml',
+    ]);
+  });
+
+  it('points errors inside an included file at that file', () => {
+    const config = load({ 'services.yml': 'include: [more.yml]\n', 'more.yml': '\nweb:\n  portz: [80]\n' });
+    expect(where(config, 'CONFIG_ERR_UNKNOWN_KEY')).toEqual(['more.yml:3:3 web.portz']);
+  });
+
+  it('refuses include cycles', () => {
+    const config = load({ 'services.yml': 'include: a.yml\n', 'a.yml': 'include: [b.yml]\n', 'b.yml': 'include: a.yml\n' });
+    expect(where(config, 'CONFIG_ERR_INCLUDE_CYCLE')).toEqual(['b.yml:1:10 include']);
+    expect(config.diagnostics.items[0]?.message).toBe('include cycle: services.yml -> a.yml -> b.yml -> a.yml');
+  });
+
+  it('refuses missing include files at the include line', () => {
+    const config = load({ 'services.yml': 'web: {}\ninclude:\n  - missing.yml\n' });
+    expect(where(config, 'CONFIG_ERR_INCLUDE_NOT_FOUND')).toEqual(['services.yml:3:5 ']);
+  });
+
+  it('reports a missing services file', () => {
+    const config = load({});
+    expect(codes(config)).toEqual(['CONFIG_ERR_FILE_NOT_FOUND']);
+  });
+});
+
+describe('inventory validation', () => {
+  const services = 'web:\n  ports: [80]\n';
+
+  it('refuses bad host names', () => {
+    const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  hosts:\n    Host_1.example.com: {ip: 198.18.0.1}\n' });
+    expect(where(config, 'CONFIG_ERR_INVALID_NAME')).toEqual(['hosts.yml:3:5 hosts.Host_1.example.com']);
+  });
+
+  it('refuses a host with no address', () => {
+    const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  hosts:\n    h1: {ip: 198.18.0.1}\n    h2: {ansible_user: root}\n' });
+    expect(where(config, 'CONFIG_ERR_HOST_NO_ADDRESS')).toEqual(['hosts.yml:4:5 hosts.h2']);
+  });
+
+  it('refuses addresses that are not IPs', () => {
+    const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  hosts:\n    h1: {ip: 198.18.0.300, ips: [198.18.0.1, nope]}\n' });
+    expect(where(config, 'CONFIG_ERR_INVALID_ADDRESS')).toEqual(['hosts.yml:3:14 h1.ip', 'hosts.yml:3:46 h1.ips[1]']);
+  });
+
+  it('refuses two hosts with the same address, at the second one', () => {
+    const config = load({
+      'services.yml': services,
+      'hosts.yml': 'all:\n  hosts:\n    h1: {ip: 198.18.0.1}\n    h2:\n      ip: 198.18.0.2\n      public_ip: 198.18.0.1\n',
+    });
+    expect(where(config, 'CONFIG_ERR_DUPLICATE_ADDRESS')).toEqual(['hosts.yml:6:18 h2']);
+  });
+
+  it('checks overlays: address outside the network, duplicated, shared port, bad network', () => {
+    const config = load({
+      'services.yml': services,
+      'hosts.yml': [
+        'all:',
+        '  vars:',
+        '    net_overlays:',
+        '      - {name: vpn0, network: 100.64.0.0/24, port: 655}',
+        '      - {name: vpn1, network: 100.64.1.0/24, port: 655}',
+        '      - {name: vpn2, network: 100.64.2.0/33}',
+        '      - {name: Bad-Name, network: 100.64.3.0/24}',
+        '  hosts:',
+        '    h1: {ip: 198.18.0.1, ip_vpn0: 100.64.0.1, ip_vpn1: 100.64.9.1}',
+        '    h2: {ip: 198.18.0.2, ip_vpn0: 100.64.0.1, ip_vnp0: 100.64.0.2}',
+        '',
+      ].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_OVERLAY_PORT_CONFLICT')).toEqual(['hosts.yml:5:52 all.vars.net_overlays[1].port']);
+    expect(where(config, 'CONFIG_ERR_INVALID_NETWORK')).toEqual(['hosts.yml:6:31 all.vars.net_overlays[2].network']);
+    expect(where(config, 'CONFIG_ERR_INVALID_NAME')).toEqual(['hosts.yml:7:16 all.vars.net_overlays[3].name']);
+    expect(where(config, 'CONFIG_ERR_OVERLAY_ADDRESS_OUTSIDE')).toEqual(['hosts.yml:9:56 h1.ip_vpn1']);
+    expect(where(config, 'CONFIG_ERR_DUPLICATE_ADDRESS')).toEqual(['hosts.yml:10:35 h2']);
+    expect(where(config, 'CONFIG_WARN_UNKNOWN_OVERLAY')).toEqual(['hosts.yml:10:47 h2.ip_vnp0']);
+  });
+
+  it('refuses group cycles and unknown group keys', () => {
+    const config = load({
+      'services.yml': services,
+      'hosts.yml': 'all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n      host:\n        h1: {ip: 198.18.0.1}\n',
+    });
+    expect(where(config, 'CONFIG_ERR_GROUP_CYCLE')).toEqual(['hosts.yml:5:9 all.children.a.children.b']);
+    expect(config.diagnostics.items.find((d) => d.code === 'CONFIG_ERR_GROUP_CYCLE')?.message).toBe('group "b" cannot be a child of "a": that makes a cycle');
+    expect(where(config, 'CONFIG_ERR_UNKNOWN_KEY')).toEqual(['hosts.yml:8:7 all.children.a.host']);
+    expect(config.diagnostics.items.find((d) => d.code === 'CONFIG_ERR_UNKNOWN_KEY')?.message).toContain('did you mean "hosts"?');
+  });
+
+  it('refuses an invalid domain and bad host ranges', () => {
+    const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  vars:\n    domain: Mesh_Internal\n  hosts:\n    web[5:1]:\n    h[01:3]:\n' });
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['hosts.yml:3:13 all.vars.domain', 'hosts.yml:5:5 all.hosts.web[5:1]', 'hosts.yml:6:5 all.hosts.h[01:3]']);
+  });
+});
