@@ -88,12 +88,3 @@ export class ConfigError extends MeshplaneError {
     this.diagnostics = diagnostics;
   }
 }
-
-/** Renders a value the way the user would have written it, for `found ...`. */
-export function describeValue(value: unknown): string {
-  if (value === null || value === undefined) return 'null';
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a map';
-  return String(value);
-}

@@ -169,7 +169,7 @@ function scalarValue(value: unknown): LScalarValue {
   if (typeof value === 'bigint') return Number(value);
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
-  return String(value);
+  return JSON.stringify(value) ?? null;
 }
 
 /** Plain JavaScript value of a located tree (for vars handed on as data). */

@@ -24,7 +24,7 @@ export function parseTopology(text: string, source: string): Topology {
   if (typeof value !== 'object' || value === null || !('format_version' in value)) {
     throw new MeshplaneError('TOPOLOGY_ERR_FORMAT', `${source}: not a meshplane topology (no format_version); produce one with "meshplane compile"`);
   }
-  const version = (value as { format_version: unknown }).format_version;
+  const version = value.format_version;
   if (version !== TOPOLOGY_FORMAT_VERSION) {
     throw new MeshplaneError('TOPOLOGY_ERR_VERSION', `${source}: topology format_version ${String(version)} is not supported (this meshplane reads ${TOPOLOGY_FORMAT_VERSION}); recompile it with this version`);
   }
