@@ -267,4 +267,15 @@ describe('inventory validation', () => {
     const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  vars:\n    domain: Mesh_Internal\n  hosts:\n    web[5:1]:\n    h[01:3]:\n' });
     expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['hosts.yml:3:13 all.vars.domain', 'hosts.yml:5:5 all.hosts.web[5:1]', 'hosts.yml:6:5 all.hosts.h[01:3]']);
   });
+
+  it('takes mesh settings and host addresses from group_vars/ and host_vars/ too', () => {
+    const config = load({
+      'services.yml': services,
+      'hosts.yml': 'all:\n  vars:\n    domain: inline.example\n  hosts:\n    h1:\n',
+      'group_vars/all.yml': 'domain: mesh.example\nnet_overlays:\n  - {name: vpn0, network: 100.64.0.0/24}\n',
+      'host_vars/h1.yml': 'ip: 198.18.0.1\nip_vpn0: 100.64.9.1\n',
+    });
+    expect(config.mesh.domain).toBe('mesh.example');
+    expect(where(config, 'CONFIG_ERR_OVERLAY_ADDRESS_OUTSIDE')).toEqual(['h1.yml:2:10 h1.ip_vpn0']);
+  });
 });

@@ -6,12 +6,16 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Diagnostics, readInventory, toAnsibleList, toPlain } from '../src/config/index.js';
+import { Diagnostics, groupVars, readInventory, toAnsibleList, toPlain } from '../src/config/index.js';
 import type { Inventory } from '../src/config/index.js';
 import { FIXTURES, ansibleInventory, tempDir } from './support/run.js';
 
 const INVENTORIES = join(FIXTURES, 'inventories');
-const files = readdirSync(INVENTORIES).filter((f) => f.endsWith('.yml')).sort();
+// Single-file inventories, and directories holding hosts.yml with group_vars/ and host_vars/.
+const files = readdirSync(INVENTORIES, { withFileTypes: true })
+  .map((entry) => (entry.isDirectory() ? `${entry.name}/hosts.yml` : entry.name))
+  .filter((f) => f.endsWith('.yml'))
+  .sort();
 
 type AnsibleList = Record<string, { hosts?: string[]; children?: string[]; vars?: Record<string, unknown> }> & {
   _meta: { hostvars: Record<string, Record<string, unknown>> };
@@ -44,7 +48,7 @@ describe('inventory reader matches ansible-inventory', () => {
   afterAll(() => work.remove());
 
   it('has several fixtures to compare', () => {
-    expect(files.length).toBeGreaterThanOrEqual(4);
+    expect(files.length).toBeGreaterThanOrEqual(6);
   });
 
   for (const file of files) {
@@ -83,11 +87,11 @@ describe('inventory reader matches ansible-inventory', () => {
           const expected = theirsExport[name]?.vars ?? {};
           // --export shows a non-default priority among the group's vars.
           const priority = group.priority === 1 ? {} : { ansible_group_priority: group.priority };
-          expect({ ...plainVars(group.vars), ...priority }, `vars of group ${name}`).toEqual(expected);
+          expect({ ...plainVars(groupVars(group)), ...priority }, `vars of group ${name}`).toEqual(expected);
         }
         for (const [name, host] of ours.hosts) {
           const expected = theirsExport._meta.hostvars[name] ?? {};
-          expect(plainVars(host.vars), `vars of host ${name}`).toEqual(expected);
+          expect(plainVars(new Map([...host.vars, ...host.fileVars])), `vars of host ${name}`).toEqual(expected);
         }
       });
     });

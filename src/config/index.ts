@@ -12,12 +12,13 @@ import { parseInventory } from './inventory.js';
 import type { Inventory } from './inventory.js';
 import { readYamlFile } from './located.js';
 import { readMeshInventory } from './mesh-inventory.js';
+import { loadVarsDirectories } from './vars-dirs.js';
 import { readServices } from './services.js';
 import type { MeshInventory, ServicesConfig } from './types.js';
 
 export { ConfigError, Diagnostics, formatDiagnostic } from './diagnostics.js';
 export type { Diagnostic, Loc, Severity } from './diagnostics.js';
-export { parseInventory, toAnsibleList, hostVars, groupMembers, hostGroups, expandHostPattern } from './inventory.js';
+export { parseInventory, toAnsibleList, hostVars, groupVars, groupMembers, hostGroups, expandHostPattern } from './inventory.js';
 export type { Inventory, InventoryGroup, InventoryHost } from './inventory.js';
 export { parseYaml, readYamlFile, toPlain } from './located.js';
 export { DEFAULT_DOMAIN } from './mesh-inventory.js';
@@ -47,7 +48,9 @@ export interface LoadedConfig {
 /** Reads an inventory file into Ansible's model (groups, hosts, vars). */
 export function readInventory(file: string, diags: Diagnostics): Inventory {
   const root = readYamlFile(file, diags);
-  return parseInventory(root ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+  const inventory = parseInventory(root ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+  loadVarsDirectories(inventory, diags);
+  return inventory;
 }
 
 /** Reads and validates both inputs, collecting every problem found. */

@@ -19,6 +19,8 @@ export interface InventoryGroup {
   readonly children: string[];
   readonly parents: Set<string>;
   readonly vars: Map<string, LEntry>;
+  /** Variables from `group_vars/<group>` beside the inventory file. */
+  readonly fileVars: Map<string, LEntry>;
   /** Distance from `all` (the longest path), as Ansible computes it. */
   depth: number;
   /** `ansible_group_priority`: orders same-depth groups; not a variable. */
@@ -31,6 +33,8 @@ export interface InventoryHost {
   readonly loc: Loc;
   /** The host's own variables; a later definition of a key wins. */
   readonly vars: Map<string, LEntry>;
+  /** Variables from `host_vars/<host>` beside the inventory file. */
+  readonly fileVars: Map<string, LEntry>;
   /** Groups that list the host directly, in file order. */
   readonly groups: string[];
 }
@@ -79,7 +83,7 @@ export function parseInventory(root: LNode, file: string, diags: Diagnostics): I
 function addGroup(inventory: Inventory, name: string, loc: Loc): InventoryGroup {
   let group = inventory.groups.get(name);
   if (group === undefined) {
-    group = { name, loc, hosts: [], children: [], parents: new Set(), vars: new Map(), depth: 0, priority: 1 };
+    group = { name, loc, hosts: [], children: [], parents: new Set(), vars: new Map(), fileVars: new Map(), depth: 0, priority: 1 };
     inventory.groups.set(name, group);
   }
   return group;
@@ -173,7 +177,7 @@ function addHosts(inventory: Inventory, group: InventoryGroup, pattern: string, 
   for (const name of names) {
     let host = inventory.hosts.get(name);
     if (host === undefined) {
-      host = { name, loc: entry.keyLoc, vars: new Map(), groups: [] };
+      host = { name, loc: entry.keyLoc, vars: new Map(), fileVars: new Map(), groups: [] };
       inventory.hosts.set(name, host);
     }
     if (!host.groups.includes(group.name)) host.groups.push(group.name);
@@ -247,17 +251,27 @@ export function hostGroups(inventory: Inventory, hostName: string): Set<string> 
 }
 
 /**
- * The host's variables after Ansible's precedence: group vars from the
- * shallowest group to the deepest (same depth: by `ansible_group_priority`,
- * then by name), then the host's own vars. Values are replaced whole.
+ * The host's variables after Ansible's precedence (VARIABLE_PRECEDENCE's
+ * default): inventory-file vars of `all`, then of the other groups from the
+ * shallowest to the deepest (same depth: by `ansible_group_priority`, then
+ * by name); then `group_vars/` files in the same order; then the host's
+ * inventory vars and its `host_vars/` file. Values are replaced whole.
  */
 export function hostVars(inventory: Inventory, hostName: string): Map<string, LEntry> {
   const groups = [...hostGroups(inventory, hostName)].map((name) => inventory.groups.get(name) as InventoryGroup);
   groups.sort((a, b) => a.depth - b.depth || a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const merged = new Map<string, LEntry>();
   for (const group of groups) for (const [key, entry] of group.vars) merged.set(key, entry);
-  for (const [key, entry] of inventory.hosts.get(hostName)?.vars ?? []) merged.set(key, entry);
+  for (const group of groups) for (const [key, entry] of group.fileVars) merged.set(key, entry);
+  const host = inventory.hosts.get(hostName);
+  for (const [key, entry] of host?.vars ?? []) merged.set(key, entry);
+  for (const [key, entry] of host?.fileVars ?? []) merged.set(key, entry);
   return merged;
+}
+
+/** A group's own variables: the inventory file's, then its group_vars file's. */
+export function groupVars(group: InventoryGroup): Map<string, LEntry> {
+  return new Map([...group.vars, ...group.fileVars]);
 }
 
 /** Every host in the group or any group nested in it, in inventory order. */

@@ -6,7 +6,7 @@
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
 import type { Inventory } from './inventory.js';
-import { hostGroups, hostVars } from './inventory.js';
+import { groupVars, hostGroups, hostVars } from './inventory.js';
 import type { LEntry, LNode } from './located.js';
 import { describeNode } from './located.js';
 import { checkKeys, checkName, expectMap, joinPath, oneOrMany, readEnum, readInt, readString } from './schema.js';
@@ -21,7 +21,8 @@ const OVERLAY_NAME = /^[a-z][a-z0-9_]{0,14}$/;
 const DOMAIN_PATTERN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 export function readMeshInventory(inventory: Inventory, diags: Diagnostics): MeshInventory {
-  const allVars = inventory.groups.get('all')?.vars ?? new Map<string, LEntry>();
+  const all = inventory.groups.get('all');
+  const allVars = all === undefined ? new Map<string, LEntry>() : groupVars(all);
   const domain = readDomain(allVars.get('domain'), diags);
   const overlays = readOverlays(allVars.get('net_overlays'), diags);
   const overlayByName = new Map(overlays.map((o) => [o.name, o]));
