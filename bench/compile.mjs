@@ -379,6 +379,15 @@ function main(dir) {
   log(`RESULT max_host_load ours=${st.ours.maxLoad} plain_rendezvous=${st.plain.maxLoad} ratio=${ratio(st.plain.maxLoad, st.ours.maxLoad)}`);
 }
 
+// `node bench/compile.mjs --inputs-only DIR` writes the generated inputs to DIR
+// and stops: handy for profiling a compile by hand.
+if (process.argv[2] === '--inputs-only' && process.argv[3] !== undefined) {
+  const rng = prng(20240611);
+  writeFileSync(join(process.argv[3], 'hosts.yml'), generateInventory(rng).text);
+  writeFileSync(join(process.argv[3], 'services.yml'), generateServices(rng).text);
+  process.exit(0);
+}
+
 const probe = spawnSync('ansible-inventory', ['--version'], { encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
 if (probe.error !== undefined || probe.status !== 0) {
   process.stderr.write('ansible-inventory is not installed (or does not run): it is the peer this benchmark compares against.\n' +

@@ -149,7 +149,8 @@ describe('services.yml validation', () => {
 
   it('reports a duplicate key as a YAML error at the second key', () => {
     const config = load({ 'services.yml': 'web:\n  ports: [80]\nweb:\n  ports: [81]\n' });
-    expect(where(config, 'CONFIG_ERR_YAML_SYNTAX')).toEqual(['services.yml:3:1 ']);
+    expect(where(config, 'CONFIG_ERR_YAML_SYNTAX')).toEqual(['services.yml:3:1 web']);
+    expect(config.diagnostics.items[0]?.message).toBe('duplicate key "web" in this map (first at line 1)');
   });
 
   it('reports every error in one run, not the first only', () => {

@@ -258,15 +258,32 @@ export function hostGroups(inventory: Inventory, hostName: string): Set<string> 
  * inventory vars and its `host_vars/` file. Values are replaced whole.
  */
 export function hostVars(inventory: Inventory, hostName: string): Map<string, LEntry> {
-  const groups = [...hostGroups(inventory, hostName)].map((name) => inventory.groups.get(name) as InventoryGroup);
-  groups.sort((a, b) => a.depth - b.depth || a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const merged = new Map<string, LEntry>();
-  for (const group of groups) for (const [key, entry] of group.vars) merged.set(key, entry);
-  for (const group of groups) for (const [key, entry] of group.fileVars) merged.set(key, entry);
-  const host = inventory.hosts.get(hostName);
-  for (const [key, entry] of host?.vars ?? []) merged.set(key, entry);
-  for (const [key, entry] of host?.fileVars ?? []) merged.set(key, entry);
-  return merged;
+  return hostVarsResolver(inventory)(hostName);
+}
+
+/**
+ * `hostVars` for many hosts: hosts listed in the same groups share their
+ * merged group variables, which are computed once per distinct group list.
+ */
+export function hostVarsResolver(inventory: Inventory): (hostName: string) => Map<string, LEntry> {
+  const byGroupList = new Map<string, Map<string, LEntry>>();
+  return (hostName) => {
+    const host = inventory.hosts.get(hostName);
+    const key = host?.groups.join('\0') ?? '';
+    let fromGroups = byGroupList.get(key);
+    if (fromGroups === undefined) {
+      const groups = [...hostGroups(inventory, hostName)].map((name) => inventory.groups.get(name) as InventoryGroup);
+      groups.sort((a, b) => a.depth - b.depth || a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      fromGroups = new Map<string, LEntry>();
+      for (const group of groups) for (const [k, entry] of group.vars) fromGroups.set(k, entry);
+      for (const group of groups) for (const [k, entry] of group.fileVars) fromGroups.set(k, entry);
+      byGroupList.set(key, fromGroups);
+    }
+    const merged = new Map(fromGroups);
+    for (const [k, entry] of host?.vars ?? []) merged.set(k, entry);
+    for (const [k, entry] of host?.fileVars ?? []) merged.set(k, entry);
+    return merged;
+  };
 }
 
 /** A group's own variables: the inventory file's, then its group_vars file's. */
@@ -291,9 +308,10 @@ export function groupMembers(inventory: Inventory, groupName: string): string[] 
 /** The inventory in the shape `ansible-inventory --list` prints (merged host vars). */
 export function toAnsibleList(inventory: Inventory): Record<string, unknown> {
   const hostvars: Record<string, unknown> = {};
+  const varsOf = hostVarsResolver(inventory);
   for (const name of inventory.hosts.keys()) {
     const vars: Record<string, unknown> = {};
-    for (const [key, entry] of hostVars(inventory, name)) vars[key] = toPlain(entry.value);
+    for (const [key, entry] of varsOf(name)) vars[key] = toPlain(entry.value);
     hostvars[name] = vars;
   }
   const out: Record<string, unknown> = { _meta: { hostvars } };

@@ -102,7 +102,8 @@ export function parseYaml(source: string, file: string, diags: Diagnostics): LNo
     version: '1.1',
     lineCounter,
     customTags: (tags) => pyyamlCompatible(tags) as typeof tags,
-    uniqueKeys: true,
+    // Duplicate keys are found in convert(): the library's own check is quadratic per map.
+    uniqueKeys: false,
   });
   if (doc.errors.length > 0) {
     for (const err of doc.errors) {
@@ -119,14 +120,14 @@ export function parseYaml(source: string, file: string, diags: Diagnostics): LNo
   if (doc.contents === null) {
     return { kind: 'map', loc: locate(0), entries: new Map() };
   }
-  return convert(doc.contents, doc, locate);
+  return convert(doc.contents, doc, locate, diags);
 }
 
-function convert(node: YamlNode, doc: Document, locate: (offset: number | undefined) => Loc): LNode {
+function convert(node: YamlNode, doc: Document, locate: (offset: number | undefined) => Loc, diags: Diagnostics): LNode {
   if (isAlias(node)) {
     const target = node.resolve(doc);
     if (target === undefined) return { kind: 'scalar', loc: locate(node.range?.[0]), value: null };
-    return convert(target, doc, locate);
+    return convert(target, doc, locate, diags);
   }
   const loc = locate(node.range?.[0]);
   if (isMap(node)) {
@@ -136,7 +137,7 @@ function convert(node: YamlNode, doc: Document, locate: (offset: number | undefi
       const keyNode = pair.key as YamlNode | null;
       const valueNode = pair.value as YamlNode | null;
       const value: LNode =
-        valueNode === null ? { kind: 'scalar', loc: keyLoc(keyNode, loc, locate), value: null } : convert(valueNode, doc, locate);
+        valueNode === null ? { kind: 'scalar', loc: keyLoc(keyNode, loc, locate), value: null } : convert(valueNode, doc, locate, diags);
       if (isScalar(keyNode) && (typeof keyNode.value === 'symbol' || keyNode.source === '<<')) {
         // YAML merge key: `<<: *anchor` or `<<: [*a, *b]`; explicit keys win.
         const sources = value.kind === 'seq' ? value.items : [value];
@@ -145,13 +146,19 @@ function convert(node: YamlNode, doc: Document, locate: (offset: number | undefi
       }
       // Keys are names (hosts, groups, services): keep the text as written.
       const key = isScalar(keyNode) ? (typeof keyNode.value === 'string' ? keyNode.value : (keyNode.source ?? String(keyNode.value))) : keyNode === null ? '' : String(keyNode.toJSON());
-      entries.set(key, { key, keyLoc: keyLoc(keyNode, loc, locate), value });
+      const at = keyLoc(keyNode, loc, locate);
+      if (entries.has(key)) {
+        diags.error('CONFIG_ERR_YAML_SYNTAX', at, key, `duplicate key "${key}" in this map (first at line ${entries.get(key)?.keyLoc.line})`, {
+          expected: 'each key once per map',
+        });
+      }
+      entries.set(key, { key, keyLoc: at, value });
     }
     for (const entry of merged) if (!entries.has(entry.key)) entries.set(entry.key, entry);
     return { kind: 'map', loc, entries };
   }
   if (isSeq(node)) {
-    return { kind: 'seq', loc, items: node.items.map((item) => convert(item as YamlNode, doc, locate)) };
+    return { kind: 'seq', loc, items: node.items.map((item) => convert(item as YamlNode, doc, locate, diags)) };
   }
   if (isScalar(node)) {
     return { kind: 'scalar', loc, value: scalarValue(node.value) };

@@ -6,7 +6,7 @@
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
 import type { Inventory } from './inventory.js';
-import { groupVars, hostGroups, hostVars } from './inventory.js';
+import { groupVars, hostGroups, hostVars, hostVarsResolver } from './inventory.js';
 import type { LEntry, LNode } from './located.js';
 import { describeNode } from './located.js';
 import { checkKeys, checkName, expectMap, joinPath, oneOrMany, readEnum, readInt, readString } from './schema.js';
@@ -28,8 +28,9 @@ export function readMeshInventory(inventory: Inventory, diags: Diagnostics): Mes
   const overlayByName = new Map(overlays.map((o) => [o.name, o]));
 
   const hosts = new Map<string, HostConfig>();
+  const varsOf = hostVarsResolver(inventory);
   for (const name of [...inventory.hosts.keys()].sort()) {
-    const host = readHost(inventory, name, overlayByName, diags);
+    const host = readHost(inventory, name, varsOf(name), overlayByName, diags);
     if (host !== undefined) hosts.set(name, host);
   }
   checkUniqueAddresses(hosts, inventory, diags);
@@ -141,11 +142,16 @@ function readAddresses(entry: LEntry | undefined, path: string, diags: Diagnosti
   return out;
 }
 
-function readHost(inventory: Inventory, name: string, overlays: Map<string, OverlayConfig>, diags: Diagnostics): HostConfig | undefined {
+function readHost(
+  inventory: Inventory,
+  name: string,
+  vars: Map<string, LEntry>,
+  overlays: Map<string, OverlayConfig>,
+  diags: Diagnostics,
+): HostConfig | undefined {
   const host = inventory.hosts.get(name);
   if (host === undefined) return undefined;
   if (!checkName(name, host, `hosts.${name}`, diags, 'host')) return undefined;
-  const vars = hostVars(inventory, name);
   const at = (key: string): string => `${name}.${key}`;
 
   const ips = [

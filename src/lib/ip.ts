@@ -21,8 +21,10 @@ export interface IpNetwork {
 
 export function parseIp(text: string): IpAddress | undefined {
   if (isIPv4(text)) {
-    const value = text.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
-    return { family: 4, value, text: formatIpv4(value) };
+    // Plain numbers first (BigInt arithmetic is slow on 10,000-host inventories).
+    const octets = text.split('.').map(Number);
+    const value = BigInt(octets.reduce((acc, octet) => acc * 256 + octet, 0));
+    return { family: 4, value, text: octets.join('.') };
   }
   if (isIPv6(text) && !text.includes('%')) {
     const value = ipv6ToBigint(text);

@@ -38,7 +38,12 @@ export function nameHash(name: string, purpose: string): NameHash {
 
 /** Rendezvous weight of a host for a service: higher wins. */
 export function score(service: NameHash, host: NameHash): number {
-  const high = fmix32(Math.imul(service.a ^ host.a, 0x9e3779b1) ^ host.b);
-  const low = fmix32(Math.imul(service.b ^ host.b, 0x85ebca77) ^ host.a);
+  return scoreParts(service.a, service.b, host.a, host.b);
+}
+
+/** `score` on the raw 32-bit halves, for loops over typed arrays. */
+export function scoreParts(serviceA: number, serviceB: number, hostA: number, hostB: number): number {
+  const high = fmix32(Math.imul(serviceA ^ hostA, 0x9e3779b1) ^ hostB);
+  const low = fmix32(Math.imul(serviceB ^ hostB, 0x85ebca77) ^ hostA);
   return high * 0x200000 + (low >>> 11);
 }

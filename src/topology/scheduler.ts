@@ -16,7 +16,7 @@
  * The inputs are trusted: validation has already checked counts, groups and
  * schedule_with targets.
  */
-import { nameHash, score } from './hash.js';
+import { nameHash, scoreParts } from './hash.js';
 import type { NameHash } from './hash.js';
 
 export interface ScheduleRequest {
@@ -48,15 +48,7 @@ export const DEFAULT_LOAD_FACTOR = 0.25;
 export function schedule(requests: readonly ScheduleRequest[], options: ScheduleOptions = {}): Map<string, Placement> {
   const loadFactor = options.loadFactor ?? DEFAULT_LOAD_FACTOR;
   const byName = new Map(requests.map((r) => [r.name, r]));
-  const hostHashes = new Map<string, NameHash>();
-  const hashOf = (host: string): NameHash => {
-    let hash = hostHashes.get(host);
-    if (hash === undefined) {
-      hash = nameHash(host, 'host');
-      hostHashes.set(host, hash);
-    }
-    return hash;
-  };
+  const hashOf = hostHashTables();
 
   const capacity = capacities(requests, loadFactor);
   const load = new Map<string, number>();
@@ -116,33 +108,75 @@ function capacities(requests: readonly ScheduleRequest[], loadFactor: number): M
   return capacity;
 }
 
-/** The request's candidates ranked by score, best first (ties by name). */
-function rank(service: NameHash, candidates: readonly string[], hashOf: (h: string) => NameHash, limit: number): string[] {
-  const scored = candidates.map((host) => ({ host, weight: score(service, hashOf(host)) }));
-  const byWeight = (x: { host: string; weight: number }, y: { host: string; weight: number }): number =>
-    y.weight - x.weight || compareNames(x.host, y.host);
-  if (limit * 8 >= scored.length) return scored.sort(byWeight).map((s) => s.host);
-  // Partial selection: keep the best `limit` in a small sorted array.
-  const best: { host: string; weight: number }[] = [];
-  for (const item of scored) {
-    const last = best[best.length - 1];
-    if (best.length === limit && last !== undefined && byWeight(item, last) >= 0) continue;
+/** Host name hashes of one candidate list, as parallel typed arrays. */
+interface HashTable {
+  readonly a: Uint32Array;
+  readonly b: Uint32Array;
+}
+type HashTables = (candidates: readonly string[]) => HashTable;
+
+/**
+ * Hashes per candidate list, computed once: compile hands every service of
+ * the same groups the same array, so a 10,000-host group is hashed once, not
+ * once per service.
+ */
+function hostHashTables(): HashTables {
+  const byName = new Map<string, NameHash>();
+  const byList = new WeakMap<readonly string[], HashTable>();
+  return (candidates) => {
+    let table = byList.get(candidates);
+    if (table === undefined) {
+      const a = new Uint32Array(candidates.length);
+      const b = new Uint32Array(candidates.length);
+      candidates.forEach((host, i) => {
+        let hash = byName.get(host);
+        if (hash === undefined) {
+          hash = nameHash(host, 'host');
+          byName.set(host, hash);
+        }
+        a[i] = hash.a;
+        b[i] = hash.b;
+      });
+      table = { a, b };
+      byList.set(candidates, table);
+    }
+    return table;
+  };
+}
+
+/** The best `limit` candidates by score, best first (ties by name). */
+function rank(service: NameHash, candidates: readonly string[], hashOf: HashTables, limit: number): string[] {
+  const { a, b } = hashOf(candidates);
+  const n = candidates.length;
+  const weights = new Float64Array(n);
+  for (let i = 0; i < n; i++) weights[i] = scoreParts(service.a, service.b, a[i] as number, b[i] as number);
+  // Negative: i ranks before j.
+  const before = (i: number, j: number): number =>
+    (weights[j] as number) - (weights[i] as number) || compareNames(candidates[i] as string, candidates[j] as string);
+  if (limit * 8 >= n) {
+    const order = Array.from({ length: n }, (_, i) => i).sort(before);
+    return order.map((i) => candidates[i] as string);
+  }
+  // Partial selection: keep the best `limit` indices in a small sorted array.
+  const best: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (best.length === limit && before(i, best[limit - 1] as number) >= 0) continue;
     let lo = 0;
     let hi = best.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (byWeight(best[mid] as { host: string; weight: number }, item) <= 0) lo = mid + 1;
+      if (before(best[mid] as number, i) <= 0) lo = mid + 1;
       else hi = mid;
     }
-    best.splice(lo, 0, item);
+    best.splice(lo, 0, i);
     if (best.length > limit) best.pop();
   }
-  return best.map((s) => s.host);
+  return best.map((i) => candidates[i] as string);
 }
 
 function pick(
   request: ScheduleRequest,
-  hashOf: (h: string) => NameHash,
+  hashOf: HashTables,
   load: Map<string, number>,
   capacity: Map<string, number>,
 ): string[] {
@@ -186,7 +220,7 @@ function pick(
 }
 
 /** The highest-scoring instance (within the master group, if one is set). */
-function electMaster(request: ScheduleRequest, hosts: readonly string[], hashOf: (h: string) => NameHash): string | null {
+function electMaster(request: ScheduleRequest, hosts: readonly string[], hashOf: HashTables): string | null {
   const allowed = request.masterCandidates === null ? null : new Set(request.masterCandidates);
   const eligible = allowed === null ? hosts : hosts.filter((h) => allowed.has(h));
   const master = nameHash(request.name, 'master');
