@@ -74,7 +74,7 @@ function checkPlacement(mesh: MeshInventory, services: ServiceConfig[], diags: D
     if (service.masterSchedulingGroup !== null) {
       if (!mesh.inventory.groups.has(service.masterSchedulingGroup)) {
         unknownGroup(service, 'master_scheduling_group', 'master_scheduling_group', service.masterSchedulingGroup);
-      } else if (hosts.length > 0 && !membersOf([service.masterSchedulingGroup]).some((h) => hosts.includes(h))) {
+      } else if (hosts.length > 0 && !overlaps(membersOf([service.masterSchedulingGroup]), hosts)) {
         diags.error('CONFIG_ERR_MASTER_GROUP_NO_OVERLAP', locOf(service, 'master_scheduling_group'), `${service.name}.master_scheduling_group`, `no host of group "${service.masterSchedulingGroup}" can run "${service.name}"`, {
           expected: `a group sharing hosts with ${service.schedulingGroups.join(', ')}`,
         });
@@ -82,6 +82,11 @@ function checkPlacement(mesh: MeshInventory, services: ServiceConfig[], diags: D
     }
   }
   return candidates;
+}
+
+function overlaps(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(b);
+  return a.some((item) => set.has(item));
 }
 
 function checkScheduleWith(services: ServicesConfig, diags: Diagnostics): void {

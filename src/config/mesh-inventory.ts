@@ -14,7 +14,7 @@ import type { HostConfig, MeshInventory, OverlayConfig, OverlayDriver } from './
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 
 export const DEFAULT_DOMAIN = 'mesh.internal';
-const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu'] as const;
+export const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu'] as const;
 const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wireguard: 51820 };
 /** Overlay names become Ansible variable suffixes and interface names (at most 15 bytes). */
 const OVERLAY_NAME = /^[a-z][a-z0-9_]{0,14}$/;

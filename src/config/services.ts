@@ -48,10 +48,10 @@ export const SERVICE_KEYS = [
   'service_credentials',
   'gateway_endpoints',
 ] as const;
-const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san'] as const;
-const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
-const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
-const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
+export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san'] as const;
+export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
+export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
+export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
 const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect'];
 const PROXY_PROTOCOLS: readonly ProxyProtocol[] = ['v1', 'v2', 'none'];
 const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_load', 'round_robin', 'random', 'client_affinity'];

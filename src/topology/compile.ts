@@ -27,7 +27,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
     candidates: config.candidates.get(service.name) ?? [],
     count: service.numInstances,
     masterElection: service.masterElection,
-    masterCandidates: service.masterSchedulingGroup === null ? null : mesh.hosts.size > 0 ? membersOfGroup(config, service.masterSchedulingGroup) : [],
+    masterCandidates: service.masterSchedulingGroup === null ? null : membersOfGroup(config, service.masterSchedulingGroup),
     scheduleWith: service.scheduleWith,
   }));
   const placements = schedule(requests, options);
@@ -85,9 +85,10 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
   }
 
   const credentials: Record<string, TopologyCredential> = {};
-  const credentialConfigs = enabled.flatMap((s) => s.credentials);
+  // Validation made every listing of a credential agree: the first one speaks for all.
+  const credentialConfigs = new Map(enabled.flatMap((s) => s.credentials).reverse().map((c) => [c.name, c]));
   for (const name of [...credentialServices.keys()].sort(compareNames)) {
-    const config = credentialConfigs.find((c) => c.name === name);
+    const config = credentialConfigs.get(name);
     if (config === undefined) continue;
     const owners = [...new Set(credentialServices.get(name))].sort(compareNames);
     const credentialHosts = new Set<string>();
@@ -125,9 +126,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
 }
 
 function membersOfGroup(config: LoadedConfig, group: string): string[] {
-  const members = new Set<string>();
-  for (const host of config.mesh.hosts.values()) if (host.groups.includes(group)) members.add(host.name);
-  return [...members];
+  return [...config.mesh.hosts.values()].filter((host) => host.groups.includes(group)).map((host) => host.name);
 }
 
 function instanceOf(host: HostConfig): TopologyInstance {
