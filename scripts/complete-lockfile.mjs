@@ -5,6 +5,8 @@
 // package's os/cpu/libc so npm skips them on every platform they are not for.
 // Run after any `npm install` that rewrites the lock: `npm run lock:complete`.
 import { readFileSync, writeFileSync } from 'node:fs';
+import process from 'node:process';
+import { URL } from 'node:url';
 
 const LOCK = new URL('../package-lock.json', import.meta.url);
 const lock = JSON.parse(readFileSync(LOCK, 'utf8'));
