@@ -114,6 +114,13 @@ describe('meshplane compile', () => {
     expect(Object.keys(inventory._meta.hostvars).sort()).toEqual(['gw1', 'host1', 'host2', 'host3', 'host4']);
   });
 
+  it('stops quietly when the reader closes the pipe early', () => {
+    const result = run('bash', ['-c', `set -o pipefail; "${process.execPath}" "${join(REPO_ROOT, 'dist/cli/bin.js')}" compile ${EXAMPLE.join(' ')} | head -c 1`]);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('{');
+    expect(result.status).toBe(0);
+  });
+
   it('reports phase timings and peak memory with --stats', () => {
     const result = meshplane(['compile', '--stats', '-o', join(work.path, 'stats.json')], { cwd: work.path });
     expect(result.status).toBe(0);

@@ -161,6 +161,18 @@ describe('services.yml validation', () => {
   });
 });
 
+describe('reuse within a file', () => {
+  it('merges YAML anchors with <<, and skips "."-keys that only hold anchors', () => {
+    const config = load({
+      'services.yml': ['.base: &base', '  scheduling_group: web', '  num_instances: 1', 'a:', '  <<: *base', '  ports: [80]', 'b:', '  <<: *base', '  num_instances: 2', ''].join('\n'),
+    });
+    expect(config.diagnostics.items).toEqual([]);
+    expect([...config.services.services.keys()]).toEqual(['a', 'b']);
+    expect(config.services.services.get('a')).toMatchObject({ schedulingGroups: ['web'], numInstances: 1, ports: [80] });
+    expect(config.services.services.get('b')).toMatchObject({ schedulingGroups: ['web'], numInstances: 2 });
+  });
+});
+
 describe('includes', () => {
   it('merges included files first and lets the including file win', () => {
     const config = load({

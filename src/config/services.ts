@@ -118,6 +118,8 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
   const { tree, files } = loadServicesTree(file, diags);
   const services = new Map<string, ServiceConfig>();
   for (const [name, entry] of tree.entries) {
+    // `.name:` keys are not services: they hold YAML anchors to reuse (`<<: *defaults`).
+    if (name.startsWith('.')) continue;
     if (!checkName(name, { loc: entry.keyLoc }, name, diags, 'service')) continue;
     const service = readService(name, entry.value, entry.keyLoc, diags);
     if (service !== undefined) services.set(name, service);
