@@ -115,10 +115,19 @@ describe('meshplane compile', () => {
   });
 
   it('stops quietly when the reader closes the pipe early', () => {
-    const result = run('bash', ['-c', `set -o pipefail; "${process.execPath}" "${join(REPO_ROOT, 'dist/cli/bin.js')}" compile ${EXAMPLE.join(' ')} | head -c 1`]);
-    expect(result.stderr).toBe('');
-    expect(result.stdout).toBe('{');
-    expect(result.status).toBe(0);
+    // Output far larger than a pipe buffer, so the writer really hits EPIPE.
+    const dir = tempDir('pipe');
+    try {
+      const hosts = Array.from({ length: 3000 }, (_, i) => `    h${i}: {ip: 198.18.${i >> 8}.${i & 255}}`).join('\n');
+      writeFileSync(join(dir.path, 'hosts.yml'), `all:\n  hosts:\n${hosts}\n`);
+      writeFileSync(join(dir.path, 'services.yml'), 'web: {}\n');
+      const result = run('bash', ['-c', `set -o pipefail; "${process.execPath}" "${join(REPO_ROOT, 'dist/cli/bin.js')}" compile | head -c 1`], { cwd: dir.path });
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toBe('{');
+      expect(result.status).toBe(0);
+    } finally {
+      dir.remove();
+    }
   });
 
   it('reports phase timings and peak memory with --stats', () => {
