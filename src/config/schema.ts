@@ -90,12 +90,6 @@ export function oneOrMany(node: LNode): LNode[] {
   return node.kind === 'seq' ? node.items : [node];
 }
 
-export function readList(node: LNode, path: string, diags: Diagnostics): LNode[] | undefined {
-  if (node.kind === 'seq') return node.items;
-  diags.error('CONFIG_ERR_TYPE', node.loc, path, 'wrong type', { found: describeNode(node), expected: 'a list' });
-  return undefined;
-}
-
 /** Durations as operators write them: `500ms`, `5s`, `2m`, `1h`; a bare number is seconds. */
 export function readDuration(node: LNode, path: string, diags: Diagnostics): number | undefined {
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

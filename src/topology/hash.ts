@@ -36,12 +36,7 @@ export function nameHash(name: string, purpose: string): NameHash {
   return { a: hash32(`${purpose}\0${name}`, 0x3c6ef372), b: hash32(`${purpose}\0${name}`, 0x1b873593) };
 }
 
-/** Rendezvous weight of a host for a service: higher wins. */
-export function score(service: NameHash, host: NameHash): number {
-  return scoreParts(service.a, service.b, host.a, host.b);
-}
-
-/** `score` on the raw 32-bit halves, for loops over typed arrays. */
+/** Rendezvous weight of a host for a service (their name hashes' halves): higher wins. */
 export function scoreParts(serviceA: number, serviceB: number, hostA: number, hostB: number): number {
   const high = fmix32(Math.imul(serviceA ^ hostA, 0x9e3779b1) ^ hostB);
   const low = fmix32(Math.imul(serviceB ^ hostB, 0x85ebca77) ^ hostA);
