@@ -4,7 +4,7 @@
  * snake_case like the inputs, maps keyed and sorted by name so the same
  * inputs always serialise to the same bytes.
  */
-import type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol } from '../config/types.js';
+import type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol } from '../config/index.js';
 
 /** Bumped on any incompatible change of the shape below. */
 export const TOPOLOGY_FORMAT_VERSION = 1;
