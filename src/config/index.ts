@@ -3,8 +3,6 @@
  * Ansible inventory and services.yml). Everything past this point trusts
  * the values it gets.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { crossCheck } from './cross-check.js';
 import type { Candidates } from './cross-check.js';
 import { Diagnostics } from './diagnostics.js';
@@ -41,8 +39,6 @@ export interface LoadedConfig {
   readonly mesh: MeshInventory;
   readonly services: ServicesConfig;
   readonly candidates: Candidates;
-  /** SHA-256 over every input file read, in order. */
-  readonly inputsSha256: string;
 }
 
 /** Reads an inventory file into Ansible's model (groups, hosts, vars). */
@@ -66,19 +62,5 @@ export function loadConfig(paths: ConfigPaths): LoadedConfig {
     mesh,
     services,
     candidates,
-    inputsSha256: digestFiles([paths.inventory, ...services.files]),
   };
-}
-
-function digestFiles(files: readonly string[]): string {
-  const hash = createHash('sha256');
-  for (const file of files) {
-    try {
-      hash.update(readFileSync(file));
-    } catch {
-      hash.update(`missing:${file}`);
-    }
-    hash.update('\0');
-  }
-  return hash.digest('hex');
 }

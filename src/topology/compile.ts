@@ -117,7 +117,6 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
   return {
     format_version: TOPOLOGY_FORMAT_VERSION,
     domain: mesh.domain,
-    inputs_sha256: config.inputsSha256,
     overlays,
     hosts,
     services: topologyServices,

@@ -12,8 +12,6 @@ export const TOPOLOGY_FORMAT_VERSION = 1;
 export interface Topology {
   readonly format_version: typeof TOPOLOGY_FORMAT_VERSION;
   readonly domain: string;
-  /** SHA-256 over the input files' contents: changes whenever an input does. */
-  readonly inputs_sha256: string;
   readonly overlays: readonly TopologyOverlay[];
   readonly hosts: Readonly<Record<string, TopologyHost>>;
   readonly services: Readonly<Record<string, TopologyService>>;
