@@ -3,10 +3,10 @@
  * fixture, run the real `ansible-inventory --list` (and `--export`) and
  * compare groups, members and variables with what meshplane parsed.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Diagnostics, groupVars, readInventory, toAnsibleList, toPlain } from '../src/config/index.js';
+import { Diagnostics, groupVars, loadConfig, readInventory, toAnsibleList, toPlain } from '../src/config/index.js';
 import type { Inventory } from '../src/config/index.js';
 import { FIXTURES, ansibleInventory, tempDir } from './support/run.js';
 
@@ -96,4 +96,22 @@ describe('inventory reader matches ansible-inventory', () => {
       });
     });
   }
+
+  it('reads an INI inventory after the conversion its error message suggests', () => {
+    const ini = join(FIXTURES, 'fleet.ini');
+    const diags = new Diagnostics();
+    readInventory(ini, diags);
+    expect(diags.errors.map((d) => d.code)).toEqual(['CONFIG_ERR_INVENTORY_FORMAT']);
+    const suggested = /"ansible-inventory -i (\S+) --list --yaml --export > hosts\.yml"/.exec(diags.errors[0]?.expected ?? '');
+    expect(suggested?.[1]).toBe(ini);
+    const converted = ansibleInventory(['-i', ini, '--list', '--yaml', '--export', '--output', join(work.path, 'hosts.yml')], work.path);
+    expect(converted.status, converted.stderr).toBe(0);
+    writeFileSync(join(work.path, 'services.yml'), 'web:\n  scheduling_group: web\n');
+    const config = loadConfig({ inventory: join(work.path, 'hosts.yml'), services: join(work.path, 'services.yml') });
+    expect(config.diagnostics.items).toEqual([]);
+    expect(config.mesh.domain).toBe('ini.mesh');
+    expect(config.mesh.overlays.map((o) => o.name)).toEqual(['vpn0']);
+    expect(config.mesh.hosts.get('h1')?.overlays.get('vpn0')).toBe('100.64.0.1');
+    expect(config.mesh.hosts.get('h3')?.groups).toEqual(['all', 'backend', 'db']);
+  });
 });

@@ -3,6 +3,7 @@
  * Ansible inventory and services.yml). Everything past this point trusts
  * the values it gets.
  */
+import { readFileSync } from 'node:fs';
 import { crossCheck } from './cross-check.js';
 import type { Candidates } from './cross-check.js';
 import { Diagnostics } from './diagnostics.js';
@@ -43,6 +44,13 @@ export interface LoadedConfig {
 
 /** Reads an inventory file into Ansible's model (groups, hosts, vars). */
 export function readInventory(file: string, diags: Diagnostics): Inventory {
+  const iniLine = iniSectionLine(file);
+  if (iniLine !== undefined) {
+    diags.error('CONFIG_ERR_INVENTORY_FORMAT', { file, line: iniLine, col: 1 }, '', 'this looks like an INI inventory; meshplane reads YAML inventories', {
+      expected: `a YAML inventory: convert this one with "ansible-inventory -i ${file} --list --yaml --export > hosts.yml"`,
+    });
+    return parseInventory({ kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+  }
   const root = readYamlFile(file, diags);
   const inventory = parseInventory(root ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
   loadVarsDirectories(inventory, diags);
@@ -63,4 +71,21 @@ export function loadConfig(paths: ConfigPaths): LoadedConfig {
     services,
     candidates,
   };
+}
+
+/** The line of an INI `[group]` header when that is the file's first statement. */
+function iniSectionLine(file: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] ?? '').trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    return /^\[[A-Za-z0-9_:.-]+\]$/.test(line) ? i + 1 : undefined;
+  }
+  return undefined;
 }
