@@ -57,7 +57,7 @@ export function parseInventory(root: LNode, file: string, diags: Diagnostics): I
   if (root.entries.has('plugin')) {
     const entry = root.entries.get('plugin') as LEntry;
     diags.error('CONFIG_ERR_VALUE', entry.keyLoc, 'plugin', 'inventory plugin configurations are not supported; give a static YAML inventory', {
-      expected: 'a YAML inventory with groups at the top level',
+      expected: `a YAML inventory with groups at the top level: export one with "ansible-inventory -i ${file} --list --yaml --export > hosts.yml"`,
     });
     return inventory;
   }
