@@ -47,10 +47,10 @@ export function where(config: LoadedConfig, code: string): string[] {
   return config.diagnostics
     .sorted()
     .filter((d) => d.code === code)
-    .map(describe);
+    .map(briefly);
 }
 
-export function describe(d: Diagnostic): string {
+export function briefly(d: Diagnostic): string {
   const file = d.loc.file.split('/').pop() ?? d.loc.file;
   return `${file}:${d.loc.line}:${d.loc.col} ${d.key}`;
 }
