@@ -3,13 +3,13 @@
  * Ansible inventory and services.yml). Everything past this point trusts
  * the values it gets.
  */
-import { readFileSync } from 'node:fs';
 import { crossCheck } from './cross-check.js';
 import type { Candidates } from './cross-check.js';
 import { Diagnostics } from './diagnostics.js';
 import { parseInventory } from './inventory.js';
 import type { Inventory } from './inventory.js';
-import { readYamlFile } from './located.js';
+import { parseYaml, readSourceFile } from './located.js';
+import type { LNode } from './located.js';
 import { readMeshInventory } from './mesh-inventory.js';
 import { loadVarsDirectories } from './vars-dirs.js';
 import { readServices } from './services.js';
@@ -44,15 +44,17 @@ export interface LoadedConfig {
 
 /** Reads an inventory file into Ansible's model (groups, hosts, vars). */
 export function readInventory(file: string, diags: Diagnostics): Inventory {
-  const iniLine = iniSectionLine(file);
+  const empty: LNode = { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() };
+  const source = readSourceFile(file, diags);
+  if (source === undefined) return parseInventory(empty, file, diags);
+  const iniLine = iniSectionLine(source);
   if (iniLine !== undefined) {
     diags.error('CONFIG_ERR_INVENTORY_FORMAT', { file, line: iniLine, col: 1 }, '', 'this looks like an INI inventory; meshplane reads YAML inventories', {
       expected: `a YAML inventory: convert this one with "ansible-inventory -i ${file} --list --yaml --export > hosts.yml"`,
     });
-    return parseInventory({ kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+    return parseInventory(empty, file, diags);
   }
-  const root = readYamlFile(file, diags);
-  const inventory = parseInventory(root ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, file, diags);
+  const inventory = parseInventory(parseYaml(source, file, diags) ?? empty, file, diags);
   loadVarsDirectories(inventory, diags);
   return inventory;
 }
@@ -74,14 +76,8 @@ export function loadConfig(paths: ConfigPaths): LoadedConfig {
 }
 
 /** The line of an INI `[group]` header when that is the file's first statement. */
-function iniSectionLine(file: string): number | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const lines = text.split('\n');
+function iniSectionLine(source: string): number | undefined {
+  const lines = source.split('\n', 1000);
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] ?? '').trim();
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;

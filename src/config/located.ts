@@ -83,16 +83,20 @@ function pyyamlCompatible(tags: unknown[]): unknown[] {
  * records diagnostics when the file is missing or is not valid YAML.
  */
 export function readYamlFile(file: string, diags: Diagnostics, referencedFrom?: Loc): LNode | undefined {
-  let source: string;
+  const source = readSourceFile(file, diags, referencedFrom);
+  return source === undefined ? undefined : parseYaml(source, file, diags);
+}
+
+/** Reads an input file's text; records a diagnostic and returns undefined when it cannot. */
+export function readSourceFile(file: string, diags: Diagnostics, referencedFrom?: Loc): string | undefined {
   try {
-    source = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
     const code = referencedFrom === undefined ? 'CONFIG_ERR_FILE_NOT_FOUND' : 'CONFIG_ERR_INCLUDE_NOT_FOUND';
     diags.error(code, referencedFrom ?? { file, line: 1, col: 1 }, '', `cannot read ${file}: ${reason}`);
     return undefined;
   }
-  return parseYaml(source, file, diags);
 }
 
 /** Parses YAML text; `file` is only used to label positions. */

@@ -43,7 +43,7 @@ function varsFiles(dir: string, name: string): string[] {
     const path = join(dir, `${name}${extension}`);
     if (!existsSync(path)) continue;
     if (statSync(path).isDirectory()) found.push(...filesUnder(path));
-    else if (extension !== '' || !found.includes(path)) found.push(path);
+    else found.push(path);
   }
   return found;
 }
