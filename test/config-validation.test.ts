@@ -140,6 +140,35 @@ describe('services.yml validation', () => {
     expect(where(config, 'CONFIG_ERR_REQUIRES_KEY')).toEqual(['services.yml:12:5 c.gateway_endpoints']);
   });
 
+  it('accepts balance: source as client_affinity', () => {
+    const config = load({
+      'services.yml': ['a:', '  service_credentials: [{name: a}]', '  gateway_endpoints:', '    - {name: site, hostnames: [www.example.com], port: 443, balance: source}', ''].join('\n'),
+    });
+    expect(codes(config)).toEqual([]);
+    expect(config.services?.services.get('a')?.gatewayEndpoints[0]?.balance).toBe('client_affinity');
+  });
+
+  it('gives a tcp endpoint its own port and needs no hostnames for it; others need some', () => {
+    const config = load({
+      'services.yml': [
+        'a:',
+        '  service_credentials: [{name: a}]',
+        '  gateway_endpoints:',
+        '    - {name: raw, port: 7000, mode: tcp}',
+        '    - {name: noport, mode: tcp}',
+        '    - {name: empty, hostnames: [], port: 80, mode: http}',
+        'b:',
+        '  service_credentials: [{name: b}]',
+        '  gateway_endpoints:',
+        '    - {name: raw2, port: 7000, mode: tcp}',
+        '',
+      ].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_MISSING_KEY')).toEqual(['services.yml:5:7 a.gateway_endpoints[1].port']);
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:6:32 a.gateway_endpoints[2].hostnames']);
+    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:10:7 b.gateway_endpoints']);
+  });
+
   it('reports YAML syntax errors with their position', () => {
     const config = load({ 'services.yml': 'web:\n  ports: [80\n  enabled: true\n' });
     expect(codes(config)).toContain('CONFIG_ERR_YAML_SYNTAX');
@@ -263,6 +292,43 @@ describe('inventory validation', () => {
     expect(where(config, 'CONFIG_ERR_OVERLAY_ADDRESS_OUTSIDE')).toEqual(['hosts.yml:9:56 h1.ip_vpn1']);
     expect(where(config, 'CONFIG_ERR_DUPLICATE_ADDRESS')).toEqual(['hosts.yml:10:35 h2']);
     expect(where(config, 'CONFIG_WARN_UNKNOWN_OVERLAY')).toEqual(['hosts.yml:10:47 h2.ip_vnp0']);
+  });
+
+  it('checks per-driver overlay options: tinc cipher/digest/compression, wireguard keepalive', () => {
+    const config = load({
+      'services.yml': services,
+      'hosts.yml': [
+        'all:',
+        '  vars:',
+        '    net_overlays:',
+        '      - {name: vpn0, network: 100.64.0.0/24, cipher: aes-128-cbc, digest: sha512, compression: 10}',
+        '      - {name: vpn1, network: 100.64.1.0/24, port: 656, cipher: rot13, digest: md4, compression: 12}',
+        '      - {name: wg0, network: 100.64.2.0/24, driver: wireguard, persistent_keepalive: 25}',
+        '      - {name: wg1, network: 100.64.3.0/24, driver: wireguard, port: 51821, cipher: aes-256-cbc, persistent_keepalive: 0}',
+        '      - {name: vpn2, network: 100.64.4.0/24, port: 657, persistent_keepalive: 25}',
+        '  hosts:',
+        '    h1: {ip: 198.18.0.1}',
+        '',
+      ].join('\n'),
+    });
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual([
+      'hosts.yml:5:65 all.vars.net_overlays[1].cipher',
+      'hosts.yml:5:80 all.vars.net_overlays[1].digest',
+      'hosts.yml:5:98 all.vars.net_overlays[1].compression',
+      'hosts.yml:7:120 all.vars.net_overlays[3].persistent_keepalive',
+    ]);
+    expect(where(config, 'CONFIG_ERR_OVERLAY_DRIVER_OPTION')).toEqual([
+      'hosts.yml:7:77 all.vars.net_overlays[3].cipher',
+      'hosts.yml:8:57 all.vars.net_overlays[4].persistent_keepalive',
+    ]);
+    const [vpn0, wg0] = config.mesh.overlays.filter((o) => o.name === 'vpn0' || o.name === 'wg0');
+    expect(vpn0).toMatchObject({ cipher: 'aes-128-cbc', digest: 'sha512', compression: 10, persistentKeepalive: null });
+    expect(wg0).toMatchObject({ cipher: null, digest: null, compression: null, persistentKeepalive: 25 });
+  });
+
+  it('fills in tinc 1.0 defaults for cipher, digest and compression', () => {
+    const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  vars:\n    net_overlays: [{name: vpn0, network: 100.64.0.0/24}]\n  hosts:\n    h1: {ip: 198.18.0.1}\n' });
+    expect(config.mesh.overlays[0]).toMatchObject({ cipher: 'aes-256-cbc', digest: 'sha256', compression: 0, persistentKeepalive: null });
   });
 
   it('refuses group cycles and unknown group keys', () => {

@@ -187,15 +187,15 @@ function checkCredentials(services: ServiceConfig[], diags: Diagnostics): void {
 
 function checkGatewayRoutes(services: ServiceConfig[], diags: Diagnostics): void {
   const routes = new Map<string, string>();
-  const portModes = new Map<number, { family: 'tls' | 'http'; owner: string }>();
+  const portModes = new Map<number, { family: 'tls' | 'http' | 'tcp'; owner: string }>();
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const endpoint of service.gatewayEndpoints) {
       const label = `${service.name}/${endpoint.name}`;
-      const family = endpoint.mode === 'tls' ? 'tls' : 'http';
+      const family = endpoint.mode === 'tls' || endpoint.mode === 'tcp' ? endpoint.mode : 'http';
       const portOwner = portModes.get(endpoint.port);
-      if (portOwner !== undefined && portOwner.family !== family) {
+      if (portOwner !== undefined && (portOwner.family !== family || family === 'tcp')) {
         diags.error('CONFIG_ERR_GATEWAY_PORT_MODE', endpoint.loc, `${service.name}.gateway_endpoints`, `port ${endpoint.port} is a ${portOwner.family} port (endpoint ${portOwner.owner}); ${label} wants ${endpoint.mode}`, {
-          expected: 'tls endpoints and http/connect endpoints on different ports',
+          expected: 'tls endpoints and http/connect endpoints on different ports, and a port of its own for each tcp endpoint',
         });
         continue;
       }

@@ -14,8 +14,18 @@ import type { HostConfig, MeshInventory, OverlayConfig, OverlayDriver } from './
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 
 export const DEFAULT_DOMAIN = 'mesh.internal';
-export const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu'] as const;
+export const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'digest', 'compression', 'persistent_keepalive'] as const;
 const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wireguard: 51820 };
+/**
+ * tinc 1.0's UDP packet protection. The defaults are tinc 1.0.36's own, written
+ * out so every host file says what is in force. Only CBC ciphers: the tinc
+ * manual advises them, and its legacy protocol is built around them.
+ */
+export const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
+export const TINC_CIPHERS = ['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'camellia-128-cbc', 'camellia-192-cbc', 'camellia-256-cbc', 'none'] as const;
+export const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'none'] as const;
+/** Keys that only one driver understands. */
+const DRIVER_ONLY_KEYS: Record<string, OverlayDriver> = { cipher: 'tinc', digest: 'tinc', compression: 'tinc', persistent_keepalive: 'wireguard' };
 /** Overlay names become Ansible variable suffixes and interface names (at most 15 bytes). */
 const OVERLAY_NAME = /^[a-z][a-z0-9_]{0,14}$/;
 const DOMAIN_PATTERN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -99,9 +109,10 @@ function readOverlays(entry: LEntry | undefined, diags: Diagnostics): OverlayCon
     const port = portNode === undefined ? DEFAULT_OVERLAY_PORT[driver ?? 'tinc'] : readInt(portNode, joinPath(itemPath, 'port'), diags, 1, 65535);
     const mtuNode = field('mtu');
     const mtu = mtuNode === undefined ? null : readInt(mtuNode, joinPath(itemPath, 'mtu'), diags, 576, 65535);
-    if (name === undefined || network === undefined || driver === undefined || port === undefined || mtu === undefined) return;
+    const options = driver === undefined ? undefined : readDriverOptions(driver, field, itemPath, map.entries, diags);
+    if (name === undefined || network === undefined || driver === undefined || port === undefined || mtu === undefined || options === undefined) return;
 
-    const overlay: OverlayConfig = { name, network: network.text, port, driver, mtu, loc: map.loc };
+    const overlay: OverlayConfig = { name, network: network.text, port, driver, mtu, ...options, loc: map.loc };
     const sameName = byName.get(name);
     if (sameName !== undefined) {
       diags.error('CONFIG_ERR_DUPLICATE_OVERLAY', nameNode.loc, joinPath(itemPath, 'name'), `overlay "${name}" is defined twice`, {
@@ -120,6 +131,41 @@ function readOverlays(entry: LEntry | undefined, diags: Diagnostics): OverlayCon
     overlays.push(overlay);
   });
   return overlays.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+type DriverOptions = Pick<OverlayConfig, 'cipher' | 'digest' | 'compression' | 'persistentKeepalive'>;
+
+/** The per-driver keys of one overlay, with tinc's defaults filled in; undefined after an error. */
+function readDriverOptions(
+  driver: OverlayDriver,
+  field: (key: string) => LNode | undefined,
+  itemPath: string,
+  entries: ReadonlyMap<string, LEntry>,
+  diags: Diagnostics,
+): DriverOptions | undefined {
+  let ok = true;
+  for (const [key, owner] of Object.entries(DRIVER_ONLY_KEYS)) {
+    const entry = entries.get(key);
+    if (entry === undefined || owner === driver) continue;
+    diags.error('CONFIG_ERR_OVERLAY_DRIVER_OPTION', entry.keyLoc, joinPath(itemPath, key), `"${key}" applies to ${owner} overlays only, and this overlay's driver is ${driver}`, {
+      expected: `remove "${key}", or set driver: ${owner}`,
+    });
+    ok = false;
+  }
+  if (driver === 'wireguard') {
+    const keepaliveNode = field('persistent_keepalive');
+    const keepalive = keepaliveNode === undefined ? null : readInt(keepaliveNode, joinPath(itemPath, 'persistent_keepalive'), diags, 1, 65535);
+    if (!ok || keepalive === undefined) return undefined;
+    return { cipher: null, digest: null, compression: null, persistentKeepalive: keepalive };
+  }
+  const cipherNode = field('cipher');
+  const cipher = cipherNode === undefined ? TINC_DEFAULTS.cipher : readEnum(cipherNode, joinPath(itemPath, 'cipher'), diags, TINC_CIPHERS);
+  const digestNode = field('digest');
+  const digest = digestNode === undefined ? TINC_DEFAULTS.digest : readEnum(digestNode, joinPath(itemPath, 'digest'), diags, TINC_DIGESTS);
+  const compressionNode = field('compression');
+  const compression = compressionNode === undefined ? TINC_DEFAULTS.compression : readInt(compressionNode, joinPath(itemPath, 'compression'), diags, 0, 11);
+  if (!ok || cipher === undefined || digest === undefined || compression === undefined) return undefined;
+  return { cipher, digest, compression, persistentKeepalive: null };
 }
 
 /** Reads one address variable (a string or a list of strings). */

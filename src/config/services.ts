@@ -45,6 +45,7 @@ export const SERVICE_KEYS = [
   'master_scheduling_group',
   'schedule_with',
   'ports',
+  'dns_max_answers',
   'service_credentials',
   'gateway_endpoints',
 ] as const;
@@ -52,10 +53,10 @@ export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra
 export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
 export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
 export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
-const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect'];
+const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect', 'tcp'];
 const PROXY_PROTOCOLS: readonly ProxyProtocol[] = ['v1', 'v2', 'none'];
 const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_load', 'round_robin', 'random', 'client_affinity'];
-const DEFAULT_ENDPOINT_PORT: Record<GatewayMode, number> = { tls: 443, http: 80, connect: 3128 };
+const DEFAULT_ENDPOINT_PORT: Record<Exclude<GatewayMode, 'tcp'>, number> = { tls: 443, http: 80, connect: 3128 };
 export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 };
 export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors: 5, ejectionMs: 30_000 };
 /** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
@@ -212,6 +213,9 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
     });
   }
 
+  const maxAnswersNode = field('dns_max_answers');
+  const dnsMaxAnswers = maxAnswersNode === undefined ? null : (readInt(maxAnswersNode, at('dns_max_answers'), diags, 1, 1000) ?? null);
+
   const credentialsNode = field('service_credentials');
   const credentials = credentialsNode === undefined ? [] : readCredentials(credentialsNode, at('service_credentials'), diags);
   const endpointsNode = field('gateway_endpoints');
@@ -232,6 +236,7 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
     masterSchedulingGroup,
     scheduleWith,
     ports,
+    dnsMaxAnswers,
     credentials,
     gatewayEndpoints,
     keyLocs,
@@ -303,7 +308,11 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
     const get = (key: string): LNode | undefined => map.entries.get(key)?.value;
     const at = (key: string): string => joinPath(itemPath, key);
     const nameNode = get('name');
-    const hostnamesNode = get('hostnames');
+    const modeNode = get('mode');
+    const isTcp = modeNode?.kind === 'scalar' && modeNode.value === 'tcp';
+    // A tcp endpoint owns its whole port: it routes by port alone, so hostnames are optional.
+    const noHostnames: LNode = { kind: 'seq', items: [], loc: map.loc };
+    const hostnamesNode = get('hostnames') ?? (isTcp ? noHostnames : undefined);
     if (nameNode === undefined || hostnamesNode === undefined) {
       diags.error('CONFIG_ERR_MISSING_KEY', map.loc, itemPath, `a gateway endpoint needs ${nameNode === undefined ? '"name"' : '"hostnames"'}`, {
         expected: '{name, hostnames, port, mode, ...}',
@@ -326,14 +335,18 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
       }
       hostnames.push(hostname);
     });
-    const modeNode = get('mode');
     const mode = modeNode === undefined ? 'tls' : readEnum(modeNode, at('mode'), diags, MODES);
     const portNode = get('port');
-    const port = portNode === undefined ? DEFAULT_ENDPOINT_PORT[mode ?? 'tls'] : readInt(portNode, at('port'), diags, 1, 65535);
+    if (portNode === undefined && mode === 'tcp') {
+      diags.error('CONFIG_ERR_MISSING_KEY', map.loc, at('port'), 'a tcp endpoint needs a port (it has no standard one)', { expected: 'port: <the gateway port that carries this service alone>' });
+      continue;
+    }
+    const port = portNode === undefined ? DEFAULT_ENDPOINT_PORT[mode === 'tcp' || mode === undefined ? 'tls' : mode] : readInt(portNode, at('port'), diags, 1, 65535);
     const proxyNode = get('proxy_protocol');
     const proxyProtocol = proxyNode === undefined ? 'none' : readEnum(proxyNode, at('proxy_protocol'), diags, PROXY_PROTOCOLS);
     const balanceNode = get('balance');
-    const balance = balanceNode === undefined ? 'least_load' : readEnum(balanceNode, at('balance'), diags, BALANCE_POLICIES);
+    // `source` (haproxy's name for it) is accepted for client_affinity.
+    const balance = balanceNode === undefined ? 'least_load' : balanceNode.kind === 'scalar' && balanceNode.value === 'source' ? 'client_affinity' : readEnum(balanceNode, at('balance'), diags, BALANCE_POLICIES);
     const maxNode = get('max_connections');
     const maxConnections = maxNode === undefined || (maxNode.kind === 'scalar' && maxNode.value === null) ? null : readInt(maxNode, at('max_connections'), diags, 1, 10_000_000);
     const healthNode = get('health');
@@ -341,7 +354,13 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
     const outlierNode = get('outlier');
     const outlier = outlierNode === undefined ? DEFAULT_OUTLIER : readOutlier(outlierNode, at('outlier'), diags);
     if (name === undefined || mode === undefined || port === undefined || proxyProtocol === undefined || balance === undefined) continue;
-    if (maxConnections === undefined || health === undefined || outlier === undefined || hostnames.length === 0) continue;
+    if (hostnames.length === 0 && mode !== 'tcp') {
+      if (hostnamesNode.kind === 'seq' && hostnamesNode.items.length === 0) {
+        diags.error('CONFIG_ERR_VALUE', hostnamesNode.loc, at('hostnames'), 'an empty hostnames list routes nothing', { expected: 'at least one hostname (only mode: tcp routes by port alone)' });
+      }
+      continue;
+    }
+    if (maxConnections === undefined || health === undefined || outlier === undefined) continue;
     if (endpoints.some((e) => e.name === name)) {
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, at('name'), `endpoint "${name}" is defined twice in this service`, { expected: 'a distinct name per endpoint' });
       continue;

@@ -16,6 +16,12 @@ export interface OverlayConfig {
   readonly driver: OverlayDriver;
   /** Interface MTU; null leaves the driver's default. */
   readonly mtu: number | null;
+  /** tinc only (null for wireguard): UDP packet cipher, digest, compression level 0-11. */
+  readonly cipher: string | null;
+  readonly digest: string | null;
+  readonly compression: number | null;
+  /** wireguard only: PersistentKeepalive seconds; null means off (and always null for tinc). */
+  readonly persistentKeepalive: number | null;
   readonly loc: Loc;
 }
 
@@ -41,7 +47,7 @@ export interface MeshInventory {
   readonly inventory: Inventory;
 }
 
-export type GatewayMode = 'tls' | 'http' | 'connect';
+export type GatewayMode = 'tls' | 'http' | 'connect' | 'tcp';
 export type ProxyProtocol = 'v1' | 'v2' | 'none';
 export type BalancePolicy = 'least_load' | 'round_robin' | 'random' | 'client_affinity';
 
@@ -96,6 +102,8 @@ export interface ServiceConfig {
   readonly masterSchedulingGroup: string | null;
   readonly scheduleWith: string | null;
   readonly ports: readonly number[];
+  /** Most A/AAAA records one DNS answer for the service carries (rotated); null = all. */
+  readonly dnsMaxAnswers: number | null;
   readonly credentials: readonly CredentialConfig[];
   readonly gatewayEndpoints: readonly GatewayEndpointConfig[];
   /** Where individual keys were written, for cross-checks. */

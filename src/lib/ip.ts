@@ -107,3 +107,22 @@ function formatIpv6(value: bigint): string {
 export function isLoopback(address: IpAddress): boolean {
   return address.family === 4 ? address.value >> 24n === 127n : address.value === 1n;
 }
+
+/** Network-order bytes of an address (4 or 16), as DNS RDATA and PROXY v2 carry them. */
+export function ipToBytes(address: IpAddress): Buffer {
+  const size = address.family === 4 ? 4 : 16;
+  const bytes = Buffer.alloc(size);
+  let value = address.value;
+  for (let i = size - 1; i >= 0; i--) {
+    bytes[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+  return bytes;
+}
+
+/** Canonical text of 4 or 16 network-order bytes. */
+export function ipFromBytes(bytes: Uint8Array): string {
+  let value = 0n;
+  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  return bytes.length === 4 ? formatIpv4(value) : formatIpv6(value);
+}

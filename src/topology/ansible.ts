@@ -20,6 +20,8 @@ export function toAnsibleInventory(topology: Topology): Record<string, unknown> 
       meshplane_services: host.services,
       meshplane_masters: host.masters,
       meshplane_credentials: host.credentials,
+      // Services here that the gateway routes to: the agent role runs one agent per entry.
+      meshplane_agent_services: host.services.filter((name) => (topology.services[name]?.gateway_endpoints.length ?? 0) > 0),
     };
   }
   const inventory: Record<string, unknown> = { _meta: { hostvars } };

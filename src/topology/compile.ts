@@ -63,6 +63,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
       num_instances: service.numInstances ?? 'all',
       schedule_with: service.scheduleWith,
       ports: [...service.ports],
+      dns_max_answers: service.dnsMaxAnswers,
       credentials: service.credentials.map((c) => c.name),
       gateway_endpoints: service.gatewayEndpoints.map(endpointOf),
     };
@@ -109,6 +110,10 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
     port: overlay.port,
     driver: overlay.driver,
     mtu: overlay.mtu,
+    cipher: overlay.cipher,
+    digest: overlay.digest,
+    compression: overlay.compression,
+    persistent_keepalive: overlay.persistentKeepalive,
     hosts: Object.values(hosts)
       .filter((h) => overlay.name in h.overlays)
       .map((h) => h.name),

@@ -24,6 +24,12 @@ export interface TopologyOverlay {
   readonly port: number;
   readonly driver: OverlayDriver;
   readonly mtu: number | null;
+  /** tinc: UDP packet cipher, digest and compression level (null for wireguard). */
+  readonly cipher: string | null;
+  readonly digest: string | null;
+  readonly compression: number | null;
+  /** wireguard: PersistentKeepalive seconds, null = off (always null for tinc). */
+  readonly persistent_keepalive: number | null;
   /** Hosts with an address on this overlay, sorted. */
   readonly hosts: readonly string[];
 }
@@ -67,6 +73,8 @@ export interface TopologyService {
   readonly num_instances: number | 'all';
   readonly schedule_with: string | null;
   readonly ports: readonly number[];
+  /** Most address records in one DNS answer for the service (rotated between queries); null = all. */
+  readonly dns_max_answers: number | null;
   /** Credential names, as listed. */
   readonly credentials: readonly string[];
   readonly gateway_endpoints: readonly TopologyGatewayEndpoint[];

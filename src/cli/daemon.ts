@@ -1,0 +1,43 @@
+/** What the long-running commands (dns, gateway, agent) share: logger, metrics endpoint, signals. */
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from 'pino';
+import { createLogger } from '../lib/log.js';
+import { serveMetrics } from '../lib/metrics-http.js';
+import { parseSocketAddress } from '../lib/socket-address.js';
+
+export interface Daemon {
+  readonly logger: Logger;
+  readonly registry: Registry;
+}
+
+export function daemon(component: string, level: string): Daemon {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: `meshplane_${component}_process_` });
+  return { logger: createLogger(level).child({ component }), registry };
+}
+
+export async function startMetrics(registry: Registry, text: string | undefined, defaultPort: number): Promise<{ url: string; close(): void } | null> {
+  if (text === undefined) return null;
+  const address = parseSocketAddress(text, defaultPort);
+  const { server, port } = await serveMetrics(registry, address.address, address.port);
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  return { url: `http://${host}:${port}/metrics`, close: () => server.close() };
+}
+
+/**
+ * Resolves with exit code 0 after SIGTERM or SIGINT, once `stop` is done;
+ * SIGHUP calls `reload` (its errors are the callee's to log).
+ */
+export function runUntilSignalled(logger: Logger, handlers: { reload?: () => unknown; stop: (signal: string) => Promise<void> | void }): Promise<number> {
+  return new Promise((resolve) => {
+    const onHangup = (): void => void handlers.reload?.();
+    const onStop = (signal: string): void => {
+      logger.info({ signal }, 'stopping');
+      process.off('SIGHUP', onHangup);
+      void Promise.resolve(handlers.stop(signal)).then(() => resolve(0));
+    };
+    process.on('SIGHUP', onHangup);
+    process.once('SIGTERM', () => onStop('SIGTERM'));
+    process.once('SIGINT', () => onStop('SIGINT'));
+  });
+}

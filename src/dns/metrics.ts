@@ -1,0 +1,105 @@
+/**
+ * Prometheus metrics of the DNS server, registered on a registry the caller
+ * owns (never prom-client's global one). Query counts are kept in plain
+ * numbers on the hot path and handed to prom-client when it is scraped.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { RCODE, TYPE } from './wire.js';
+
+const TYPE_LABELS = ['A', 'AAAA', 'NS', 'SOA', 'ANY', 'other'] as const;
+const RCODE_LABELS = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'BADVERS', 'other'] as const;
+
+function typeSlot(type: number): number {
+  switch (type) {
+    case TYPE.A:
+      return 0;
+    case TYPE.AAAA:
+      return 1;
+    case TYPE.NS:
+      return 2;
+    case TYPE.SOA:
+      return 3;
+    case TYPE.ANY:
+      return 4;
+    default:
+      return 5;
+  }
+}
+
+function rcodeSlot(rcode: number): number {
+  if (rcode <= RCODE.REFUSED) return rcode;
+  return rcode === RCODE.BADVERS ? 6 : 7;
+}
+
+export interface DnsMetrics {
+  /** One answered (or dropped-as-garbage) query. */
+  query(view: string, type: number, rcode: number, seconds: number): void;
+  reload(result: 'success' | 'failure' | 'unchanged'): void;
+  forwarded(result: 'answered' | 'failed'): void;
+  tcpConnections(delta: number): void;
+  tcpRefused(): void;
+  zoneNames(count: number, views: number): void;
+}
+
+export function createDnsMetrics(registry: Registry): DnsMetrics {
+  // view label -> counts by [type slot][rcode slot]; the hot path only indexes arrays.
+  const counts = new Map<string, Float64Array>();
+  new Counter({
+    name: 'meshplane_dns_queries_total',
+    help: 'DNS queries answered, by query type, response code and view (the asker\'s overlay set; "public" outside the mesh)',
+    labelNames: ['type', 'rcode', 'view'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [view, table] of counts) {
+        table.forEach((value, index) => {
+          if (value > 0) this.inc({ type: TYPE_LABELS[Math.floor(index / RCODE_LABELS.length)]!, rcode: RCODE_LABELS[index % RCODE_LABELS.length]!, view }, value);
+        });
+      }
+    },
+  });
+  const latency = new Histogram({
+    name: 'meshplane_dns_request_duration_seconds',
+    help: 'Time from receiving a query to handing its reply to the socket (forwarded queries include the upstream)',
+    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5, 2],
+    registers: [registry],
+  });
+  const reloads = new Counter({
+    name: 'meshplane_dns_reloads_total',
+    help: 'Topology reloads by result: success, failure (old topology kept), unchanged',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const forwards = new Counter({
+    name: 'meshplane_dns_forwarded_total',
+    help: 'Queries outside the zone sent upstream, by result',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const connections = new Gauge({ name: 'meshplane_dns_tcp_connections', help: 'Open TCP connections', registers: [registry] });
+  const refused = new Counter({
+    name: 'meshplane_dns_tcp_refused_total',
+    help: 'TCP connections closed at once because the connection cap was reached',
+    registers: [registry],
+  });
+  const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
+  const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
+
+  return {
+    query(view, type, rcode, seconds) {
+      let table = counts.get(view);
+      if (table === undefined) counts.set(view, (table = new Float64Array(TYPE_LABELS.length * RCODE_LABELS.length)));
+      table[typeSlot(type) * RCODE_LABELS.length + rcodeSlot(rcode)]! += 1;
+      latency.observe(seconds);
+    },
+    reload: (result) => reloads.inc({ result }),
+    forwarded: (result) => forwards.inc({ result }),
+    tcpConnections: (delta) => connections.inc(delta),
+    tcpRefused: () => refused.inc(),
+    zoneNames(count, viewCount) {
+      names.set(count);
+      views.set(viewCount);
+    },
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * Assembling reply packets: header, the question exactly as asked, the
+ * answer's records (rotated and capped), the SOA for negative answers, and
+ * an OPT record when the query had one. Sizes are worked out first so each
+ * reply is one allocation and a few copies.
+ */
+import type { Answer } from './zone.js';
+import type { Query } from './wire.js';
+import { FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC, HEADER_SIZE, OPT_RECORD_SIZE, RCODE, TYPE, optRecord } from './wire.js';
+
+export interface ReplyLimits {
+  /** Largest reply the transport carries (UDP: the asker's buffer capped by ours; TCP: 65535). */
+  readonly maxSize: number;
+  /** Our EDNS UDP payload size, advertised in the OPT we send. */
+  readonly ourUdpSize: number;
+  /** Whether we offer recursion (names outside the zone are forwarded). */
+  readonly recursionAvailable: boolean;
+}
+
+function header(reply: Buffer, id: number, flags: number, counts: readonly [number, number, number, number]): void {
+  reply.writeUInt16BE(id, 0);
+  reply.writeUInt16BE(flags, 2);
+  reply.writeUInt16BE(counts[0], 4);
+  reply.writeUInt16BE(counts[1], 6);
+  reply.writeUInt16BE(counts[2], 8);
+  reply.writeUInt16BE(counts[3], 10);
+}
+
+function baseFlags(query: Pick<Query, 'opcode' | 'recursionDesired'>, limits: ReplyLimits): number {
+  let flags = FLAG_QR | (query.opcode << 11);
+  if (query.recursionDesired) flags |= FLAG_RD | (limits.recursionAvailable ? FLAG_RA : 0);
+  return flags;
+}
+
+const plainOpts = new Map<number, Buffer>();
+
+/** The OPT record of a NOERROR-class reply, built once per UDP size. */
+function plainOpt(udpSize: number): Buffer {
+  let opt = plainOpts.get(udpSize);
+  if (opt === undefined) plainOpts.set(udpSize, (opt = optRecord(udpSize, 0)));
+  return opt;
+}
+
+/** An authoritative answer from the zone. */
+export function zoneReply(packet: Uint8Array, query: Query, answer: Answer, limits: ReplyLimits): Buffer {
+  const questionLength = query.questionEnd - HEADER_SIZE;
+  const count = answer.limit;
+  const total = answer.count;
+  const size1 = answer.recordSize;
+  const rotates = size1 > 0 && total > 1;
+  const start = rotates ? answer.next : 0;
+  // Uncapped: the next query starts one record later. Capped: it gets the next window, so
+  // successive queries hand out every record.
+  if (rotates) answer.next = (start + (count < total ? count : 1)) % total;
+
+  const recordBytes = size1 > 0 ? count * size1 : answer.records.length;
+  const authorityBytes = answer.authority === null ? 0 : answer.authority.length;
+  const optBytes = query.edns === null ? 0 : OPT_RECORD_SIZE;
+  const size = HEADER_SIZE + questionLength + recordBytes + authorityBytes + optBytes;
+  let flags = baseFlags(query, limits) | FLAG_AA | answer.rcode;
+
+  if (size > limits.maxSize) {
+    // RFC 2181 9: drop the whole answer and set TC; the asker retries over TCP. OPT stays (RFC 6891 7).
+    flags |= FLAG_TC;
+    const reply = Buffer.allocUnsafe(HEADER_SIZE + questionLength + optBytes);
+    header(reply, query.id, flags, [1, 0, 0, optBytes > 0 ? 1 : 0]);
+    reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
+    if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, HEADER_SIZE + questionLength);
+    return reply;
+  }
+
+  const reply = Buffer.allocUnsafe(size);
+  header(reply, query.id, flags, [1, count, answer.authority === null ? 0 : 1, optBytes > 0 ? 1 : 0]);
+  reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
+  let offset = HEADER_SIZE + questionLength;
+  if (!rotates) {
+    offset += answer.records.copy(reply, offset, 0, recordBytes);
+  } else {
+    // Records start..start+count, wrapping around the end of the buffer.
+    const firstRun = Math.min(count, total - start);
+    offset += answer.records.copy(reply, offset, start * size1, (start + firstRun) * size1);
+    if (firstRun < count) offset += answer.records.copy(reply, offset, 0, (count - firstRun) * size1);
+  }
+  if (answer.authority !== null) offset += answer.authority.copy(reply, offset);
+  if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, offset);
+  return reply;
+}
+
+/**
+ * A reply carrying only an RCODE (REFUSED, NOTIMP, FORMERR, SERVFAIL,
+ * BADVERS). The question is echoed when it could be read.
+ */
+export function errorReply(
+  packet: Uint8Array,
+  query: Pick<Query, 'id' | 'opcode' | 'recursionDesired'> & Partial<Pick<Query, 'questionEnd' | 'edns'>>,
+  rcode: number,
+  limits: ReplyLimits,
+): Buffer {
+  const questionLength = query.questionEnd === undefined ? 0 : query.questionEnd - HEADER_SIZE;
+  // BADVERS (16) does not fit the header's 4 bits: its high bits go in the OPT record.
+  const withOpt = (query.edns !== undefined && query.edns !== null) || rcode > 15;
+  const reply = Buffer.allocUnsafe(HEADER_SIZE + questionLength + (withOpt ? OPT_RECORD_SIZE : 0));
+  header(reply, query.id, baseFlags(query, limits) | (rcode & 0xf), [questionLength > 0 ? 1 : 0, 0, 0, withOpt ? 1 : 0]);
+  if (questionLength > 0) reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
+  if (withOpt) optRecord(limits.ourUdpSize, rcode).copy(reply, HEADER_SIZE + questionLength);
+  return reply;
+}
+
+/** Whether a query type asks for a zone transfer, which we never serve. */
+export function isTransfer(type: number): boolean {
+  return type === TYPE.AXFR || type === TYPE.IXFR;
+}
+
+export { RCODE };

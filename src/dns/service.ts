@@ -1,0 +1,160 @@
+/**
+ * A running DNS service: the server plus everything around it — loading
+ * the topology, forwarding, metrics, and reloading on SIGHUP (wired by the
+ * CLI) or when the topology files change. A reload that fails keeps the old
+ * zone serving and says why in the log.
+ */
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { basename } from 'node:path';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { MeshplaneError } from '../errors.js';
+import { serializeTopology, watchedDirectories } from '../topology/index.js';
+import type { Topology, TopologySource } from '../topology/index.js';
+import { Forwarder } from './forwarder.js';
+import type { SocketAddress } from './listen.js';
+import { createDnsMetrics } from './metrics.js';
+import type { DnsMetrics } from './metrics.js';
+import { DnsServer } from './server.js';
+import type { BoundAddress } from './server.js';
+import { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
+
+export interface DnsServiceOptions {
+  readonly source: TopologySource;
+  /** The host this server runs on; null for a central server. */
+  readonly host: string | null;
+  readonly listen: readonly SocketAddress[];
+  /** Resolvers for names outside the zone; empty means REFUSED. */
+  readonly upstreams: readonly SocketAddress[];
+  readonly ttl?: number;
+  readonly negativeTtl?: number;
+  readonly udpSize?: number;
+  readonly tcpIdleTimeoutMs?: number;
+  readonly tcpMaxConnections?: number;
+  /** Reload when the source files change (default true). */
+  readonly watch?: boolean;
+  readonly registry?: Registry | null;
+  readonly logger: Logger;
+}
+
+export type ReloadResult = 'success' | 'failure' | 'unchanged';
+
+/** How long file events must settle before a reload: editors and renames fire several. */
+const WATCH_DEBOUNCE_MS = 200;
+
+export class DnsService {
+  private readonly options: DnsServiceOptions;
+  private readonly metrics: DnsMetrics | null;
+  private server: DnsServer | null = null;
+  private forwarder: Forwarder | null = null;
+  private watchers: FSWatcher[] = [];
+  private debounce: NodeJS.Timeout | null = null;
+  private servedText = '';
+
+  constructor(options: DnsServiceOptions) {
+    this.options = options;
+    this.metrics = options.registry ? createDnsMetrics(options.registry) : null;
+  }
+
+  get addresses(): readonly BoundAddress[] {
+    return this.server?.addresses ?? [];
+  }
+
+  /** Loads the topology (an error here stops the start), binds every listener, starts watching. */
+  async start(): Promise<void> {
+    const topology = this.options.source.load();
+    const zone = this.buildZone(topology);
+    if (this.options.upstreams.length > 0) {
+      this.forwarder = new Forwarder(this.options.upstreams);
+      await this.forwarder.start();
+    }
+    this.server = new DnsServer(zone, {
+      listen: this.options.listen,
+      forwarder: this.forwarder,
+      udpSize: this.options.udpSize,
+      tcpIdleTimeoutMs: this.options.tcpIdleTimeoutMs,
+      tcpMaxConnections: this.options.tcpMaxConnections,
+      metrics: this.metrics,
+      logger: this.options.logger,
+    });
+    try {
+      await this.server.start();
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    this.servedText = serializeTopology(topology);
+    this.metrics?.zoneNames(zone.nameCount, zone.views.views.length);
+    if (this.options.watch ?? true) this.startWatching();
+    this.options.logger.info(
+      { listen: this.addresses.filter((a) => a.transport === 'udp').map((a) => `${a.address}:${a.port}`), host: this.options.host, names: zone.nameCount, views: zone.views.views.length, upstreams: this.options.upstreams.map((u) => `${u.address}:${u.port}`) },
+      'DNS server ready',
+    );
+  }
+
+  /** Reads the source again and swaps the zone; a broken source keeps the old zone serving. */
+  reload(reason: string): ReloadResult {
+    const log = this.options.logger;
+    const server = this.server;
+    if (server === null) return 'failure';
+    let topology: Topology;
+    let zone: Zone;
+    try {
+      topology = this.options.source.load();
+      const text = serializeTopology(topology);
+      if (text === this.servedText) {
+        this.metrics?.reload('unchanged');
+        log.info({ reason, source: this.options.source.description }, 'topology unchanged; nothing to reload');
+        return 'unchanged';
+      }
+      zone = this.buildZone(topology);
+      this.servedText = text;
+    } catch (err) {
+      this.metrics?.reload('failure');
+      log.error({ err, reason, source: this.options.source.description, code: (err as { code?: string }).code }, 'reload failed; still serving the previous topology');
+      return 'failure';
+    }
+    server.setZone(zone);
+    this.metrics?.reload('success');
+    this.metrics?.zoneNames(zone.nameCount, zone.views.views.length);
+    log.info({ reason, names: zone.nameCount, views: zone.views.views.length }, 'topology reloaded');
+    return 'success';
+  }
+
+  close(): void {
+    if (this.debounce !== null) clearTimeout(this.debounce);
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers = [];
+    this.server?.close();
+    this.forwarder?.close();
+  }
+
+  private buildZone(topology: Topology): Zone {
+    const host = this.options.host;
+    if (host !== null && !(host in topology.hosts)) {
+      throw new MeshplaneError('DNS_ERR_UNKNOWN_HOST', `host "${host}" is not in the topology from ${this.options.source.description}; --host must name the host this server runs on`);
+    }
+    return new Zone(topology, {
+      ttl: this.options.ttl ?? DEFAULT_TTL,
+      negativeTtl: this.options.negativeTtl ?? DEFAULT_NEGATIVE_TTL,
+      selfHost: host,
+    });
+  }
+
+  private startWatching(): void {
+    const names = new Set(this.options.source.files.map((file) => basename(file)));
+    for (const directory of watchedDirectories(this.options.source)) {
+      const watcher = watch(directory, (_event, filename) => {
+        if (filename !== null && !names.has(filename.toString())) return;
+        if (this.debounce !== null) clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => {
+          this.debounce = null;
+          this.reload('file changed');
+        }, WATCH_DEBOUNCE_MS);
+      });
+      watcher.on('error', (err) => this.options.logger.warn({ err, directory }, 'cannot watch for topology changes; SIGHUP still reloads'));
+      this.watchers.push(watcher);
+    }
+  }
+}

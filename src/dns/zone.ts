@@ -1,0 +1,219 @@
+/**
+ * The mesh zone built from a Topology: which names exist, which hosts each
+ * name stands for, and the wire-format answer for (view, name, type),
+ * encoded once and then reused for every query that asks the same thing.
+ */
+import type { Topology, TopologyHost } from '../topology/index.js';
+import { addressesSeenBy } from '../topology/index.js';
+import type { View } from './views.js';
+import { ViewTable } from './views.js';
+import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata } from './wire.js';
+import type { Rcode } from './wire.js';
+
+export interface ZoneOptions {
+  /** TTL of A, AAAA, NS and SOA records, seconds. */
+  readonly ttl: number;
+  /** SOA minimum: how long resolvers may cache "no such name", seconds. */
+  readonly negativeTtl: number;
+  /** The host this server runs on (its view for loopback askers, and the NS name); null for a central server. */
+  readonly selfHost: string | null;
+  /** SOA serial; defaults to the load time in seconds so that every reload counts up. */
+  readonly serial?: number;
+}
+
+export const DEFAULT_TTL = 5;
+export const DEFAULT_NEGATIVE_TTL = 5;
+
+/**
+ * An answer ready to be copied into a reply. The records sit back to back
+ * in one buffer (one allocation per answer, however many instances).
+ * Address answers have records of one size, so they can be rotated and
+ * capped: `next` is where the next reply starts.
+ */
+export interface Answer {
+  readonly rcode: Rcode;
+  readonly records: Buffer;
+  readonly count: number;
+  /** Size of every record when all are alike (A: 16, AAAA: 28 bytes); 0 = copy whole, no rotation. */
+  readonly recordSize: number;
+  readonly authority: Buffer | null;
+  /** Records to send per reply (the service's answer cap); `count` when uncapped. */
+  readonly limit: number;
+  next: number;
+}
+
+interface NameData {
+  readonly hosts: readonly TopologyHost[];
+  /** Answer cap of the service behind the name, if any. */
+  readonly cap: number | null;
+}
+
+interface NameAnswers {
+  readonly a: Answer;
+  readonly aaaa: Answer;
+  readonly any: Answer;
+}
+
+/**
+ * Encoded answers kept before the cache starts over. Bounds memory on a
+ * central server that many views ask about many names; a per-host server
+ * (one view) never comes near it.
+ */
+const MAX_CACHED_NAMES = 200_000;
+
+export class Zone {
+  readonly domain: string;
+  readonly views: ViewTable;
+  private readonly suffix: string;
+  private readonly names = new Map<string, NameData>();
+  private cache = new Map<View, Map<string, NameAnswers>>();
+  private cached = 0;
+  private readonly ttl: number;
+  private readonly nodata: Answer;
+  private readonly nxdomain: Answer;
+  private readonly apexSoa: Answer;
+  private readonly apexNs: Answer;
+  private readonly apexAny: Answer;
+
+  constructor(topology: Topology, options: ZoneOptions) {
+    this.domain = topology.domain.toLowerCase();
+    this.suffix = `.${this.domain}`;
+    this.ttl = options.ttl;
+    this.views = new ViewTable(topology, options.selfHost);
+    this.collectNames(topology);
+
+    const nsName = options.selfHost !== null && options.selfHost in topology.hosts ? `${options.selfHost}.${this.domain}` : `ns.${this.domain}`;
+    const apex = encodeName(this.domain);
+    const soa = soaRdata({
+      mname: nsName,
+      rname: `hostmaster.${this.domain}`,
+      serial: options.serial ?? Math.floor(Date.now() / 1000),
+      refresh: 3600,
+      retry: 600,
+      expire: 86400,
+      minimum: options.negativeTtl,
+    });
+    // RFC 2308 section 5: a negative answer lives min(SOA TTL, SOA minimum).
+    const negativeSoa = encodeRecord(apex, TYPE.SOA, Math.min(options.ttl, options.negativeTtl), soa);
+    const soaRecord = encodeRecord(null, TYPE.SOA, options.ttl, soa);
+    const nsRecord = encodeRecord(null, TYPE.NS, options.ttl, encodeName(nsName));
+    this.nodata = fixed(RCODE.NOERROR, [], negativeSoa);
+    this.nxdomain = fixed(RCODE.NXDOMAIN, [], negativeSoa);
+    this.apexSoa = fixed(RCODE.NOERROR, [soaRecord], null);
+    this.apexNs = fixed(RCODE.NOERROR, [nsRecord], null);
+    this.apexAny = fixed(RCODE.NOERROR, [soaRecord, nsRecord], null);
+  }
+
+  /** Whether a (lowercased) query name is ours to answer. */
+  contains(name: string): boolean {
+    return name === this.domain || name.endsWith(this.suffix);
+  }
+
+  get nameCount(): number {
+    return this.names.size;
+  }
+
+  /** The answer for an in-zone name; `contains(name)` must hold. */
+  answer(view: View, name: string, type: number): Answer {
+    if (name.length === this.domain.length) return this.apexAnswer(type);
+    const relative = name.slice(0, name.length - this.suffix.length);
+    let perView = this.cache.get(view);
+    if (perView === undefined) {
+      perView = new Map();
+      this.cache.set(view, perView);
+    }
+    let answers = perView.get(relative);
+    if (answers === undefined) {
+      const data = this.names.get(relative);
+      if (data === undefined) return this.nxdomain;
+      answers = this.encodeAnswers(view, data);
+      if (this.cached >= MAX_CACHED_NAMES) {
+        perView = new Map<string, NameAnswers>();
+        this.cache = new Map([[view, perView]]);
+        this.cached = 0;
+      }
+      perView.set(relative, answers);
+      this.cached++;
+    }
+    switch (type) {
+      case TYPE.A:
+        return answers.a;
+      case TYPE.AAAA:
+        return answers.aaaa;
+      case TYPE.ANY:
+        return answers.any;
+      default:
+        return this.nodata;
+    }
+  }
+
+  private apexAnswer(type: number): Answer {
+    switch (type) {
+      case TYPE.SOA:
+        return this.apexSoa;
+      case TYPE.NS:
+        return this.apexNs;
+      case TYPE.ANY:
+        return this.apexAny;
+      default:
+        return this.nodata;
+    }
+  }
+
+  private encodeAnswers(view: View, data: NameData): NameAnswers {
+    const v4: Buffer[] = [];
+    const v6: Buffer[] = [];
+    const seen = new Set<string>();
+    for (const host of data.hosts) {
+      for (const address of addressesSeenBy(view.viewer, host)) {
+        if (seen.has(address)) continue;
+        seen.add(address);
+        const isV6 = address.includes(':');
+        (isV6 ? v6 : v4).push(encodeRecord(null, isV6 ? TYPE.AAAA : TYPE.A, this.ttl, addressRdata(address)));
+      }
+    }
+    const answer = (records: Buffer[], recordSize: number): Answer =>
+      records.length === 0
+        ? this.nodata
+        : {
+            rcode: RCODE.NOERROR,
+            records: Buffer.concat(records),
+            count: records.length,
+            recordSize,
+            authority: null,
+            limit: recordSize === 0 ? records.length : Math.min(records.length, data.cap ?? Infinity),
+            next: 0,
+          };
+    return { a: answer(v4, A_RECORD_SIZE), aaaa: answer(v6, AAAA_RECORD_SIZE), any: answer([...v4, ...v6], v4.length === 0 || v6.length === 0 ? (v4.length > 0 ? A_RECORD_SIZE : AAAA_RECORD_SIZE) : 0) };
+  }
+
+  /** Every name of the zone, relative to the domain: svc, host.svc, shard.svc, svc-master, host. */
+  private collectNames(topology: Topology): void {
+    const add = (name: string, host: TopologyHost, cap: number | null): void => {
+      const existing = this.names.get(name);
+      if (existing === undefined) this.names.set(name, { hosts: [host], cap });
+      else if (!existing.hosts.includes(host)) this.names.set(name, { hosts: [...existing.hosts, host], cap: existing.cap ?? cap });
+    };
+    for (const host of Object.values(topology.hosts)) add(host.name, host, null);
+    for (const service of Object.values(topology.services)) {
+      const cap = service.dns_max_answers ?? null;
+      for (const instance of service.instances) {
+        const host = topology.hosts[instance.host];
+        if (host === undefined) continue;
+        add(service.name, host, cap);
+        add(`${host.name}.${service.name}`, host, null);
+        if (instance.shard !== null) add(`${instance.shard}.${service.name}`, host, cap);
+      }
+      const master = service.master === null ? undefined : topology.hosts[service.master];
+      if (master !== undefined) add(`${service.name}-master`, master, null);
+    }
+  }
+}
+
+/** Compressed owner (2) + type, class, TTL, length (10) + address. */
+const A_RECORD_SIZE = 2 + 10 + 4;
+const AAAA_RECORD_SIZE = 2 + 10 + 16;
+
+function fixed(rcode: Rcode, records: Buffer[], authority: Buffer | null): Answer {
+  return { rcode, records: Buffer.concat(records), count: records.length, recordSize: 0, authority, limit: records.length, next: 0 };
+}

@@ -1,0 +1,91 @@
+/**
+ * What the gateway and the agent share about the tunnel: HTTP/2 settings
+ * tuned so one tunnel is not capped by 64 KiB windows, the header names of
+ * a tunnelled connection, and a two-way pipe that keeps half-close intact.
+ */
+import type { Duplex } from 'node:stream';
+
+/** Stream and connection receive windows (each end governs what it receives). */
+export const TUNNEL_WINDOW = 8 * 1024 * 1024;
+export const TUNNEL_SESSION_WINDOW = 32 * 1024 * 1024;
+
+export const TUNNEL_SETTINGS = {
+  initialWindowSize: TUNNEL_WINDOW,
+  maxFrameSize: 64 * 1024,
+  maxConcurrentStreams: 100_000,
+  enablePush: false,
+} as const;
+
+/** Session options for both ends: settings plus memory for many streams in flight (MB). */
+export const TUNNEL_SESSION_OPTIONS = {
+  settings: TUNNEL_SETTINGS,
+  maxSessionMemory: 256,
+  // Node's default (128 KiB window updates) lags on fast links; match the window.
+  maxOutstandingPings: 4,
+} as const;
+
+/** Headers of a tunnelled connection (HTTP/2 CONNECT, RFC 9113 8.5). */
+export const HEADER = {
+  endpoint: 'x-meshplane-endpoint',
+  clientAddress: 'x-meshplane-client-address',
+  clientPort: 'x-meshplane-client-port',
+  frontAddress: 'x-meshplane-front-address',
+  frontPort: 'x-meshplane-front-port',
+  /** On a health-check request (GET): the endpoint whose check it is. */
+  healthEndpoint: 'x-meshplane-health',
+  /** On a health-check request: "1" when the backend speaks TLS (tls-mode endpoints). */
+  healthTls: 'x-meshplane-health-tls',
+} as const;
+
+/** Host header of health checks, and the response header a backend may report its load in. */
+export const HEALTH_HOST = 'iconia-healthcheck';
+export const LOAD_HEADER = 'x-iconia-load';
+/** How much of a failing check's body is kept as its reason. */
+export const HEALTH_BODY_MAX_BYTES = 1024;
+
+/** Path the gateway asks an agent for what it serves, right after the TLS handshake. */
+export const REGISTRATION_PATH = '/.well-known/meshplane/agent';
+
+export interface AgentHello {
+  readonly agent_id: string;
+  readonly host: string;
+  readonly service: string;
+  readonly credential: string;
+  readonly version: string;
+}
+
+/**
+ * Pipes a and b both ways with backpressure. FIN in one direction is passed
+ * on with end() and the other direction keeps flowing (half-close). Nothing
+ * is destroyed on the normal path: each side closes by itself once both of
+ * its directions are done and its writes are flushed, so no tail of data is
+ * cut off. When one side closes while the other can still send to it, that
+ * other side is destroyed (nothing could reach the closed one); an error on
+ * either destroys both. `onClose` runs once both have closed.
+ */
+export function pipeBoth(a: Duplex, b: Duplex, onClose?: (error: Error | null) => void): void {
+  let firstError: Error | null = null;
+  let closed = 0;
+  const oneWay = (from: Duplex, to: Duplex): void => {
+    from.on('data', (chunk: Buffer) => {
+      if (!to.write(chunk)) from.pause();
+    });
+    to.on('drain', () => from.resume());
+    from.on('end', () => to.end());
+    // A FIN that came while the caller held the stream paused has already been announced.
+    if (from.readableEnded) to.end();
+    from.on('error', (err) => {
+      firstError ??= err;
+      a.destroy();
+      b.destroy();
+    });
+    from.on('close', () => {
+      // Still readable: it can never deliver what it reads, so stop it.
+      if (!to.readableEnded) to.destroy();
+      closed++;
+      if (closed === 2) onClose?.(firstError);
+    });
+  };
+  oneWay(a, b);
+  oneWay(b, a);
+}

@@ -1,0 +1,195 @@
+/**
+ * The DNS server over time: TCP connections that idle or pile up, reloads
+ * on file change and SIGHUP, broken topologies that must not replace a good
+ * one, and how views are chosen for askers the mesh does not know.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { DnsService, Zone, topologyFileSource } from '../src/dns/index.js';
+import { serializeTopology, writeTopology } from '../src/topology/index.js';
+import type { Topology } from '../src/topology/index.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange } from './support/dns.js';
+import { CLI, tempDir } from './support/run.js';
+
+const work = tempDir('dns-lifecycle');
+let topology: Topology;
+
+beforeAll(() => {
+  topology = compileMesh(work.path, LOOPBACK_MESH);
+});
+afterAll(() => work.remove());
+
+/** The same mesh with one more app host (h5) joined. */
+function withExtraHost(dir: string): Topology {
+  return compileMesh(dir, {
+    ...LOOPBACK_MESH,
+    hosts: [...LOOPBACK_MESH.hosts, { name: 'h5', ips: ['127.0.10.5'], groups: ['app'] }],
+  });
+}
+
+async function startService(file: string, options: Partial<ConstructorParameters<typeof DnsService>[0]> = {}): Promise<{ service: DnsService; server: { address: string; port: number } }> {
+  const service = new DnsService({
+    source: topologyFileSource(file),
+    host: 'h4',
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    upstreams: [],
+    logger: silentLogger,
+    ...options,
+  });
+  await service.start();
+  return { service, server: service.addresses[0]! };
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('views for askers', () => {
+  it('gives unknown askers the public view, loopback askers the server host\'s, and unmaps IPv4-mapped IPv6', () => {
+    const zone = new Zone(topology, { ttl: 5, negativeTtl: 5, selfHost: 'h2' });
+    expect(zone.views.select('198.18.200.1').label).toBe('public');
+    expect(zone.views.select('127.0.0.9').label).toBe('ova,ovb');
+    expect(zone.views.select('::1').label).toBe('ova,ovb');
+    expect(zone.views.select('::ffff:127.0.10.3').label).toBe('ovb');
+    // Overlay addresses identify their host too.
+    expect(zone.views.select('100.64.10.1').label).toBe('ova');
+    const publicAnswer = zone.answer(zone.views.select('198.18.200.1'), 'h2.mesh.internal', 1);
+    expect(publicAnswer.count).toBe(1);
+    expect([...publicAnswer.records.subarray(-4)]).toEqual([127, 0, 10, 2]);
+  });
+
+  it('keeps one view per overlay set, however many hosts share it', () => {
+    const zone = new Zone(topology, { ttl: 5, negativeTtl: 5, selfHost: null });
+    // 64 hosts, 4 distinct overlay sets: public (h4 and the fleet), ova, ova+ovb, ovb.
+    expect(zone.views.views.map((v) => v.label).sort()).toEqual(['ova', 'ova,ovb', 'ovb', 'public']);
+  });
+});
+
+describe('TCP limits', () => {
+  it('closes connections idle longer than the timeout', async () => {
+    const file = `${work.path}/idle.json`;
+    writeTopology(file, topology);
+    const { service, server } = await startService(file, { tcpIdleTimeoutMs: 300, watch: false });
+    try {
+      const started = Date.now();
+      const closedAfter = await new Promise<number>((resolve) => {
+        const socket = connect(server.port, server.address);
+        socket.on('close', () => resolve(Date.now() - started));
+      });
+      expect(closedAfter).toBeGreaterThanOrEqual(250);
+      expect(closedAfter).toBeLessThan(3000);
+    } finally {
+      service.close();
+    }
+  });
+
+  it('refuses connections over the cap and keeps serving the others', async () => {
+    const file = `${work.path}/cap.json`;
+    writeTopology(file, topology);
+    const { service, server } = await startService(file, { tcpMaxConnections: 2, watch: false });
+    const open = (): Promise<Socket> =>
+      new Promise((resolve) => {
+        const socket = connect(server.port, server.address, () => resolve(socket));
+      });
+    try {
+      const first = await open();
+      const second = await open();
+      const third = await open();
+      const thirdClosed = await new Promise<boolean>((resolve) => {
+        third.on('close', () => resolve(true));
+        setTimeout(() => resolve(false), 2000);
+      });
+      expect(thirdClosed).toBe(true);
+      first.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const replies = await tcpExchange(server, [buildQuery('app.mesh.internal', 1)]);
+      expect(replies[0]![3]! & 0xf).toBe(0);
+      second.destroy();
+    } finally {
+      service.close();
+    }
+  });
+});
+
+describe('reload', () => {
+  it('picks up a changed topology file and keeps the old one when the new one is broken', async () => {
+    const dir = `${work.path}/watch`;
+    (await import('node:fs')).mkdirSync(dir);
+    const file = `${dir}/topology.json`;
+    writeTopology(file, topology);
+    const registry = new Registry();
+    const { service, server } = await startService(file, { registry });
+    try {
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
+      // Written the way meshplane compile writes: temp file + rename.
+      writeTopology(file, withExtraHost(`${work.path}`));
+      await waitFor(async () => addressesOf(await dig(server, ['app.mesh.internal'])).length === 5);
+
+      writeFileSync(`${dir}/broken.tmp`, '{"format_version": 1, "domain": ');
+      renameSync(`${dir}/broken.tmp`, file);
+      await waitFor(async () => (await registry.metrics()).includes('meshplane_dns_reloads_total{result="failure"} 1'));
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(5);
+      expect(service.reload('test')).toBe('failure');
+    } finally {
+      service.close();
+    }
+  });
+
+  it('reloads the CLI server on SIGHUP, answering throughout', async () => {
+    const dir = `${work.path}/hup`;
+    (await import('node:fs')).mkdirSync(dir);
+    const file = `${dir}/topology.json`;
+    writeTopology(file, topology);
+    const child = spawn(process.execPath, [CLI, 'dns', '--topology', file, '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward', '--no-watch', '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(out);
+        });
+        child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${stderr}`)));
+      });
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]);
+      const server = { address: '127.0.0.1', port };
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
+
+      writeFileSync(file, serializeTopology(withExtraHost(work.path)));
+      // --no-watch: nothing changes until SIGHUP.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
+      child.kill('SIGHUP');
+      await waitFor(async () => addressesOf(await dig(server, ['app.mesh.internal'])).length === 5);
+
+      writeFileSync(file, 'not json');
+      child.kill('SIGHUP');
+      await waitFor(() => Promise.resolve(stderr.includes('reload failed')));
+      expect(stderr).toContain('TOPOLOGY_ERR_FORMAT');
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(5);
+      expect(child.exitCode).toBeNull();
+
+      // The metrics endpoint tells the same story.
+      const metricsUrl = /metrics at (\S+)/.exec(line)![1]!;
+      const metrics = await runAsync('curl', ['-sf', metricsUrl]);
+      expect(metrics.status).toBe(0);
+      expect(metrics.stdout).toContain('meshplane_dns_reloads_total{result="success"} 1');
+      expect(metrics.stdout).toContain('meshplane_dns_reloads_total{result="failure"} 1');
+      expect(metrics.stdout).toMatch(/meshplane_dns_queries_total\{type="A",rcode="NOERROR",view="public"\} \d+/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(child.exitCode).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe('not json');
+  });
+});

@@ -1,0 +1,259 @@
+/**
+ * The DNS server against the real `dig`, plus raw packets for what dig will
+ * not send. One server on 127.0.0.1 and ::1 (port 0), serving LOOPBACK_MESH
+ * as host h2 with an upstream for names outside the zone.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { DnsService, topologyFileSource } from '../src/dns/index.js';
+import { writeTopology } from '../src/topology/index.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
+import { tempDir } from './support/run.js';
+
+const work = tempDir('dns-protocol');
+const registry = new Registry();
+let service: DnsService;
+let upstream: DnsService;
+let server: { address: string; port: number };
+let server6: { address: string; port: number };
+
+beforeAll(async () => {
+  const topology = compileMesh(work.path, LOOPBACK_MESH);
+  writeTopology(`${work.path}/topology.json`, topology);
+  // The upstream is a second meshplane serving another domain: a real DNS server we control.
+  const otherDir = `${work.path}/other`;
+  (await import('node:fs')).mkdirSync(otherDir);
+  writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, { ...LOOPBACK_MESH, domain: 'other.test' }));
+  upstream = new DnsService({
+    source: topologyFileSource(`${otherDir}/topology.json`),
+    host: null,
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    upstreams: [],
+    watch: false,
+    logger: silentLogger,
+  });
+  await upstream.start();
+  const upstreamPort = upstream.addresses[0]!.port;
+  service = new DnsService({
+    source: topologyFileSource(`${work.path}/topology.json`),
+    host: 'h2',
+    listen: [
+      { address: '127.0.0.1', port: 0 },
+      { address: '::1', port: 0 },
+    ],
+    upstreams: [{ address: '127.0.0.1', port: upstreamPort }],
+    watch: false,
+    registry,
+    logger: silentLogger,
+  });
+  await service.start();
+  const udp = service.addresses.filter((a) => a.transport === 'udp');
+  server = udp.find((a) => a.address === '127.0.0.1')!;
+  server6 = udp.find((a) => a.address === '::1')!;
+});
+
+afterAll(() => {
+  service?.close();
+  upstream?.close();
+  work.remove();
+});
+
+describe('names and views', () => {
+  it('answers a service with every instance, as the asking host sees it', async () => {
+    // h1 shares ova with h1 and h2; h3 and h4 share nothing with it.
+    const fromH1 = (await dig(server, ['-b', '127.0.10.1', 'app.mesh.internal', 'A']));
+    expect(fromH1.status).toBe('NOERROR');
+    expect(addressesOf(fromH1).sort()).toEqual(['100.64.10.1', '100.64.10.2', '127.0.10.3', '127.0.10.4']);
+    // h3 shares ovb with h2 only.
+    expect(addressesOf((await dig(server, ['-b', '127.0.10.3', 'app.mesh.internal']))).sort()).toEqual(['100.64.11.2', '100.64.11.3', '127.0.10.1', '127.0.10.4']);
+    // h4 is on no overlay: public addresses for everyone.
+    expect(addressesOf((await dig(server, ['-b', '127.0.10.4', 'app.mesh.internal']))).sort()).toEqual(['127.0.10.1', '127.0.10.2', '127.0.10.3', '127.0.10.4']);
+  });
+
+  it('prefers the lowest-named shared overlay when two hosts share several', async () => {
+    // h2 is on ova and ovb; asking as h2 (loopback maps to --host h2) for h2 itself gives its ova address.
+    expect(addressesOf((await dig(server, ['h2.mesh.internal'])))).toEqual(['100.64.10.2']);
+    expect(addressesOf((await dig(server, ['-b', '127.0.10.3', 'h2.mesh.internal'])))).toEqual(['100.64.11.2']);
+  });
+
+  it('selects the view from any address a host owns, including overlay addresses', async () => {
+    // Ask from an unowned loopback address: it is a local process, so it sees --host h2's view.
+    expect(addressesOf((await dig(server, ['-b', '127.0.0.1', 'h3.mesh.internal'])))).toEqual(['100.64.11.3']);
+  });
+
+  it('answers host.svc, shard.svc, svc-master and host names', async () => {
+    const asH4 = ['-b', '127.0.10.4'];
+    expect(addressesOf((await dig(server, [...asH4, 'h1.app.mesh.internal'])))).toEqual(['127.0.10.1']);
+    expect(addressesOf((await dig(server, [...asH4, 's2.app.mesh.internal'])))).toEqual(['127.0.10.2']);
+    expect(addressesOf((await dig(server, [...asH4, 'h4.mesh.internal'])))).toEqual(['127.0.10.4']);
+    const master = addressesOf((await dig(server, [...asH4, 'db-master.mesh.internal'])));
+    expect(master).toHaveLength(1);
+    expect(['127.0.10.3', '127.0.10.4']).toContain(master[0]);
+    expect((await dig(server, [...asH4, 'h1.db.mesh.internal'])).status).toBe('NXDOMAIN');
+  });
+
+  it('answers AAAA from IPv6 addresses and NODATA when the view has none', async () => {
+    const public6 = (await dig(server, ['-b', '127.0.10.4', 'h1.mesh.internal', 'AAAA']));
+    expect(addressesOf(public6)).toEqual(['2001:db8::10:1']);
+    // h2 reaches h1 over ova (IPv4 only): no AAAA, but the name exists.
+    const overlay6 = (await dig(server, ['-b', '127.0.10.2', 'h1.mesh.internal', 'AAAA']));
+    expect(overlay6.status).toBe('NOERROR');
+    expect(overlay6.answer).toEqual([]);
+    expect(overlay6.flags).toContain('aa');
+    expect(overlay6.authority[0]?.type).toBe('SOA');
+  });
+
+  it('serves IPv6 listeners, where ::1 is a local asker too', async () => {
+    // ::1 is loopback, so it gets h2's view like 127.0.0.1 does.
+    expect(addressesOf((await dig(server6, ['h3.mesh.internal'])))).toEqual(['100.64.11.3']);
+  });
+});
+
+describe('protocol', () => {
+  it('sets AA on answers, on NODATA and on NXDOMAIN, with the SOA and negative TTL in authority', async () => {
+    for (const [name, type, status] of [
+      ['app.mesh.internal', 'A', 'NOERROR'],
+      ['app.mesh.internal', 'MX', 'NOERROR'],
+      ['nothere.mesh.internal', 'A', 'NXDOMAIN'],
+      ['app.mesh.internal.mesh.internal', 'A', 'NXDOMAIN'],
+    ] as const) {
+      const result = (await dig(server, [name, type]));
+      expect(result.status, `${name} ${type}`).toBe(status);
+      expect(result.flags, `${name} ${type}`).toContain('aa');
+      if (result.answer.length === 0) {
+        expect(result.authority).toHaveLength(1);
+        expect(result.authority[0]).toMatchObject({ name: 'mesh.internal.', type: 'SOA', ttl: 5 });
+        expect(result.authority[0]!.data.split(' ').at(-1)).toBe('5');
+      }
+    }
+  });
+
+  it('answers SOA and NS at the apex', async () => {
+    const soa = (await dig(server, ['mesh.internal', 'SOA']));
+    expect(soa.answer[0]).toMatchObject({ type: 'SOA' });
+    expect(soa.answer[0]!.data).toMatch(/^h2\.mesh\.internal\. hostmaster\.mesh\.internal\. \d+ /);
+    const ns = (await dig(server, ['mesh.internal', 'NS']));
+    expect(ns.answer).toEqual([{ name: 'mesh.internal.', ttl: 5, type: 'NS', data: 'h2.mesh.internal.' }]);
+    expect(addressesOf((await dig(server, ['h2.mesh.internal'])))).toHaveLength(1);
+  });
+
+  it('matches names case-insensitively and keeps the asker\'s case', async () => {
+    const result = (await dig(server, ['-b', '127.0.10.4', 'ApP.MeSh.InTeRnAl']));
+    expect(result.question).toBe('ApP.MeSh.InTeRnAl.');
+    expect(result.answer.map((r) => r.name)).toEqual(Array(4).fill('ApP.MeSh.InTeRnAl.'));
+  });
+
+  it('echoes the query ID and question exactly', async () => {
+    const query = buildQuery('H1.App.mesh.internal', 1, { id: 0xbeef });
+    const reply = (await udpExchange(server, query))!;
+    expect(reply.readUInt16BE(0)).toBe(0xbeef);
+    expect(reply.subarray(12, query.length).equals(query.subarray(12))).toBe(true);
+  });
+
+  it('truncates answers over 512 bytes without EDNS, and dig then gets all of them over TCP', async () => {
+    const truncated = (await dig(server, ['+noedns', '+ignore', 'big.mesh.internal']));
+    expect(truncated.flags).toContain('tc');
+    expect(truncated.answer).toEqual([]);
+    expect(truncated.opt).toBeNull();
+    const retried = (await dig(server, ['+noedns', 'big.mesh.internal']));
+    expect(retried.transport).toBe('TCP');
+    expect(new Set(addressesOf(retried)).size).toBe(60);
+  });
+
+  it('uses the client\'s EDNS size capped by ours, echoing OPT also in truncated replies', async () => {
+    // 60 A records are about 1 KB: they fit in 1232 but not in 600.
+    const fits = (await dig(server, ['+bufsize=4096', 'big.mesh.internal']));
+    expect(fits.transport).toBe('UDP');
+    expect(addressesOf(fits)).toHaveLength(60);
+    expect(fits.opt).toEqual({ version: 0, udp: 1232 });
+    const small = (await dig(server, ['+bufsize=600', '+ignore', 'big.mesh.internal']));
+    expect(small.flags).toContain('tc');
+    expect(small.opt).toEqual({ version: 0, udp: 1232 });
+    expect((await dig(server, ['+noedns', 'h1.mesh.internal'])).opt).toBeNull();
+  });
+
+  it('answers BADVERS to EDNS versions above 0 and NOTIMP to other opcodes', async () => {
+    const badvers = (await dig(server, ['+edns=1', '+noednsnegotiation', 'app.mesh.internal']));
+    expect(badvers.status).toBe('BADVERS');
+    expect(badvers.opt?.version).toBe(0);
+    expect((await dig(server, ['+opcode=2', 'app.mesh.internal'])).status).toBe('NOTIMP');
+  });
+
+  it('answers FORMERR or nothing to garbage, and keeps serving', async () => {
+    const twoQuestions = buildQuery('app.mesh.internal', 1, { id: 7 });
+    twoQuestions.writeUInt16BE(2, 4);
+    const formerr = (await udpExchange(server, twoQuestions))!;
+    expect(formerr.readUInt16BE(0)).toBe(7);
+    expect(formerr[3]! & 0xf).toBe(1);
+    const cutName = buildQuery('app.mesh.internal', 1, { id: 8 }).subarray(0, 20);
+    expect((await udpExchange(server, cutName))![3]! & 0xf).toBe(1);
+    expect(await udpExchange(server, Buffer.from([1, 2, 3]), 300)).toBeNull();
+    const response = buildQuery('app.mesh.internal', 1, { flags: 0x8000 });
+    expect(await udpExchange(server, response, 300)).toBeNull();
+    expect((await dig(server, ['app.mesh.internal'])).status).toBe('NOERROR');
+  });
+
+  it('refuses zone transfers and non-IN classes', async () => {
+    const axfr = await runAsync('dig', [`@${server.address}`, '-p', String(server.port), '+tries=1', '+time=3', 'mesh.internal', 'AXFR']);
+    expect(axfr.stdout).toContain('Transfer failed');
+    expect(axfr.stdout).not.toMatch(/IN\s+A\s/);
+    expect((await dig(server, ['-c', 'CH', 'version.bind', 'TXT'])).status).toBe('REFUSED');
+  });
+});
+
+describe('big services', () => {
+  it('rotates answers between queries', async () => {
+    const firsts: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) firsts.push(addressesOf(await dig(server, ['-b', '127.0.10.4', 'app.mesh.internal']))[0]);
+    expect(new Set(firsts).size).toBe(4);
+  });
+
+  it('caps answers per service and still hands out every instance over successive queries', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const answer = addressesOf((await dig(server, ['capped.mesh.internal'])));
+      expect(answer).toHaveLength(5);
+      answer.forEach((a) => seen.add(a));
+    }
+    expect(seen.size).toBe(60);
+  });
+});
+
+describe('TCP', () => {
+  it('answers several pipelined queries on one connection', async () => {
+    const queries = ['app', 'h1', 'nothere'].map((name, i) => buildQuery(`${name}.mesh.internal`, 1, { id: 100 + i }));
+    const replies = await tcpExchange(server, queries);
+    expect(replies.map((r) => r.readUInt16BE(0)).sort()).toEqual([100, 101, 102]);
+    expect(replies.map((r) => r[3]! & 0xf).sort()).toEqual([0, 0, 3]);
+  });
+});
+
+describe('outside the zone', () => {
+  it('forwards other names to the upstream and relays its answer', async () => {
+    const result = (await dig(server, ['-b', '127.0.10.4', 'app.other.test']));
+    expect(result.status).toBe('NOERROR');
+    expect(addressesOf(result)).toHaveLength(4);
+    // Relayed verbatim: the upstream's own flags (it is authoritative for other.test).
+    expect(result.answer.every((r) => r.name === 'app.other.test.')).toBe(true);
+    const tcp = (await dig(server, ['+tcp', 'nothere.other.test']));
+    expect(tcp.status).toBe('NXDOMAIN');
+  });
+
+  it('answers REFUSED when no upstream is set', async () => {
+    // The upstream itself has none.
+    const result = (await dig(upstream.addresses[0]!, ['app.mesh.internal']));
+    expect(result.status).toBe('REFUSED');
+    expect(result.flags).not.toContain('aa');
+  });
+});
+
+describe('metrics', () => {
+  it('counts queries by type, rcode and view', async () => {
+    (await dig(server, ['-b', '127.0.10.3', 'nothere.mesh.internal', 'AAAA']));
+    const text = await registry.metrics();
+    expect(text).toMatch(/meshplane_dns_queries_total\{type="AAAA",rcode="NXDOMAIN",view="ovb"\} [1-9]/);
+    expect(text).toMatch(/meshplane_dns_queries_total\{type="A",rcode="NOERROR",view="public"\} [1-9]/);
+    expect(text).toMatch(/meshplane_dns_request_duration_seconds_count [1-9]/);
+    expect(text).toContain('meshplane_dns_views 4');
+  });
+});
