@@ -1,0 +1,155 @@
+/**
+ * Certificate signing requests. The host makes one from its own key (the key
+ * never leaves the host); the controller parses it into a plain value that
+ * the authorisation step checks against the Topology.
+ */
+import { createPublicKey, verify, webcrypto } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { MeshplaneError } from '../errors.js';
+import type { Node as DerNode } from './der.js';
+import { DerReader, TAG, oidText, readExtensionList, readGeneralNames, readOidList, unpem } from './der.js';
+import type { CertKind, San } from './sans.js';
+import { kindsOfUsages, toSan } from './sans.js';
+import { EC_ALGORITHM, OID } from './oids.js';
+import { peculiar } from './x509.js';
+
+export interface CsrRequest {
+  readonly privateKeyPem: string;
+  readonly credential: string;
+  readonly kind: CertKind;
+  readonly sans: readonly San[];
+}
+
+/** A PEM CSR: CN = credential, requested SANs and the EKU of `kind` in an extensionRequest. */
+export async function makeCsr(request: CsrRequest): Promise<string> {
+  const pkcs8 = Buffer.from(request.privateKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign']);
+  const jwk = await webcrypto.subtle.exportKey('jwk', privateKey);
+  const publicKey = await webcrypto.subtle.importKey('jwk', { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']);
+  const x509 = await peculiar();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${request.credential}`,
+    keys: { privateKey, publicKey },
+    signingAlgorithm: EC_ALGORITHM,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension(request.sans.map((s) => ({ type: s.type, value: s.value }))),
+      new x509.ExtendedKeyUsageExtension([request.kind === 'server' ? OID.serverAuth : OID.clientAuth]),
+    ],
+  });
+  return `${csr.toString('pem')}\n`;
+}
+
+export interface ParsedCsr {
+  /** The subject's common name ('' when absent). */
+  readonly commonName: string;
+  readonly publicKeySpki: Uint8Array;
+  /** e.g. "ECDSA P-256", "RSA", "Ed25519" */
+  readonly keyType: string;
+  readonly keyIsP256: boolean;
+  readonly sans: readonly San[];
+  /** SAN entries of types other than DNS and IP (refused). */
+  readonly otherNames: readonly string[];
+  /** Kinds named by the requested EKU; empty when the CSR asks for none. */
+  readonly kinds: readonly CertKind[];
+  readonly signatureValid: boolean;
+}
+
+const CURVES: Readonly<Record<string, string>> = { '1.2.840.10045.3.1.7': 'P-256', '1.3.132.0.34': 'P-384', '1.3.132.0.35': 'P-521' };
+const KEY_TYPES: Readonly<Record<string, string>> = { '1.2.840.113549.1.1.1': 'RSA', '1.3.101.112': 'Ed25519', '1.3.101.113': 'Ed448' };
+/** Signature algorithm OID -> hash for node:crypto.verify (null: the algorithm hashes itself). */
+const SIGNATURE_HASHES: Readonly<Record<string, string | null>> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.2.840.113549.1.1.11': 'sha256',
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+  '1.3.101.112': null,
+};
+
+/**
+ * Parses and verifies a PEM CSR with the strict DER reader (the signing fast
+ * path). `source` names it in errors (a file, or a host).
+ */
+export function parseCsr(pemText: string, source: string): ParsedCsr {
+  const der = unpem(pemText, 'CERTIFICATE REQUEST') ?? unpem(pemText, 'NEW CERTIFICATE REQUEST');
+  if (der === undefined) throw new MeshplaneError('PKI_ERR_CSR_INVALID', `${source} is not a PEM certificate request (no "BEGIN CERTIFICATE REQUEST" block)`);
+  const r = new DerReader(der, source);
+  const outer = r.expect(r.node(0), TAG.sequence, 'CertificationRequest');
+  if (outer.end !== der.length) r.fail('trailing bytes');
+  const [info, signatureAlgorithm, signatureBits] = r.children(outer);
+  const infoNode = r.expect(info, TAG.sequence, 'certificationRequestInfo');
+  const [version, subject, spki, attributes] = r.children(infoNode);
+  r.expect(version, TAG.integer, 'version');
+  const spkiNode = r.expect(spki, TAG.sequence, 'subjectPKInfo');
+
+  let commonName = '';
+  for (const rdn of r.children(r.expect(subject, TAG.sequence, 'subject'))) {
+    for (const atv of r.children(r.expect(rdn, TAG.set, 'RDN'))) {
+      const [type, value] = r.children(r.expect(atv, TAG.sequence, 'attribute'));
+      if (type !== undefined && value !== undefined && oidText(r.content(r.expect(type, TAG.oid, 'OID'))) === '2.5.4.3') {
+        commonName = Buffer.from(r.content(value)).toString(value.tag === TAG.utf8String ? 'utf8' : 'latin1');
+      }
+    }
+  }
+
+  const [keyAlgorithm, keyBits] = r.children(spkiNode);
+  r.expect(keyBits, TAG.bitString, 'subjectPublicKey');
+  const [keyOid, keyParams] = r.children(r.expect(keyAlgorithm, TAG.sequence, 'key algorithm'));
+  const keyOidText = oidText(r.content(r.expect(keyOid, TAG.oid, 'key algorithm OID')));
+  let keyType = KEY_TYPES[keyOidText] ?? keyOidText;
+  if (keyOidText === '1.2.840.10045.2.1') {
+    const curve = keyParams !== undefined && keyParams.tag === TAG.oid ? oidText(r.content(keyParams)) : 'unnamed curve';
+    keyType = `ECDSA ${CURVES[curve] ?? curve}`;
+  }
+
+  const sans: San[] = [];
+  const otherNames: string[] = [];
+  const kinds: CertKind[] = [];
+  if (attributes !== undefined) {
+    if (attributes.tag !== 0xa0) r.fail('expected attributes [0]');
+    for (const attribute of r.children(attributes)) {
+      const [type, values] = r.children(r.expect(attribute, TAG.sequence, 'attribute'));
+      if (type === undefined || oidText(r.content(r.expect(type, TAG.oid, 'attribute OID'))) !== '1.2.840.113549.1.9.14') continue;
+      for (const extensions of r.children(r.expect(values, TAG.set, 'attribute values'))) {
+        for (const { id, value } of readExtensionList(r, extensions)) {
+          if (id === OID.subjectAltName) {
+            const names = readGeneralNames(r, value);
+            sans.push(...names.dns.map((name): San => ({ type: 'dns', value: name })), ...names.ips.map(toSan));
+            otherNames.push(...names.others);
+          }
+          if (id === OID.extKeyUsage) kinds.push(...kindsOfUsages(readOidList(r, value)));
+        }
+      }
+    }
+  }
+
+  const algorithmOid = oidText(r.content(r.expect(r.children(r.expect(signatureAlgorithm, TAG.sequence, 'signatureAlgorithm'))[0], TAG.oid, 'signature OID')));
+  const signatureNode = r.expect(signatureBits, TAG.bitString, 'signature');
+  let signatureValid = false;
+  const hash = SIGNATURE_HASHES[algorithmOid];
+  if (hash !== undefined && signatureNode.end > signatureNode.contentStart + 1) {
+    try {
+      const key = publicKeyObject(r, spkiNode, keyBits as DerNode, keyType);
+      signatureValid = verify(hash, r.bytes(infoNode), key, r.buffer.subarray(signatureNode.contentStart + 1, signatureNode.end));
+    } catch {
+      signatureValid = false;
+    }
+  }
+  return { commonName, publicKeySpki: r.bytes(spkiNode), keyType, keyIsP256: keyType === 'ECDSA P-256', sans, otherNames, kinds, signatureValid };
+}
+
+/**
+ * The CSR's key as a KeyObject. An uncompressed P-256 point goes in as JWK:
+ * OpenSSL 3 builds it from parameters, skipping the SPKI decoder chain that
+ * costs about half of a CSR's verification time.
+ */
+function publicKeyObject(r: DerReader, spki: DerNode, bits: DerNode, keyType: string): KeyObject {
+  const point = r.content(bits);
+  if (keyType === 'ECDSA P-256' && point.length === 66 && point[0] === 0 && point[1] === 4) {
+    const x = Buffer.from(point.subarray(2, 34)).toString('base64url');
+    const y = Buffer.from(point.subarray(34, 66)).toString('base64url');
+    return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x, y }, format: 'jwk' });
+  }
+  return createPublicKey({ key: Buffer.from(r.bytes(spki)), format: 'der', type: 'spki' });
+}

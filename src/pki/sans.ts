@@ -1,0 +1,96 @@
+/**
+ * What each certificate is entitled to name, derived from the Topology alone.
+ * The host uses it to ask (CSR), the controller to check the CSR, and the
+ * renewal rule to notice a changed set (new overlay address, new master).
+ */
+import { parseIp } from '../lib/ip.js';
+import { OID } from './oids.js';
+import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
+
+export type CertKind = 'client' | 'server';
+export const CERT_KINDS: readonly CertKind[] = ['client', 'server'];
+
+export interface San {
+  readonly type: 'dns' | 'ip';
+  /** DNS names lowercase; IPs in canonical text (dotted quad, RFC 5952). */
+  readonly value: string;
+}
+
+/** `dns:name` / `ip:addr`: one string per SAN for sets and messages. */
+export function sanKey(san: San): string {
+  return `${san.type}:${san.value}`;
+}
+
+/** A DNS name or an IP address, canonicalised; IP text becomes an IP SAN. */
+export function toSan(text: string): San {
+  const ip = parseIp(text);
+  return ip !== undefined ? { type: 'ip', value: ip.text } : { type: 'dns', value: text.toLowerCase().replace(/\.$/, '') };
+}
+
+/** Same SANs, any order. */
+export function sameSans(a: readonly San[], b: readonly San[]): boolean {
+  const left = new Set(a.map(sanKey));
+  const right = new Set(b.map(sanKey));
+  return left.size === right.size && [...left].every((key) => right.has(key));
+}
+
+function unique(names: readonly string[]): San[] {
+  const seen = new Set<string>();
+  const out: San[] = [];
+  for (const name of names) {
+    const san = toSan(name);
+    const key = sanKey(san);
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(san);
+    }
+  }
+  // DNS names first, then addresses, each in first-seen order: stable output for tests and diffs.
+  return [...out.filter((s) => s.type === 'dns'), ...out.filter((s) => s.type === 'ip')];
+}
+
+/** Client certificate: `name`, `name.domain`. */
+export function clientSans(topology: Topology, credential: TopologyCredential): San[] {
+  return unique([credential.name, `${credential.name}.${topology.domain}`]);
+}
+
+/**
+ * Server certificate of `credential` on `host`: per service of the credential
+ * that runs there `svc`, `svc.domain`, `host.svc`, `host.svc.domain`,
+ * `shard.svc.domain`, and `svc-master[.domain]` on the master; then the host's
+ * FQDN, `localhost`, every address (ips, public_ips, overlays), 127.0.0.1,
+ * ::1 and `extra_san`.
+ */
+export function serverSans(topology: Topology, credential: TopologyCredential, host: TopologyHost): San[] {
+  const domain = topology.domain;
+  const names: string[] = [];
+  for (const serviceName of credential.services) {
+    const service = topology.services[serviceName];
+    if (service === undefined || !host.services.includes(serviceName)) continue;
+    names.push(serviceName, `${serviceName}.${domain}`, `${host.name}.${serviceName}`, `${host.name}.${serviceName}.${domain}`);
+    if (host.shard !== null) names.push(`${host.shard}.${serviceName}.${domain}`);
+    if (service.master === host.name) names.push(`${serviceName}-master`, `${serviceName}-master.${domain}`);
+  }
+  names.push(host.fqdn, 'localhost');
+  names.push(...host.ips, ...host.public_ips, ...Object.values(host.overlays), '127.0.0.1', '::1');
+  names.push(...credential.extra_san);
+  return unique(names);
+}
+
+/** The SANs `host` is entitled to for `credential` and `kind`. */
+export function entitledSans(topology: Topology, credential: TopologyCredential, host: TopologyHost, kind: CertKind): San[] {
+  return kind === 'client' ? clientSans(topology, credential) : serverSans(topology, credential, host);
+}
+
+/** Certificate kinds named by EKU OIDs (clientAuth, serverAuth). */
+export function kindsOfUsages(usages: readonly string[]): CertKind[] {
+  const kinds: CertKind[] = [];
+  if (usages.includes(OID.clientAuth)) kinds.push('client');
+  if (usages.includes(OID.serverAuth)) kinds.push('server');
+  return kinds;
+}
+
+/** The kinds of certificate a credential has (enable_client / enable_server). */
+export function kindsOf(credential: TopologyCredential): CertKind[] {
+  return CERT_KINDS.filter((kind) => (kind === 'client' ? credential.enable_client : credential.enable_server));
+}

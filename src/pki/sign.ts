@@ -1,0 +1,86 @@
+/**
+ * Issuing as a pipeline (smallstep `sign_options.go`): authorise the CSR
+ * against the Topology, build the certificate template, validate it
+ * (lifetime within min/max, names within the CA's Name Constraints), sign.
+ * The order is fixed here and nowhere else.
+ *
+ * Speed: CSRs are read with a strict DER reader, the certificate is
+ * assembled around parts encoded once per CA (template.ts) and signed through
+ * node:crypto: about 0.1 ms of JavaScript per certificate where the
+ * @peculiar object model takes 2-3 ms.
+ */
+import { MeshplaneError } from '../errors.js';
+import type { Topology } from '../topology/index.js';
+import type { Authorised } from './authorize.js';
+import { authorise } from './authorize.js';
+import type { Ca } from './ca.js';
+import type { CompiledConstraints } from './constraints.js';
+import { compileConstraints } from './constraints.js';
+import type { ParsedCsr } from './csr.js';
+import { parseCsr } from './csr.js';
+import type { CertKind } from './sans.js';
+import { sanKey } from './sans.js';
+import { leafValidity } from './validity.js';
+import { LeafTemplate } from './template.js';
+
+export interface SignOptions {
+  /** Signing time (tests move it to make expired certificates). Default: now. */
+  readonly now?: Date;
+  /** Requested lifetime; default and bounds in validity.ts. */
+  readonly lifetimeMs?: number;
+}
+
+export interface SignRequest extends SignOptions {
+  readonly csrPem: string;
+  readonly host: string;
+  readonly kind?: CertKind;
+  /** Where the CSR came from, for messages (a file name). */
+  readonly source: string;
+}
+
+export interface Signed {
+  readonly authorised: Authorised;
+  readonly pem: string;
+  readonly serial: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export class LeafSigner {
+  private readonly template: LeafTemplate;
+  private readonly constraints: CompiledConstraints | undefined;
+
+  constructor(private readonly ca: Ca) {
+    this.template = new LeafTemplate(ca);
+    this.constraints = ca.constraints === undefined ? undefined : compileConstraints(ca.constraints);
+  }
+
+  /** Parses, authorises and signs one PEM CSR. */
+  signCsr(topology: Topology, request: SignRequest): Signed {
+    const csr = parseCsr(request.csrPem, request.source);
+    return this.signParsed(topology, csr, request);
+  }
+
+  signParsed(topology: Topology, csr: ParsedCsr, request: Omit<SignRequest, 'csrPem'>): Signed {
+    // 1. authorise
+    const authorised = authorise(topology, { csr, host: request.host, kind: request.kind, source: request.source });
+    // 2. template: subject = credential, the authorised SANs, the kind's EKU; lifetime from validity.ts
+    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs);
+    // 3. validate against what peers will check
+    if (this.constraints !== undefined) {
+      const outside = this.constraints.outside(authorised.sans);
+      if (outside.length > 0) {
+        throw new MeshplaneError(
+          'PKI_ERR_NAME_CONSTRAINTS',
+          `refusing ${request.source}: ${outside.map(sanKey).join(', ')} is outside the CA's Name Constraints, so peers would reject the certificate; run "meshplane pki init" again with the current topology to widen them (or --permit-ip RANGE)`,
+        );
+      }
+    }
+    if (validity.notAfter > this.ca.cert.notAfter) {
+      throw new MeshplaneError('PKI_ERR_VALIDITY', `refusing ${request.source}: the certificate would outlive the CA (which expires ${this.ca.cert.notAfter.toISOString()})`);
+    }
+    // 4. sign
+    const { pem, serial } = this.template.sign({ commonName: authorised.credential.name, kind: authorised.kind, sans: authorised.sans, publicKeySpki: authorised.publicKeySpki, validity });
+    return { authorised, pem, serial, notBefore: validity.notBefore, notAfter: validity.notAfter };
+  }
+}

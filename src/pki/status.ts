@@ -1,0 +1,148 @@
+/**
+ * `pki status`: every installed credential with its expiry, and the same as
+ * Prometheus metrics in node-exporter textfile format (written atomically, as
+ * the textfile collector requires), so operators can alert before anything
+ * expires.
+ */
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { MODES, credentialPaths, writeFileSecure } from './files.js';
+import { inspectCert, trustProblem } from './inspect.js';
+import type { CertKind } from './sans.js';
+import { CERT_KINDS } from './sans.js';
+import { VALIDITY } from './validity.js';
+import { crlNextUpdate } from './crl.js';
+
+export type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid';
+
+export interface CredentialStatus {
+  readonly credential: string;
+  readonly kind: CertKind;
+  readonly path: string;
+  readonly status: CertStatus;
+  /** Why it is not ok. */
+  readonly detail: string;
+  readonly serial?: string;
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+}
+
+export interface FileExpiry {
+  readonly path: string;
+  readonly what: 'ca' | 'crl';
+  readonly notAfter: Date;
+}
+
+export interface StatusReport {
+  readonly credentials: readonly CredentialStatus[];
+  readonly files: readonly FileExpiry[];
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Looks at every <root>/x509/<name>/{client,server}/cert.pem (and, optionally, a CA directory). */
+export function credentialStatus(root: string, now: Date = new Date(), caDir?: string): StatusReport {
+  const credentials: CredentialStatus[] = [];
+  const files: FileExpiry[] = [];
+  const x509Dir = join(root, 'x509');
+  const names = existsSync(x509Dir) ? readdirSync(x509Dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : [];
+  for (const name of names) {
+    const paths = credentialPaths(root, name);
+    const caPem = read(paths.ca);
+    if (caPem !== undefined) addFile(files, paths.ca, 'ca', caPem);
+    const crlPem = read(paths.crl);
+    if (crlPem !== undefined) addFile(files, paths.crl, 'crl', crlPem);
+    for (const kind of CERT_KINDS) {
+      const path = paths.cert(kind);
+      const certPem = read(path);
+      if (certPem === undefined) continue;
+      credentials.push(judge(name, kind, path, certPem, caPem, read(paths.key(kind)), now));
+    }
+  }
+  if (caDir !== undefined) {
+    const caPem = read(join(caDir, 'ca.pem'));
+    if (caPem !== undefined) addFile(files, join(caDir, 'ca.pem'), 'ca', caPem);
+    const crlPem = read(join(caDir, 'crl.pem'));
+    if (crlPem !== undefined) addFile(files, join(caDir, 'crl.pem'), 'crl', crlPem);
+  }
+  return { credentials, files };
+}
+
+function addFile(files: FileExpiry[], path: string, what: 'ca' | 'crl', pem: string): void {
+  try {
+    const notAfter = what === 'ca' ? new Date(new NodeX509(pem).validTo) : crlNextUpdate(pem, path);
+    if (notAfter !== undefined) files.push({ path, what, notAfter });
+  } catch {
+    // An unreadable CA or CRL shows up as invalid certificates instead.
+  }
+}
+
+function judge(credential: string, kind: CertKind, path: string, certPem: string, caPem: string | undefined, keyPem: string | undefined, now: Date): CredentialStatus {
+  let info;
+  try {
+    info = inspectCert(certPem, path);
+  } catch (err) {
+    return { credential, kind, path, status: 'invalid', detail: (err as Error).message };
+  }
+  const base = { credential, kind, path, serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter };
+  if (info.notAfter.getTime() <= now.getTime()) return { ...base, status: 'expired', detail: 'expired' };
+  if (caPem === undefined) return { ...base, status: 'invalid', detail: 'no ca.pem beside it' };
+  const problem = trustProblem(certPem, caPem, now, keyPem);
+  if (keyPem === undefined) return { ...base, status: 'invalid', detail: 'private key missing or unreadable' };
+  if (problem !== undefined) return { ...base, status: 'invalid', detail: problem.reason };
+  const life = info.notAfter.getTime() - info.notBefore.getTime();
+  if (info.notAfter.getTime() - now.getTime() < life * VALIDITY.renewFraction) return { ...base, status: 'renew', detail: 'in its renewal window (last third of its life)' };
+  return { ...base, status: 'ok', detail: '' };
+}
+
+const escapeLabel = (value: string): string => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const seconds = (date: Date): string => String(Math.floor(date.getTime() / 1000));
+
+/** The report in Prometheus text exposition format (node-exporter textfile collector). */
+export function statusMetrics(report: StatusReport, now: Date = new Date()): string {
+  const lines: string[] = [];
+  const metric = (name: string, help: string, samples: readonly string[]): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...samples);
+  };
+  const leafLabels = (c: CredentialStatus): string => `credential="${escapeLabel(c.credential)}",kind="${c.kind}",path="${escapeLabel(c.path)}"`;
+  const dated = report.credentials.filter((c) => c.notAfter !== undefined);
+  metric(
+    'meshplane_pki_certificate_expiry_timestamp_seconds',
+    'When each installed certificate expires (notAfter), as a Unix time.',
+    dated.map((c) => `meshplane_pki_certificate_expiry_timestamp_seconds{${leafLabels(c)}} ${seconds(c.notAfter as Date)}`),
+  );
+  metric(
+    'meshplane_pki_certificate_not_before_timestamp_seconds',
+    'When each installed certificate became valid (notBefore), as a Unix time.',
+    dated.map((c) => `meshplane_pki_certificate_not_before_timestamp_seconds{${leafLabels(c)}} ${seconds(c.notBefore as Date)}`),
+  );
+  metric(
+    'meshplane_pki_certificate_valid',
+    '1 when the certificate matches its key, verifies against ca.pem and has not expired; 0 otherwise.',
+    report.credentials.map((c) => `meshplane_pki_certificate_valid{${leafLabels(c)}} ${c.status === 'ok' || c.status === 'renew' ? 1 : 0}`),
+  );
+  metric(
+    'meshplane_pki_ca_expiry_timestamp_seconds',
+    'When each CA certificate found expires, as a Unix time.',
+    report.files.filter((f) => f.what === 'ca').map((f) => `meshplane_pki_ca_expiry_timestamp_seconds{path="${escapeLabel(f.path)}"} ${seconds(f.notAfter)}`),
+  );
+  metric(
+    'meshplane_pki_crl_next_update_timestamp_seconds',
+    'When each CRL found must be replaced (nextUpdate), as a Unix time.',
+    report.files.filter((f) => f.what === 'crl').map((f) => `meshplane_pki_crl_next_update_timestamp_seconds{path="${escapeLabel(f.path)}"} ${seconds(f.notAfter)}`),
+  );
+  metric('meshplane_pki_status_timestamp_seconds', 'When meshplane pki status wrote this file, as a Unix time.', [`meshplane_pki_status_timestamp_seconds ${seconds(now)}`]);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Writes the metrics atomically (the textfile collector must never read half a file). */
+export function writeStatusMetrics(path: string, report: StatusReport, now: Date = new Date()): void {
+  writeFileSecure(path, statusMetrics(report, now), MODES.public);
+}
