@@ -1,0 +1,16 @@
+/**
+ * Overlay: per-host tinc 1.0 and WireGuard configuration, key pairs made on
+ * the host, and the nftables firewall around the mesh's ports, all from the
+ * compiled Topology. See README.md.
+ */
+export { renderHost, DEFAULT_GATEWAY_GROUP } from './render.js';
+export type { RenderOptions } from './render.js';
+export { writeRendered } from './write.js';
+export type { RenderedFile, WriteReport } from './write.js';
+export { generateHostKeys } from './keygen.js';
+export type { KeygenResult } from './keygen.js';
+export { generateKeyPair, publicKeyOf, normalizePublicKey } from './keys.js';
+export { OverlayError, describeProblem } from './errors.js';
+export type { OverlayProblem, OverlayErrorCode } from './errors.js';
+export { paths, publicKeyFile, onHost } from './paths.js';
+export { tincNodeName } from './names.js';

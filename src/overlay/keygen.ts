@@ -1,0 +1,76 @@
+/**
+ * `meshplane overlay keygen`, run on the host itself: a key pair per overlay
+ * the host is on. An existing private key is kept (its public key is derived
+ * again), so rerunning changes nothing and never rotates keys by accident.
+ * Private keys are written 0600 where the daemons look for them; public keys
+ * go to `<keysDir>/<host>.<overlay>.pub`, the only part that leaves the host.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Topology } from '../topology/index.js';
+import { writeFileAtomic } from '../lib/atomic-write.js';
+import { OverlayError } from './errors.js';
+import type { OverlayProblem } from './errors.js';
+import { generateKeyPair, publicKeyOf } from './keys.js';
+import { paths, publicKeyFile } from './paths.js';
+
+export interface KeygenResult {
+  readonly overlay: string;
+  readonly driver: 'tinc' | 'wireguard';
+  /** Absolute paths. */
+  readonly privateKeyFile: string;
+  readonly publicKeyFile: string;
+  /** `generated` a new pair, or `kept` the existing private key. */
+  readonly action: 'generated' | 'kept';
+  /** Whether the public key file was (re)written. */
+  readonly publicWritten: boolean;
+}
+
+export function generateHostKeys(topology: Topology, hostName: string, options: { root: string; keysDir: string }): KeygenResult[] {
+  const host = topology.hosts[hostName];
+  if (host === undefined) {
+    throw new OverlayError([{ code: 'OVERLAY_ERR_UNKNOWN_HOST', overlay: null, host: hostName, message: 'no such host in the topology' }]);
+  }
+  const problems: OverlayProblem[] = [];
+  const results: KeygenResult[] = [];
+  for (const name of Object.keys(host.overlays).sort()) {
+    const overlay = topology.overlays.find((o) => o.name === name);
+    if (overlay === undefined) {
+      problems.push({ code: 'OVERLAY_ERR_UNKNOWN_OVERLAY', overlay: name, host: hostName, message: `the host has an address on overlay "${name}", but the topology defines no such overlay` });
+      continue;
+    }
+    const privatePath = join(options.root, overlay.driver === 'tinc' ? paths.tincPrivateKey(name) : paths.wireguardPrivateKey(name));
+    const publicPath = join(options.keysDir, publicKeyFile(hostName, name));
+    const existing = readIfExists(privatePath);
+    let publicKey: string;
+    let action: KeygenResult['action'];
+    if (existing === undefined) {
+      const pair = generateKeyPair(overlay.driver);
+      writeFileAtomic(privatePath, pair.privateKey, 0o600);
+      publicKey = pair.publicKey;
+      action = 'generated';
+    } else {
+      const derived = publicKeyOf(overlay.driver, existing);
+      if (derived === undefined) {
+        problems.push({ code: 'OVERLAY_ERR_BAD_KEY', overlay: name, host: hostName, message: `${privatePath} exists but is not a ${overlay.driver} private key; move it away to generate a new one` });
+        continue;
+      }
+      publicKey = derived;
+      action = 'kept';
+    }
+    const publicWritten = readIfExists(publicPath) !== publicKey;
+    if (publicWritten) writeFileAtomic(publicPath, publicKey, 0o644);
+    results.push({ overlay: name, driver: overlay.driver, privateKeyFile: privatePath, publicKeyFile: publicPath, action, publicWritten });
+  }
+  if (problems.length > 0) throw new OverlayError(problems);
+  return results;
+}
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
