@@ -1,0 +1,220 @@
+// Benchmark: the gateway + agent tunnel (mTLS, HTTP/2 CONNECT streams)
+// against a direct connection (the limit), haproxy in TCP mode (plaintext
+// user-space proxy) and an OpenSSH reverse tunnel (`ssh -N -R`), all on
+// loopback in one run, interleaved:
+//   iperf3 throughput, 1 and 8 streams, both directions;
+//   wrk requests/s on keep-alive and on new connections (haproxy answers);
+//   wrk p50 latency at one connection, added over direct;
+//   memory of gateway + agent per 1,000 idle tunnelled connections.
+// Ours uses tcp-mode endpoints (the whole front port to one service), the
+// same shape as haproxy's `mode tcp` and ssh's forwarded port.
+//
+// Run with `npm run bench:gateway` (builds first). Needs iperf3, wrk,
+// haproxy, openssh-server and openssh-client. Ends with
+// `RESULT <metric> ours=<v> <peer>=<v> ratio=<r>` (r > 1: ours is better).
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import process from 'node:process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { URL, fileURLToPath } from 'node:url';
+import { issueMeshCredentials } from '../dist/pki/index.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
+const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400 };
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+/** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
+const ONLY = process.env.BENCH_ONLY ?? '';
+const IPERF_SECONDS = 4;
+const WRK_SECONDS = 4;
+const IDLE_CONNECTIONS = 1000;
+
+const log = (line) => process.stdout.write(`${line}\n`);
+const sig = (x) => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x));
+const children = [];
+
+function start(command, args, options = {}) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (out += c));
+  child.output = () => out;
+  children.push(child);
+  return child;
+}
+
+async function waitForPort(port, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.on('connect', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await sleep(50);
+  }
+}
+
+function rssKiB(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+function iperf(port, streams, reverse) {
+  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(IPERF_SECONDS), '-J', '-P', String(streams)];
+  if (reverse) args.push('-R');
+  for (let attempt = 1; ; attempt++) {
+    let out;
+    try {
+      out = JSON.parse(execFileSync('iperf3', args, { encoding: 'utf8', timeout: 60_000 }));
+    } catch (err) {
+      out = { error: String(err.stdout ?? err) };
+    }
+    if (out.end?.sum_received !== undefined) return out.end.sum_received.bits_per_second / 1e9;
+    if (attempt === 3) throw new Error(`iperf3 ${args.join(' ')}: ${out.error ?? 'no result'}`);
+    execFileSync('sleep', ['1']);
+  }
+}
+
+function wrk(port, extra) {
+  const out = execFileSync('wrk', ['-d', String(WRK_SECONDS), ...extra, `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 60_000 });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const p50 = /50%\s+([\d.]+)(us|ms|s)/.exec(out);
+  const p50us = p50 === null ? NaN : Number(p50[1]) * { us: 1, ms: 1000, s: 1e6 }[p50[2]];
+  const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(out);
+  return { rps, p50us, errors: errors === null ? '' : errors[0] };
+}
+
+async function main(dir) {
+  log(`machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, node ${process.version}, ${execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0]}, ${execFileSync('ssh', ['-V'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || 'ssh'}`);
+
+  // --- the mesh: a gateway host and a backend host, credentials from the PKI ---
+  // Health checks off: iperf3 is no HTTP server, and the runs compare tunnels, not checks.
+  writeFileSync(join(dir, 'hosts.yml'), `all:\n  children:\n    gateway:\n      hosts:\n        gw1: {ip: 127.0.50.1}\n    backend:\n      hosts:\n        b1: {ip: 127.0.50.2}\n`);
+  writeFileSync(
+    join(dir, 'services.yml'),
+    `gateway:\n  scheduling_group: gateway\n  ports: [${P.registration}]\n  service_credentials: [{name: gateway, enable_client: false}]\n` +
+      `iperf:\n  scheduling_group: backend\n  ports: [${P.iperf}]\n  service_credentials: [{name: iperf}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursIperf}, mode: tcp, health: false}\n` +
+      `http:\n  scheduling_group: backend\n  ports: [${P.http}]\n  service_credentials: [{name: http}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursHttp}, mode: tcp, health: false}\n`,
+  );
+  const topologyFile = join(dir, 'topology.json');
+  execFileSync(process.execPath, [BIN, 'compile', '-s', join(dir, 'services.yml'), '-i', join(dir, 'hosts.yml'), '-o', topologyFile]);
+  const topology = JSON.parse(readFileSync(topologyFile, 'utf8'));
+  const state = join(dir, 'state');
+  await issueMeshCredentials({ topology, stateDir: state });
+
+  // --- backends: iperf3 and haproxy answering small HTTP requests ---
+  start('iperf3', ['-s', '-p', String(P.iperf), '-B', '127.0.0.1']);
+  writeFileSync(
+    join(dir, 'haproxy.cfg'),
+    `global\n  maxconn 8000\ndefaults\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n` +
+      `frontend backend_http\n  mode http\n  bind 127.0.0.1:${P.http}\n  http-request return status 200 content-type text/plain string "ok\\n"\n` +
+      `listen tcp_iperf\n  mode tcp\n  bind 127.0.0.1:${P.haIperf}\n  server s 127.0.0.1:${P.iperf}\n` +
+      `listen tcp_http\n  mode tcp\n  bind 127.0.0.1:${P.haHttp}\n  server s 127.0.0.1:${P.http}\n`,
+  );
+  start('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
+
+  // --- ours: the real CLI processes ---
+  const gateway = start(process.execPath, [BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn']);
+  const agents = ['iperf', 'http'].map((service) =>
+    start(process.execPath, [BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn']),
+  );
+
+  // --- ssh -R: sshd on loopback with a throwaway host key and client key ---
+  const ssh = join(dir, 'ssh');
+  mkdirSync(ssh);
+  mkdirSync('/run/sshd', { recursive: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'host_key')]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'client_key')]);
+  writeFileSync(join(ssh, 'authorized_keys'), readFileSync(join(ssh, 'client_key.pub')));
+  chmodSync(join(ssh, 'authorized_keys'), 0o600);
+  writeFileSync(
+    join(ssh, 'sshd_config'),
+    `ListenAddress 127.0.0.1:${P.sshd}\nHostKey ${join(ssh, 'host_key')}\nAuthorizedKeysFile ${join(ssh, 'authorized_keys')}\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile ${join(ssh, 'sshd.pid')}\nAllowTcpForwarding yes\nGatewayPorts no\nMaxStartups 10000\n`,
+  );
+  start('/usr/sbin/sshd', ['-D', '-e', '-f', join(ssh, 'sshd_config')]);
+  await waitForPort(P.sshd);
+  start('ssh', ['-N', '-p', String(P.sshd), '-i', join(ssh, 'client_key'), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-R', `127.0.0.1:${P.sshIperf}:127.0.0.1:${P.iperf}`, '-R', `127.0.0.1:${P.sshHttp}:127.0.0.1:${P.http}`, 'root@127.0.0.1']);
+
+  // Probe only the HTTP ports: a bare connection to iperf3 aborts its current test.
+  for (const port of [P.http, P.haHttp, P.sshHttp, P.oursHttp]) await waitForPort(port);
+  await sleep(1000);
+
+  const targets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp] };
+  const results = {};
+  const record = (target, metric, value) => ((results[target] ??= {})[metric] ??= []).push(value);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [target, [iperfPort, httpPort]] of Object.entries(targets)) {
+      for (const [metric, streams, reverse] of [['throughput-1stream-up', 1, false], ['throughput-1stream-down', 1, true], ['throughput-8streams-up', 8, false], ['throughput-8streams-down', 8, true]]) {
+        record(target, metric, ONLY === 'wrk' ? NaN : iperf(iperfPort, streams, reverse));
+      }
+      const keepalive = wrk(httpPort, ['-t', '2', '-c', '32']);
+      const fresh = wrk(httpPort, ['-t', '2', '-c', '32', '-H', 'Connection: close']);
+      const latency = wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
+      record(target, 'keepalive-rps', keepalive.rps);
+      record(target, 'new-conn', fresh.rps);
+      record(target, 'latency-p50-us', latency.p50us);
+      log(
+        `round ${round} ${target.padEnd(7)} 1s ${sig(results[target]['throughput-1stream-up'].at(-1))}/${sig(results[target]['throughput-1stream-down'].at(-1))} Gbit/s, 8s ${sig(results[target]['throughput-8streams-up'].at(-1))}/${sig(results[target]['throughput-8streams-down'].at(-1))} Gbit/s, keep-alive ${sig(keepalive.rps)} rps, new ${sig(fresh.rps)} rps ${fresh.errors}, p50 ${sig(latency.p50us)} us`,
+      );
+    }
+  }
+
+  // --- memory per 1,000 idle tunnelled connections ---
+  const before = rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
+  const idle = [];
+  for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+    idle.push(
+      await new Promise((resolve, reject) => {
+        const s = connect(P.oursHttp, '127.0.0.1', () => resolve(s));
+        s.on('error', reject);
+      }),
+    );
+  }
+  await sleep(2000);
+  const after = rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
+  for (const s of idle) s.destroy();
+  const perThousandMiB = (after - before) / 1024 / (IDLE_CONNECTIONS / 1000);
+  log(`ours: gateway + agent RSS ${sig(before / 1024)} -> ${sig(after / 1024)} MiB with ${IDLE_CONNECTIONS} idle tunnelled connections`);
+
+  const mean = (target, metric) => results[target][metric].reduce((a, b) => a + b, 0) / results[target][metric].length;
+  log('');
+  const both = (metric) => (target) => (mean(target, `${metric}-up`) + mean(target, `${metric}-down`)) / 2;
+  const lines = [
+    ['throughput-1stream', both('throughput-1stream'), 'rate', 'Gbit/s'],
+    ['throughput-1stream-up', (t) => mean(t, 'throughput-1stream-up'), 'rate'],
+    ['throughput-1stream-down', (t) => mean(t, 'throughput-1stream-down'), 'rate'],
+    ['throughput-8streams', both('throughput-8streams'), 'rate'],
+    ['throughput-8streams-up', (t) => mean(t, 'throughput-8streams-up'), 'rate'],
+    ['throughput-8streams-down', (t) => mean(t, 'throughput-8streams-down'), 'rate'],
+    ['keepalive-rps', (t) => mean(t, 'keepalive-rps'), 'rate'],
+    ['new-conn', (t) => mean(t, 'new-conn'), 'rate'],
+    ['latency-p50', (t) => mean(t, 'latency-p50-us') - mean('direct', 'latency-p50-us'), 'time'],
+  ];
+  for (const [name, value, kind] of lines) {
+    for (const peer of ['ssh', 'haproxy']) {
+      const ours = value('ours');
+      const theirs = value(peer);
+      const r = kind === 'rate' ? ours / theirs : theirs / ours;
+      log(`RESULT ${name} ours=${sig(ours)} ${peer}=${sig(theirs)} ratio=${sig(r)}`);
+    }
+  }
+  log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
+  log(`RESULT mem-per-1k-idle-mib ours=${sig(perThousandMiB)} target=10 ratio=${sig(10 / perThousandMiB)}`);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-gateway-'));
+main(dir)
+  .catch((err) => {
+    process.stderr.write(`${err.stack ?? err}\n`);
+    for (const child of children) process.stderr.write(`--- ${child.spawnargs.slice(0, 3).join(' ')}\n${child.output().slice(-2000)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });

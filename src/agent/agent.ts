@@ -1,0 +1,271 @@
+/**
+ * The agent: keeps tunnels open to the gateway(s) with its client
+ * certificate and serves HTTP/2 over them (the gateway is the client).
+ * Each CONNECT stream becomes a TCP connection to the local backend,
+ * preceded by a PROXY protocol header when the endpoint asks for one.
+ *
+ * Durable by design: every (gateway, slot) has its own dial loop with
+ * exponential backoff and full jitter; PINGs find a dead gateway within
+ * seconds; drain() stops taking streams and lets open ones finish.
+ */
+import { connect as netConnect } from 'node:net';
+import { constants as http2Constants, performServerHandshake } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import { connect as tlsConnect } from 'node:tls';
+import type { Logger } from 'pino';
+import { HEADER, REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, pipeBoth } from '../lib/tunnel-io.js';
+import type { AgentHello } from '../lib/tunnel-io.js';
+import { answerHealthCheck } from './health-answer.js';
+import { proxyHeader } from './proxy-protocol.js';
+import type { ProxyVersion } from './proxy-protocol.js';
+
+export interface Address {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface AgentOptions {
+  readonly credential: string;
+  readonly service: string;
+  readonly host: string;
+  readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  /** Gateways to keep tunnels to; each gets `connections` of them. */
+  readonly gateways: readonly Address[];
+  /** Name the gateway's certificate must carry (e.g. gateway.mesh.internal). */
+  readonly gatewayName: string;
+  readonly backend: Address;
+  /** PROXY protocol per endpoint name; endpoints not listed get none. */
+  readonly proxyProtocol: ReadonlyMap<string, ProxyVersion | 'none'>;
+  readonly connections?: number;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** How often the tunnel is PINGed; a PING unanswered by the next one drops the tunnel. */
+  readonly pingIntervalMs?: number;
+  readonly version: string;
+  readonly logger: Logger;
+}
+
+export const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 30_000 } as const;
+export const DEFAULT_PING_INTERVAL_MS = 5000;
+const CONNECT_TIMEOUT_MS = 10_000;
+/** A tunnel that lived this long resets the backoff. */
+const STABLE_AFTER_MS = 10_000;
+
+export class Agent {
+  private readonly options: AgentOptions;
+  private readonly logger: Logger;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly loops: Promise<void>[] = [];
+  private readonly wakeups = new Set<() => void>();
+  private stopping = false;
+  private connectedCount = 0;
+
+  constructor(options: AgentOptions) {
+    this.options = options;
+    this.logger = options.logger;
+  }
+
+  /** Tunnels currently registered (for tests and status). */
+  get connected(): number {
+    return this.connectedCount;
+  }
+
+  start(): void {
+    const slots = this.options.connections ?? 1;
+    for (const gateway of this.options.gateways) {
+      for (let slot = 0; slot < slots; slot++) this.loops.push(this.dialLoop(gateway, slot));
+    }
+  }
+
+  /**
+   * Graceful stop: no new tunnels or streams (GOAWAY), open streams finish;
+   * whatever is still open at the deadline is cut.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.stop();
+    const closing = [...this.sessions].map((session) => new Promise<void>((resolve) => {
+      session.once('close', () => resolve());
+      session.close();
+    }));
+    const timer = setTimeout(() => {
+      for (const session of this.sessions) session.destroy();
+    }, deadlineMs);
+    await Promise.all(closing);
+    clearTimeout(timer);
+    await Promise.all(this.loops);
+  }
+
+  /** Immediate stop. */
+  close(): void {
+    this.stop();
+    for (const session of this.sessions) session.destroy();
+  }
+
+  private stop(): void {
+    this.stopping = true;
+    for (const wake of this.wakeups) wake();
+  }
+
+  private async dialLoop(gateway: Address, slot: number): Promise<void> {
+    const backoff = this.options.backoff ?? DEFAULT_BACKOFF;
+    let attempt = 0;
+    while (!this.stopping) {
+      const started = Date.now();
+      try {
+        await this.runTunnel(gateway, slot);
+      } catch (err) {
+        this.logger.warn({ gateway: `${gateway.address}:${gateway.port}`, slot, err: (err as Error).message }, 'cannot reach the gateway');
+      }
+      if (this.stopping) break;
+      if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
+      // Full jitter: a fleet of agents does not reconnect in lockstep after a gateway restart.
+      const delay = Math.random() * Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt);
+      attempt = Math.min(attempt + 1, 30);
+      await this.sleep(delay);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.wakeups.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakeups.add(wake);
+    });
+  }
+
+  /** One tunnel, from dial to close. Resolves when it closes; rejects when it never came up. */
+  private runTunnel(gateway: Address, slot: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const { tls } = this.options;
+      const socket = tlsConnect({
+        host: gateway.address,
+        port: gateway.port,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        servername: this.options.gatewayName,
+        ALPNProtocols: ['h2'],
+        minVersion: 'TLSv1.2',
+      });
+      const timer = setTimeout(() => socket.destroy(new Error(`TLS handshake not done within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+      socket.once('error', (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        if (this.stopping) {
+          socket.destroy();
+          resolve();
+          return;
+        }
+        socket.on('error', () => undefined);
+        socket.setKeepAlive(true, 15_000);
+        // Tunnel frames are small and latency-bound (a HEADERS frame per new connection): no Nagle.
+        socket.setNoDelay(true);
+        const session = performServerHandshake(socket, { ...TUNNEL_SESSION_OPTIONS });
+        this.sessions.add(session);
+        this.connectedCount++;
+        session.on('error', () => undefined);
+        session.once('localSettings', () => {
+          try {
+            session.setLocalWindowSize(TUNNEL_SESSION_WINDOW);
+          } catch {
+            // session already gone
+          }
+        });
+        session.on('stream', (stream, headers) => this.onStream(stream, headers, slot));
+        session.on('goaway', (code: number, _lastStreamId: number, data?: Buffer) => {
+          if (data !== undefined && data.length > 0) this.logger.error({ gateway: `${gateway.address}:${gateway.port}`, code, reason: data.toString() }, 'the gateway refused this agent');
+        });
+        const pinger = this.keepAlive(session, gateway);
+        this.logger.info({ gateway: `${gateway.address}:${gateway.port}`, slot }, 'tunnel up');
+        session.once('close', () => {
+          clearInterval(pinger);
+          this.sessions.delete(session);
+          this.connectedCount--;
+          if (!this.stopping) this.logger.warn({ gateway: `${gateway.address}:${gateway.port}`, slot }, 'tunnel closed; reconnecting');
+          resolve();
+        });
+      });
+    });
+  }
+
+  private keepAlive(session: ServerHttp2Session, gateway: Address): NodeJS.Timeout {
+    let awaitingPong = false;
+    const timer = setInterval(() => {
+      if (session.destroyed) return;
+      if (awaitingPong) {
+        this.logger.warn({ gateway: `${gateway.address}:${gateway.port}` }, 'gateway did not answer PING; reconnecting');
+        session.destroy();
+        return;
+      }
+      awaitingPong = true;
+      try {
+        session.ping(() => (awaitingPong = false));
+      } catch {
+        session.destroy();
+      }
+    }, this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+    timer.unref();
+    return timer;
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number): void {
+    stream.on('error', () => undefined);
+    if (headers[':method'] === 'GET' && headers[':path'] === REGISTRATION_PATH) {
+      const hello: AgentHello = { agent_id: `${this.options.host}/${this.options.service}/${slot}`, host: this.options.host, service: this.options.service, credential: this.options.credential, version: this.options.version };
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify(hello));
+      return;
+    }
+    if (headers[':method'] === 'GET' && headers[HEADER.healthEndpoint] !== undefined) {
+      answerHealthCheck(stream, headers, this.options.backend, this.options.proxyProtocol);
+      return;
+    }
+    if (headers[':method'] !== 'CONNECT') {
+      stream.respond({ ':status': 404 });
+      stream.end();
+      return;
+    }
+    this.toBackend(stream, headers);
+  }
+
+  private toBackend(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const endpoint = String(headers[HEADER.endpoint] ?? '');
+    const proxy = this.options.proxyProtocol.get(endpoint) ?? 'none';
+    const { backend } = this.options;
+    // Answer at once: the gateway starts sending while the backend connection is being made (one
+    // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
+    stream.respond({ ':status': 200 });
+    const socket = netConnect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true });
+    socket.once('error', (err) => {
+      this.logger.warn({ backend: `${backend.address}:${backend.port}`, endpoint, err: err.message }, 'cannot connect to the local backend');
+      if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CONNECT_ERROR);
+    });
+    stream.once('close', () => {
+      if (socket.connecting) socket.destroy();
+    });
+    socket.once('connect', () => {
+      if (stream.destroyed) {
+        socket.destroy();
+        return;
+      }
+      socket.removeAllListeners('error');
+      if (proxy !== 'none') {
+        socket.write(
+          proxyHeader(proxy, {
+            sourceAddress: String(headers[HEADER.clientAddress] ?? ''),
+            sourcePort: Number(headers[HEADER.clientPort] ?? 0),
+            destinationAddress: String(headers[HEADER.frontAddress] ?? ''),
+            destinationPort: Number(headers[HEADER.frontPort] ?? 0),
+          }),
+        );
+      }
+      pipeBoth(stream, socket);
+    });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The gateway's Prometheus metrics, on the registry it is given (never the
+ * global one). Per-backend gauges are read from the live registry at scrape
+ * time, so a backend that goes (killed, disconnected) vanishes from the next
+ * scrape; its histograms and counters are removed when it deregisters.
+ * Every name is listed in README.md.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { isEjected } from './balance.js';
+import type { CheckResult } from './health.js';
+import type { Backend, BackendRegistry } from './registry.js';
+
+type BackendLabels = 'service' | 'backend';
+
+/** Is a backend routable for all its checked endpoints (for the per-service count)? */
+export function isServing(backend: Backend): boolean {
+  return !isEjected(backend) && [...backend.health.values()].every((h) => h.state === 'healthy');
+}
+
+export class GatewayMetrics {
+  private readonly authFailures: Counter<'reason'>;
+  private readonly connections: Counter<'port' | 'result'>;
+  private readonly ttfb: Histogram<BackendLabels>;
+  private readonly checkDuration: Histogram<BackendLabels | 'endpoint'>;
+  private readonly checks: Counter<BackendLabels | 'endpoint' | 'result'>;
+  private readonly ejections: Counter<'service'>;
+  private readonly kills: Counter<'service'>;
+  /** Endpoints each backend was checked for, to remove their series when it goes. */
+  private readonly checkedEndpoints = new Map<string, Set<string>>();
+
+  constructor(registry: Registry, backends: BackendRegistry) {
+    const registers = [registry];
+    this.authFailures = new Counter({ name: 'meshplane_gateway_auth_failures_total', help: 'Agent registrations refused, by reason', labelNames: ['reason'], registers });
+    this.connections = new Counter({ name: 'meshplane_gateway_connections_total', help: 'Client connections on the fronts, by port and result (routed or the refusal reason)', labelNames: ['port', 'result'], registers });
+    this.ttfb = new Histogram({
+      name: 'meshplane_gateway_backend_first_byte_seconds',
+      help: "Time from opening a tunnelled connection to the backend's first byte back",
+      labelNames: ['service', 'backend'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.checkDuration = new Histogram({
+      name: 'meshplane_gateway_health_check_duration_seconds',
+      help: 'Duration of health checks through the tunnel',
+      labelNames: ['service', 'backend', 'endpoint'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.checks = new Counter({ name: 'meshplane_gateway_health_checks_total', help: 'Health checks by result (pass or fail)', labelNames: ['service', 'backend', 'endpoint', 'result'], registers });
+    this.ejections = new Counter({ name: 'meshplane_gateway_ejections_total', help: 'Backends ejected as outliers after consecutive connection failures', labelNames: ['service'], registers });
+    this.kills = new Counter({ name: 'meshplane_gateway_kills_total', help: 'Backends killed by id (admin API), or cut off by a reload that no longer authorises them', labelNames: ['service'], registers });
+
+    const perBackend = (name: string, help: string, value: (b: Backend) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['service', 'backend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const b of backends.all()) {
+            const v = value(b);
+            if (v !== null) this.set({ service: b.service, backend: b.id }, v);
+          }
+        },
+      });
+    };
+    new Gauge({
+      name: 'meshplane_gateway_backends',
+      help: 'Connected backends per service',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of backends.all()) this.inc({ service: b.service });
+      },
+    });
+    new Gauge({
+      name: 'meshplane_gateway_backends_serving',
+      help: 'Connected backends per service that are healthy on every checked endpoint and not ejected',
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of backends.all()) this.inc({ service: b.service }, isServing(b) ? 1 : 0);
+      },
+    });
+    perBackend('meshplane_gateway_backend_rtt_seconds', 'Tunnel round-trip time (last HTTP/2 PING)', (b) => (b.rttMs === null ? null : b.rttMs / 1000));
+    perBackend('meshplane_gateway_backend_open_connections', 'Tunnelled connections open to the backend', (b) => b.openStreams);
+    perBackend('meshplane_gateway_backend_load', 'Load the backend last reported in X-Iconia-Load', (b) => b.load);
+    perBackend('meshplane_gateway_backend_ejected', '1 while the backend is ejected as an outlier', (b) => (isEjected(b) ? 1 : 0));
+    new Gauge({
+      name: 'meshplane_gateway_backend_healthy',
+      help: 'Health per backend and endpoint: 1 healthy, 0 unhealthy or not yet checked',
+      labelNames: ['service', 'backend', 'endpoint'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of backends.all()) for (const [endpoint, h] of b.health) this.set({ service: b.service, backend: b.id, endpoint }, h.state === 'healthy' ? 1 : 0);
+      },
+    });
+  }
+
+  authFailure(reason: string): void {
+    this.authFailures.inc({ reason });
+  }
+
+  connection(port: number, result: string): void {
+    this.connections.inc({ port: String(port), result });
+  }
+
+  firstByte(backend: Backend, seconds: number): void {
+    this.ttfb.observe({ service: backend.service, backend: backend.id }, seconds);
+  }
+
+  healthChecked(backend: Backend, endpoint: string, result: CheckResult): void {
+    let seen = this.checkedEndpoints.get(backend.id);
+    if (seen === undefined) this.checkedEndpoints.set(backend.id, (seen = new Set()));
+    seen.add(endpoint);
+    const labels = { service: backend.service, backend: backend.id, endpoint };
+    this.checkDuration.observe(labels, result.durationMs / 1000);
+    this.checks.inc({ ...labels, result: result.ok ? 'pass' : 'fail' });
+  }
+
+  ejected(backend: Backend): void {
+    this.ejections.inc({ service: backend.service });
+  }
+
+  killed(backend: Backend): void {
+    this.kills.inc({ service: backend.service });
+  }
+
+  /** A backend went: its series go with it (no unbounded growth across reconnects). */
+  forget(backend: Backend): void {
+    const base = { service: backend.service, backend: backend.id };
+    this.ttfb.remove(base);
+    for (const endpoint of this.checkedEndpoints.get(backend.id) ?? []) {
+      this.checkDuration.remove({ ...base, endpoint });
+      for (const result of ['pass', 'fail']) this.checks.remove({ ...base, endpoint, result });
+    }
+    this.checkedEndpoints.delete(backend.id);
+  }
+}
+
