@@ -1,0 +1,431 @@
+/**
+ * The playbook with real Ansible against five test hosts.
+ *
+ * Each test host is a directory (meshplane_root) that every role writes
+ * under, driven with ansible_connection=local: this machine has no systemd
+ * and no sshd, and one controller must drive several hosts, so per-host
+ * root prefixes give every host its own /etc, /var and /usr/local with real
+ * files, modes and owners. What the roles would hand to systemd runs here
+ * for real: each host's DNS server is started from its installed unit's
+ * ExecStart line inside a network namespace (mpans-<host>, public address
+ * 198.18.4.x), and getent there reads that host's generated resolv.conf
+ * (bind-mounted). The handlers' reload hook sends the server a real SIGHUP
+ * (its unit runs with --no-watch, so only a handler can make it reload);
+ * the firewall hook loads the rendered nftables ruleset into the host's
+ * namespace. An upstream resolver on the hub (198.18.4.1) stands for the
+ * resolvers the hosts had before.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addressesSeenBy, parseTopology } from '../../src/topology/index.js';
+import type { Topology } from '../../src/topology/index.js';
+import { createNetwork } from '../support/netns.js';
+import type { TestNetwork } from '../support/netns.js';
+import { runAsync } from '../support/dns.js';
+import { CLI, meshplane, REPO_ROOT, run, tempDir } from '../support/run.js';
+import type { Controller, FileState, PlaybookReport } from './support.js';
+import { ANSIBLE_DIR, ansibleEnv, changedHosts, changedOn, describeFailure, execStart, playbook, snapshot, touched } from './support.js';
+
+const FIXTURES = join(REPO_ROOT, 'test/ansible/fixtures');
+const HOSTS = ['gw1', 'host1', 'host2', 'host3', 'host4'] as const;
+const PUBLIC: Record<string, string> = { gw1: '198.18.4.10', host1: '198.18.4.11', host2: '198.18.4.12', host3: '198.18.4.13', host4: '198.18.4.14' };
+const CREDENTIAL_GROUPS = ['ansgw-credentials', 'answeb-credentials', 'ansdb-credentials'];
+const isRoot = process.getuid?.() === 0;
+
+const work = tempDir('ansible');
+const controller: Controller = {
+  dir: work.path,
+  services: join(work.path, 'services.yml'),
+  inventory: join(work.path, 'hosts.yml'),
+  varsFile: join(work.path, 'test-vars.yml'),
+};
+const rootOf = (host: string): string => join(work.path, 'hosts', host);
+let net: TestNetwork | undefined;
+const servers = new Map<string, ChildProcess>();
+const groupsBefore = new Set<string>();
+
+function compiled(): Topology {
+  const result = meshplane(['compile', '-s', controller.services, '-i', controller.inventory]);
+  if (result.status !== 0) throw new Error(result.stderr);
+  return parseTopology(result.stdout, 'compile');
+}
+
+function expectConverged(report: PlaybookReport): void {
+  expect(report.status, describeFailure(report)).toBe(0);
+  expect(Object.keys(report.stats).sort()).toEqual([...HOSTS]);
+  for (const [host, s] of Object.entries(report.stats)) expect(s.failures + s.unreachable, `${host}: ${describeFailure(report)}`).toBe(0);
+}
+
+/** `getent hosts NAME` inside the host's namespace with the host's own generated resolv.conf. */
+async function getent(host: string, name: string): Promise<{ status: number; addresses: string[] }> {
+  const resolv = join(rootOf(host), 'etc/resolv.conf');
+  const result = await runAsync('ip', ['netns', 'exec', `mpans-${host}`, 'unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && getent hosts "$1"', resolv, name]);
+  const addresses = result.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split(/\s+/)[0]!)
+    .sort();
+  return { status: result.status, addresses };
+}
+
+/** What the host should get for every instance of a service: its view, from the Topology. */
+function expectedView(topology: Topology, asker: string, service: string): string[] {
+  const viewer = topology.hosts[asker]!;
+  return topology.services[service]!.instances.flatMap((instance) => addressesSeenBy(viewer, instance)).sort();
+}
+
+/** Starts the host's DNS server exactly as its unit says, in its namespace; the reload hook signals this PID. */
+async function startDns(host: string): Promise<void> {
+  const argv = execStart(join(rootOf(host), 'etc/systemd/system/meshplane-dns.service'));
+  const log = openSync(join(work.path, `dns-${host}.log`), 'a');
+  const child = spawn('ip', ['netns', 'exec', `mpans-${host}`, ...argv], { stdio: ['ignore', 'ignore', log] });
+  servers.set(host, child);
+  mkdirSync(join(rootOf(host), 'run'), { recursive: true });
+  writeFileSync(join(rootOf(host), 'run/meshplane-dns.pid'), `${child.pid}\n`);
+  for (let i = 0; i < 100; i++) {
+    if ((await getent(host, host)).status === 0) return;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the DNS server of ${host} did not answer: ${readFileSync(join(work.path, `dns-${host}.log`), 'utf8')}`);
+}
+
+function openssl(args: readonly string[]): string {
+  const result = run('openssl', args);
+  if (result.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+function sans(cert: string): string[] {
+  const text = openssl(['x509', '-in', cert, '-noout', '-ext', 'subjectAltName']);
+  return text
+    .split('\n')
+    .slice(1)
+    .join(',')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function gid(group: string): number {
+  const result = run('getent', ['group', group]);
+  return Number(result.stdout.split(':')[2]);
+}
+
+const snapshots = (): Map<string, Map<string, FileState>> => new Map(HOSTS.map((h) => [h, snapshot(rootOf(h))]));
+
+describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
+  beforeAll(() => {
+    for (const group of CREDENTIAL_GROUPS) if (run('getent', ['group', group]).status === 0) groupsBefore.add(group);
+    copyFileSync(join(FIXTURES, 'services.yml'), controller.services);
+    copyFileSync(join(FIXTURES, 'hosts.yml'), controller.inventory);
+    for (const host of HOSTS) {
+      mkdirSync(join(rootOf(host), 'etc'), { recursive: true });
+      writeFileSync(join(rootOf(host), 'etc/resolv.conf'), 'nameserver 198.18.4.1\nsearch example.net\noptions edns0\n');
+    }
+    const pack = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', work.path]);
+    if (pack.status !== 0) throw new Error(`npm pack: ${pack.stderr}`);
+    const tarball = join(work.path, pack.stdout.trim().split('\n').pop()!);
+    writeFileSync(
+      controller.varsFile,
+      [
+        `meshplane_test_dir: ${work.path}`,
+        'meshplane_become: false',
+        'meshplane_service_manager: none',
+        'meshplane_install_runtime: false',
+        `meshplane_package_file: ${tarball}`,
+        `meshplane_controller_dir: ${join(work.path, 'controller')}`,
+        `meshplane_controller_bin: ${process.execPath} ${CLI}`,
+        `meshplane_services_file: ${controller.services}`,
+        `meshplane_inventory_file: ${controller.inventory}`,
+        'overlay_install_packages: false',
+        'gateway_credential: ansgw',
+        'credentials_group_throttle: 1',
+        // The reload hook: what systemctl reload does (ExecReload=kill -HUP), to the process the test started.
+        'dns_reload_command: "if [ -f {{ meshplane_prefix }}/run/meshplane-dns.pid ]; then kill -HUP $(cat {{ meshplane_prefix }}/run/meshplane-dns.pid); fi"',
+        'overlay_firewall_apply_command: "ip netns exec mpans-{{ inventory_hostname }} nft -f {{ overlay_ruleset }}"',
+        // No overlay daemons run here: agents dial the gateway's public address.
+        'agent_gateways: ["198.18.4.10:8443"]',
+        '',
+      ].join('\n'),
+    );
+    net = createNetwork('mpans-', ['198.18.4.1/24'], new Map(HOSTS.map((h) => [h, `${PUBLIC[h]}/24`])));
+  }, 60_000);
+
+  afterAll(() => {
+    for (const child of servers.values()) if (child.exitCode === null) child.kill('SIGTERM');
+    net?.destroy();
+    for (const group of CREDENTIAL_GROUPS) if (!groupsBefore.has(group)) spawnSync('groupdel', [group]);
+    work.remove();
+  });
+
+  it('passes ansible-playbook --syntax-check and ansible-lint', () => {
+    const env = ansibleEnv(work.path);
+    const syntax = run('ansible-playbook', ['--syntax-check', '-i', 'localhost,', 'site.yml'], { cwd: ANSIBLE_DIR, env });
+    expect(syntax.status, syntax.stdout + syntax.stderr).toBe(0);
+    const lint = run('ansible-lint', ['--offline', '--nocolor', '-p'], { cwd: ANSIBLE_DIR, env });
+    expect(lint.status, lint.stdout + lint.stderr).toBe(0);
+    expect(lint.stdout).toBe('');
+  });
+
+  it('feeds Ansible one group per service and meshplane host vars beside the static inventory', () => {
+    const result = run('ansible-inventory', ['-i', controller.inventory, '-i', join(ANSIBLE_DIR, 'inventory/meshplane'), '--list'], {
+      cwd: work.path,
+      env: { ...ansibleEnv(work.path), MESHPLANE_BIN: `${process.execPath} ${CLI}`, MESHPLANE_SERVICES: controller.services, MESHPLANE_INVENTORY: controller.inventory },
+    });
+    expect(result.status, result.stderr).toBe(0);
+    const inventory = JSON.parse(result.stdout) as Record<string, { hosts?: string[] }> & { _meta: { hostvars: Record<string, Record<string, unknown>> } };
+    expect(inventory.db?.hosts?.sort()).toEqual(['host2', 'host3']);
+    expect(inventory['db-master']?.hosts).toEqual(['host2']);
+    expect(inventory.web?.hosts).toEqual(['host1']);
+    expect(inventory.backend?.hosts?.sort()).toEqual(['host2', 'host3', 'host4']); // the static groups stay
+    // Static vars and meshplane vars side by side on one host.
+    expect(inventory._meta.hostvars.host2).toMatchObject({
+      ansible_connection: 'local',
+      shard_id: 'a',
+      meshplane_shard: 'a',
+      meshplane_services: ['db', 'db-backup'],
+      meshplane_masters: ['db'],
+      meshplane_overlays: { ansvpn: '100.64.40.2', answg: '100.64.41.2' },
+    });
+    expect(inventory._meta.hostvars.host1).toMatchObject({ meshplane_agent_services: ['web'] });
+  });
+
+  it('converges every host on the first run', async () => {
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual([...HOSTS]);
+    // The package was installed on each host from the controller's tarball, and the units run it.
+    for (const host of HOSTS) expect(existsSync(join(rootOf(host), 'usr/local/bin/meshplane')), host).toBe(true);
+    expect(execStart(join(rootOf('host2'), 'etc/systemd/system/meshplane-dns.service'))[0]).toBe(join(rootOf('host2'), 'usr/local/bin/meshplane'));
+  }, 240_000);
+
+  it('installs the gateway on the gateway group and an agent where a service has gateway endpoints', () => {
+    const units = (host: string): string[] => readdirSync(join(rootOf(host), 'etc/systemd/system')).filter((f) => f.endsWith('.service')).sort();
+    expect(units('gw1')).toEqual(['meshplane-dns.service', 'meshplane-firewall.service', 'meshplane-gateway.service']);
+    expect(units('host1')).toEqual(['meshplane-agent-web.service', 'meshplane-dns.service', 'meshplane-firewall.service']);
+    for (const host of ['host2', 'host3', 'host4']) expect(units(host), host).toEqual(['meshplane-dns.service', 'meshplane-firewall.service']);
+    const root = rootOf('gw1');
+    expect(execStart(join(root, 'etc/systemd/system/meshplane-gateway.service'))).toEqual([
+      join(root, 'usr/local/bin/meshplane'),
+      'gateway',
+      '--topology',
+      join(root, 'etc/meshplane/topology.json'),
+      '--credential',
+      'ansgw',
+      '--credentials-root',
+      join(root, 'etc/credentials'),
+      '--log-level',
+      'info',
+    ]);
+    const gateway = readFileSync(join(root, 'etc/systemd/system/meshplane-gateway.service'), 'utf8');
+    for (const line of ['ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'DynamicUser=yes', 'SupplementaryGroups=ansgw-credentials', 'ProtectSystem=strict', 'NoNewPrivileges=yes']) {
+      expect(gateway).toContain(`\n${line}\n`);
+    }
+    const agent = readFileSync(join(rootOf('host1'), 'etc/systemd/system/meshplane-agent-web.service'), 'utf8');
+    for (const line of ['Environment=MESHPLANE_SERVICE=web', 'Environment=MESHPLANE_CREDENTIAL=answeb', `Environment=MESHPLANE_CREDENTIALS_ROOT=${join(rootOf('host1'), 'etc/credentials')}`, 'KillSignal=SIGTERM', 'Restart=always', 'SupplementaryGroups=answeb-credentials']) {
+      expect(agent).toContain(`\n${line}\n`);
+    }
+    const dns = readFileSync(join(rootOf('host1'), 'etc/systemd/system/meshplane-dns.service'), 'utf8');
+    for (const line of ['ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'DynamicUser=yes', 'AmbientCapabilities=CAP_NET_BIND_SERVICE', 'ProtectSystem=strict']) expect(dns).toContain(`\n${line}\n`);
+  });
+
+  it('installs credentials with the right modes, groups and SANs, keys made on the hosts only', () => {
+    const topology = compiled();
+    for (const host of HOSTS) {
+      for (const name of topology.hosts[host]!.credentials) {
+        const credential = topology.credentials[name]!;
+        const dir = join(rootOf(host), 'etc/credentials/x509', name);
+        const kinds = [...(credential.enable_client ? ['client'] : []), ...(credential.enable_server ? ['server'] : [])];
+        expect(statSync(dir).mode & 0o7777).toBe(0o755);
+        expect(statSync(join(dir, 'ca.pem')).mode & 0o7777).toBe(0o444);
+        for (const kind of kinds) {
+          const key = statSync(join(dir, kind, 'private_key.pem'));
+          expect([key.mode & 0o7777, key.uid, key.gid], `${host} ${name} ${kind} key`).toEqual([0o440, 0, gid(`${name}-credentials`)]);
+          const kindDir = statSync(join(dir, kind));
+          expect([kindDir.mode & 0o7777, kindDir.gid]).toEqual([0o750, gid(`${name}-credentials`)]);
+          const cert = join(dir, kind, 'cert.pem');
+          expect(statSync(cert).mode & 0o7777).toBe(0o444);
+          expect(openssl(['verify', '-CAfile', join(dir, 'ca.pem'), cert]).trim()).toBe(`${cert}: OK`);
+          expect(openssl(['x509', '-in', cert, '-noout', '-subject']).trim()).toBe(`subject=CN = ${name}`);
+        }
+      }
+    }
+    expect(sans(join(rootOf('host2'), 'etc/credentials/x509/ansdb/server/cert.pem'))).toEqual(
+      expect.arrayContaining([
+        'DNS:db',
+        'DNS:db.mesh.internal',
+        'DNS:host2.db.mesh.internal',
+        'DNS:a.db.mesh.internal',
+        'DNS:db-master.mesh.internal',
+        'DNS:db-backup.mesh.internal',
+        'DNS:host2.mesh.internal',
+        'IP Address:198.18.4.12',
+        'IP Address:100.64.40.2',
+        'IP Address:100.64.41.2',
+      ]),
+    );
+    expect(sans(join(rootOf('host3'), 'etc/credentials/x509/ansdb/server/cert.pem'))).not.toContain('DNS:db-master.mesh.internal');
+    expect(sans(join(rootOf('host1'), 'etc/credentials/x509/answeb/server/cert.pem'))).toContain('DNS:www.example.com');
+    expect(sans(join(rootOf('host1'), 'etc/credentials/x509/answeb/client/cert.pem')).sort()).toEqual(['DNS:answeb', 'DNS:answeb.mesh.internal']);
+    expect(existsSync(join(rootOf('gw1'), 'etc/credentials/x509/ansgw/client'))).toBe(false); // enable_client: false
+    expect(existsSync(join(rootOf('host4'), 'etc/credentials/x509'))).toBe(false);
+    // The controller saw CSRs and certificates, never a host's private key.
+    const controllerFiles = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? controllerFiles(join(dir, e.name)) : [join(dir, e.name)]));
+    const withKeys = controllerFiles(join(work.path, 'controller')).filter((f) => readFileSync(f, 'utf8').includes('PRIVATE KEY'));
+    expect(withKeys).toEqual([join(work.path, 'controller/ca/ca_key.pem')]);
+  });
+
+  it("answers getent hosts on each host with that host's view, from the installed unit's command", async () => {
+    const upstream = join(work.path, 'upstream');
+    mkdirSync(upstream);
+    writeFileSync(join(upstream, 'hosts.yml'), 'all:\n  vars:\n    domain: example.net\n  hosts:\n    www: {ip: 198.18.4.200}\n');
+    writeFileSync(join(upstream, 'services.yml'), '{}\n');
+    const hub = spawn('ip', ['netns', 'exec', 'mpans-hub', process.execPath, CLI, 'dns', '-s', join(upstream, 'services.yml'), '-i', join(upstream, 'hosts.yml'), '--listen', '198.18.4.1:53', '--no-forward'], {
+      stdio: 'ignore',
+    });
+    servers.set('hub', hub);
+    for (const host of HOSTS) await startDns(host);
+    const topology = compiled();
+    for (const host of HOSTS) {
+      for (const service of ['db', 'web', 'gateway']) {
+        const answer = await getent(host, service); // short names: the search line
+        expect(answer, `${host} asking for ${service}`).toEqual({ status: 0, addresses: expectedView(topology, host, service) });
+      }
+    }
+    // Views really differ: host1 shares ansvpn with host2, host3 shares answg, host4 nothing.
+    expect((await getent('host1', 'host2.db')).addresses).toEqual(['100.64.40.2']);
+    expect((await getent('host3', 'host2.db')).addresses).toEqual(['100.64.41.2']);
+    expect((await getent('host4', 'host2.db.mesh.internal')).addresses).toEqual(['198.18.4.12']);
+    expect((await getent('host4', 'db-master')).addresses).toEqual(['198.18.4.12']);
+    // Other names go to the resolvers the host had before.
+    expect((await getent('host4', 'www.example.net')).addresses).toEqual(['198.18.4.200']);
+    expect((await getent('host4', 'www')).addresses).toEqual(['198.18.4.200']); // the old search domain kept
+    expect(readFileSync(join(rootOf('host4'), 'etc/resolv.conf'), 'utf8')).toMatch(/^nameserver 127\.0\.0\.1\nsearch mesh\.internal example\.net\noptions edns0\n$/m);
+  }, 60_000);
+
+  it('runs the gateway and the agent from their installed units: a client reaches the backend through the tunnel', async () => {
+    // gw1 reserves its public address for hosts that share no overlay with it, and host1 shares
+    // ansvpn: with no tinc running here, the agent can only use the public address, so this
+    // check runs without gw1's meshplane table (a later firewall change would load it again).
+    await runAsync('ip', ['netns', 'exec', 'mpans-gw1', 'nft', 'delete', 'table', 'inet', 'meshplane']);
+    const received = join(work.path, 'backend.bin');
+    servers.set('backend', spawn('ip', ['netns', 'exec', 'mpans-host1', 'socat', '-u', 'TCP-LISTEN:8081,bind=127.0.0.1,reuseaddr', `CREATE:${received}`], { stdio: 'ignore' }));
+    const gatewayLog = join(work.path, 'gateway.log');
+    const gatewayArgv = execStart(join(rootOf('gw1'), 'etc/systemd/system/meshplane-gateway.service'));
+    servers.set('gateway', spawn('ip', ['netns', 'exec', 'mpans-gw1', ...gatewayArgv], { stdio: ['ignore', 'ignore', openSync(gatewayLog, 'a')] }));
+    const agentUnit = join(rootOf('host1'), 'etc/systemd/system/meshplane-agent-web.service');
+    const agentEnv = Object.fromEntries(
+      readFileSync(agentUnit, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('Environment='))
+        .map((l) => l.slice('Environment='.length).split(/=(.*)/s).slice(0, 2)),
+    ) as Record<string, string>;
+    expect(agentEnv.MESHPLANE_GATEWAY).toBe('198.18.4.10:8443');
+    const agentLog = join(work.path, 'agent.log');
+    servers.set('agent', spawn('ip', ['netns', 'exec', 'mpans-host1', ...execStart(agentUnit)], { stdio: ['ignore', 'ignore', openSync(agentLog, 'a')], env: { ...process.env, ...agentEnv } }));
+    const waitFor = async (file: string, text: string, what: string): Promise<void> => {
+      for (let i = 0; i < 150; i++) {
+        if (existsSync(file) && readFileSync(file, 'latin1').includes(text)) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${what}: no "${text}" in ${file}\ngateway: ${existsSync(gatewayLog) ? readFileSync(gatewayLog, 'utf8') : ''}\nagent: ${existsSync(agentLog) ? readFileSync(agentLog, 'utf8') : ''}`);
+    };
+    await waitFor(gatewayLog, 'backend registered', 'the agent registered with the credential the role issued');
+    // A TLS client on host4 asks for www.example.com on the front port: SNI passthrough to host1's backend.
+    void runAsync('ip', ['netns', 'exec', 'mpans-host4', 'timeout', '5', 'openssl', 's_client', '-connect', '198.18.4.10:10443', '-servername', 'www.example.com'], 10_000);
+    await waitFor(received, 'www.example.com', 'the backend got the ClientHello');
+    const bytes = readFileSync(received);
+    // PROXY v2 (the endpoint asks for it): signature, then the client's address, host4's 198.18.4.14.
+    expect(bytes.subarray(0, 12).toString('hex')).toBe('0d0a0d0a000d0a515549540a');
+    expect([...bytes.subarray(16, 20)]).toEqual([198, 18, 4, 14]);
+  }, 60_000);
+
+  it('reports changed=0 for every host on a second run and touches no file', async () => {
+    const before = snapshots();
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(Object.fromEntries(Object.entries(report.stats).map(([h, s]) => [h, s.changed]))).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 0])));
+    const after = snapshots();
+    for (const host of HOSTS) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+  }, 240_000);
+
+  const MOVED = '100.64.41.33';
+
+  it('shows with --check --diff what an edit would change, and changes nothing', async () => {
+    writeFileSync(controller.inventory, readFileSync(controller.inventory, 'utf8').replace('ip_answg: 100.64.41.3\n', `ip_answg: ${MOVED}\n`));
+    const before = snapshots();
+    const report = await playbook(controller, ['--check', '--diff']);
+    expectConverged(report);
+    const topologyTask = report.tasks.find((t) => t.name === "meshplane : Install the topology this host's daemons read")!;
+    expect(changedOn(report, topologyTask.name)).toEqual(['host2', 'host3']);
+    expect(JSON.stringify(topologyTask.hosts.host3?.diff)).toContain(MOVED);
+    const after = snapshots();
+    for (const host of HOSTS) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+    expect((await getent('host2', 'host3')).addresses).toEqual(['100.64.41.3']);
+  }, 240_000);
+
+  it('moves an overlay address: only its overlay peers change, DNS and certificates follow', async () => {
+    const before = snapshots();
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual(['host2', 'host3']);
+    expect(changedOn(report, 'Reload the DNS server with dns_reload_command')).toEqual(['host2', 'host3']);
+    const after = snapshots();
+    for (const host of ['gw1', 'host1', 'host4']) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+    expect(touched(before.get('host2')!, after.get('host2')!)).toEqual(['etc/meshplane/topology.json', 'etc/nftables.d/meshplane.nft', 'etc/wireguard/answg.conf']);
+    expect(touched(before.get('host3')!, after.get('host3')!)).toEqual([
+      'etc/credentials/x509/ansdb/server/cert.pem',
+      'etc/credentials/x509/ansdb/server/request.csr',
+      'etc/meshplane/topology.json',
+      'etc/wireguard/answg.conf',
+      'var/lib/meshplane/ansdb-server.pem',
+    ]);
+    expect(readFileSync(join(rootOf('host2'), 'etc/wireguard/answg.conf'), 'utf8')).toContain(`AllowedIPs = ${MOVED}/32`);
+    expect(sans(join(rootOf('host3'), 'etc/credentials/x509/ansdb/server/cert.pem'))).toContain(`IP Address:${MOVED}`);
+    // DNS followed through the handler's SIGHUP (the servers run with --no-watch).
+    expect((await getent('host2', 'host3')).addresses).toEqual([MOVED]);
+    expect((await getent('host3', 'host3.db')).addresses).toEqual([MOVED]);
+    expect((await getent('host1', 'host3')).addresses).toEqual(['198.18.4.13']);
+    // The firewall handler checked and loaded the new ruleset into host2's namespace.
+    const table = await runAsync('ip', ['netns', 'exec', 'mpans-host2', 'nft', 'list', 'table', 'inet', 'meshplane']);
+    expect(table.stdout).toContain(MOVED);
+  }, 240_000);
+
+  it('adds an instance and removes a service: DNS and certificates follow, nothing else is touched', async () => {
+    const services = readFileSync(controller.services, 'utf8');
+    const edited = services.replace('  num_instances: 2\n', '  num_instances: 3\n').replace(/\ndb-backup:\n(?: {2}.*\n)+/, '\n');
+    expect(edited).not.toContain('db-backup');
+    writeFileSync(controller.services, edited);
+    const before = snapshots();
+    const report = await playbook(controller);
+    expectConverged(report);
+    // Every host resolves db and db-backup, so every host's DNS data changed ...
+    expect(changedHosts(report)).toEqual([...HOSTS]);
+    const after = snapshots();
+    // ... but on the hosts that run neither, that is all that changed.
+    for (const host of ['gw1', 'host1']) expect(touched(before.get(host)!, after.get(host)!), host).toEqual(['etc/meshplane/topology.json']);
+    // host2, host3: the server certificates lose the db-backup names; keys and client certificates stay.
+    for (const host of ['host2', 'host3']) {
+      const changed = touched(before.get(host)!, after.get(host)!);
+      expect(changed, host).toContain('etc/credentials/x509/ansdb/server/cert.pem');
+      expect(changed.filter((p) => p.includes('private_key') || p.includes('/client/') || p.includes('/tinc/') || p.includes('/wireguard/')), host).toEqual([]);
+      expect(sans(join(rootOf(host), 'etc/credentials/x509/ansdb/server/cert.pem')), host).not.toContain('DNS:db-backup');
+    }
+    // host4 joins db: its own key, a signed certificate, the credential group.
+    const host4Cert = join(rootOf('host4'), 'etc/credentials/x509/ansdb/server/cert.pem');
+    expect(sans(host4Cert)).toEqual(expect.arrayContaining(['DNS:host4.db.mesh.internal', 'DNS:c.db.mesh.internal', 'IP Address:198.18.4.14']));
+    expect(statSync(join(rootOf('host4'), 'etc/credentials/x509/ansdb/server/private_key.pem')).gid).toBe(gid('ansdb-credentials'));
+    const topology = compiled();
+    for (const host of HOSTS) {
+      expect(await getent(host, 'db'), host).toEqual({ status: 0, addresses: expectedView(topology, host, 'db') });
+      expect((await getent(host, 'db-backup')).status, host).toBe(2); // not found
+    }
+    expect((await getent('host1', 'db')).addresses).toHaveLength(3);
+  }, 240_000);
+});
