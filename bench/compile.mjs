@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
+import { prng } from './prng.mjs';
 import { URL, fileURLToPath } from 'node:url';
 import { DEFAULT_LOAD_FACTOR, schedule } from '../dist/topology/index.js';
 
@@ -40,18 +41,6 @@ const WORDS = [
 ];
 
 const log = (line) => process.stdout.write(`${line}\n`);
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 3-4 significant digits, no trailing zeros. */
 function sig(x) {

@@ -3,10 +3,13 @@
  * process, real files, exit codes and output; the Ansible export is fed to
  * the real ansible-inventory.
  */
+import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, ansibleInventory, meshplane, run, tempDir } from './support/run.js';
+import { runAsync } from './support/dns.js';
+import { waitForOutput } from './support/netns.js';
+import { CLI, REPO_ROOT, ansibleInventory, meshplane, run, tempDir } from './support/run.js';
 
 const EXAMPLE = ['-s', join(REPO_ROOT, 'services.yml.example'), '-i', join(REPO_ROOT, 'hosts.yml.example')];
 const work = tempDir('cli');
@@ -44,7 +47,7 @@ describe('meshplane check', () => {
       expect(result.stderr.trim().split('\n')).toEqual([
         'hosts.yml:6:18: error CONFIG_ERR_DUPLICATE_ADDRESS h2: address 198.18.0.1 is also used by host "h1" (expected every address owned by one host only)',
         'services.yml:2:21: error CONFIG_ERR_UNKNOWN_GROUP web.scheduling_group: no inventory group "wbe" (did you mean "web"?) (expected a group of hosts.yml)',
-        'services.yml:3:3: error CONFIG_ERR_UNKNOWN_KEY web.num_instance: unknown key "num_instance" (did you mean "num_instances"?) (expected one of enabled, scheduling_group, scheduling_groups, num_instances, master_election, master_scheduling_group, schedule_with, ports, service_credentials, gateway_endpoints)',
+        'services.yml:3:3: error CONFIG_ERR_UNKNOWN_KEY web.num_instance: unknown key "num_instance" (did you mean "num_instances"?) (expected one of enabled, scheduling_group, scheduling_groups, num_instances, master_election, master_scheduling_group, schedule_with, ports, dns_max_answers, service_credentials, gateway_endpoints)',
         'services.yml:7:11: error CONFIG_ERR_PORT_CONFLICT db2.ports: port 5432 is already used by service "db" (ports are global in the mesh) (expected a port no other service or overlay uses)',
         '4 error(s), 0 warning(s)',
       ]);
@@ -185,7 +188,7 @@ describe('command line', () => {
   it('prints help for every command', () => {
     const overview = meshplane(['help']);
     expect(overview.status).toBe(0);
-    for (const command of ['check', 'compile', 'show', 'start']) {
+    for (const command of ['check', 'compile', 'show', 'dns', 'up']) {
       expect(overview.stdout).toContain(`  ${command}`);
       const help = meshplane([command, '--help']);
       expect(help.status).toBe(0);
@@ -199,17 +202,35 @@ describe('command line', () => {
     expect(result.stdout.trim()).toMatch(/^meshplane \d+\.\d+\.\d+$/);
   });
 
-  it('starts the example mesh with no inputs in the current directory (npm start)', () => {
-    const dir = tempDir('start');
+  it('brings up the example mesh with no inputs in the current directory (npm start), serving its DNS', async () => {
+    const dir = tempDir('up');
+    const child = spawn(process.execPath, [CLI, 'start', '--dns-listen', '127.0.0.1:0'], { cwd: dir.path });
     try {
-      const result = meshplane(['start'], { cwd: dir.path });
-      expect(result.status, result.stderr).toBe(0);
-      expect(result.stdout).toContain('services.yml.example');
-      expect(result.stdout).toMatch(/^host2 +127\.0\.1\.2 +db\*?, db-backup$/m);
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      await waitForOutput(child, 'Ctrl-C stops it');
+      expect(out).toContain('services.yml.example');
+      expect(out).toMatch(/^host2 +127\.0\.1\.2 +db\*?, db-backup$/m);
       const topology = JSON.parse(readFileSync(join(dir.path, '.meshplane', 'topology.json'), 'utf8')) as { domain: string };
       expect(topology.domain).toBe('mesh.internal');
+      // Run the first dig command it suggests, as printed.
+      const suggestion = /^ {2}(dig .*?) +#/m.exec(out)![1]!;
+      const answer = await runAsync('sh', ['-c', suggestion]);
+      expect(answer.status).toBe(0);
+      expect(answer.stdout.trim().split('\n').length).toBeGreaterThan(0);
+      expect(answer.stdout).toMatch(/^\d+\.\d+\.\d+\.\d+$/m);
+      // And every curl command it prints goes through the gateway to the demo backend.
+      const curls = [...out.matchAll(/^ {2}(curl .*)$/gm)].map((m) => m[1]!);
+      expect(curls.length).toBe(3);
+      for (const command of curls) {
+        const result = await runAsync('sh', ['-c', `${command} -sS --max-time 10`]);
+        expect(result.stdout, `${command}: ${result.stderr}`).toMatch(/^hello from web on host1: you are 127\.0\.0\.1:\d+ \(PROXY v[12](, TLS)?\)/);
+      }
     } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
       dir.remove();
     }
+    expect(child.exitCode).toBe(0);
   });
 });

@@ -11,6 +11,8 @@ export interface CommandIO {
 
 export interface Command {
   readonly name: string;
+  /** Other names that run the same command. */
+  readonly aliases?: readonly string[];
   readonly summary: string;
   readonly usage: string;
   run(args: readonly string[], io: CommandIO): Promise<number> | number;

@@ -3,8 +3,9 @@ import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_INVENTORY_FILE, DEFAULT_SERVICES_FILE, formatDiagnostic, loadConfig } from '../config/index.js';
 import type { LoadedConfig } from '../config/index.js';
-import { compileTopology, readTopology } from '../topology/index.js';
-import type { Topology } from '../topology/index.js';
+import { UsageError } from '../errors.js';
+import { compileTopology, configSource, readTopology, topologyFileSource } from '../topology/index.js';
+import type { Topology, TopologySource } from '../topology/index.js';
 import type { CommandIO } from './context.js';
 
 export const INPUT_OPTIONS = {
@@ -40,4 +41,20 @@ export function topologyFrom(values: { topology?: string; services?: string; inv
   const config = loadInputs(values, io);
   if (!reportDiagnostics(config, io)) return undefined;
   return compileTopology(config);
+}
+
+/** Options of every daemon for where its Topology comes from. */
+export const SOURCE_OPTIONS = {
+  topology: { type: 'string', short: 't' },
+  services: { type: 'string', short: 's' },
+  inventory: { type: 'string', short: 'i' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+/** For daemons: where the Topology comes from, read again on every reload. */
+export function daemonSource(values: { topology?: string; services?: string; inventory?: string }, io: CommandIO): TopologySource {
+  if (values.topology !== undefined && (values.services !== undefined || values.inventory !== undefined)) {
+    throw new UsageError('give --topology, or --services and --inventory, not both');
+  }
+  if (values.topology !== undefined) return topologyFileSource(relativeTo(io.cwd, values.topology));
+  return configSource(relativeTo(io.cwd, values.services ?? DEFAULT_SERVICES_FILE), relativeTo(io.cwd, values.inventory ?? DEFAULT_INVENTORY_FILE));
 }

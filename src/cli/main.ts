@@ -8,10 +8,15 @@ import type { Command, CommandIO } from './context.js';
 import { EXIT_INVALID, EXIT_USAGE } from './context.js';
 import { checkCommand } from './commands/check.js';
 import { compileCommand } from './commands/compile.js';
+import { dnsCommand } from './commands/dns.js';
+import { gatewayCommand } from './commands/gateway.js';
+import { agentCommand } from './commands/agent.js';
+import { overlayCommand } from './commands/overlay.js';
 import { showCommand } from './commands/show.js';
-import { startCommand } from './commands/start.js';
+import { upCommand } from './commands/up.js';
+import { pkiCommand } from './commands/pki.js';
 
-const COMMANDS: readonly Command[] = [checkCommand, compileCommand, showCommand, startCommand];
+const COMMANDS: readonly Command[] = [checkCommand, compileCommand, showCommand, dnsCommand, overlayCommand, pkiCommand, gatewayCommand, agentCommand, upCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -40,7 +45,7 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
     io.stdout(`meshplane ${version()}\n`);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = COMMANDS.find((c) => c.name === name || c.aliases?.includes(name));
   if (command === undefined) {
     io.stderr(`meshplane: error CLI_ERR_USAGE: unknown command "${name}"\n\n${overview()}`);
     return EXIT_USAGE;
