@@ -10,6 +10,7 @@ import { join, relative } from 'node:path';
 import { CLI, REPO_ROOT } from '../support/run.js';
 
 export const ANSIBLE_DIR = join(REPO_ROOT, 'ansible');
+const TEST_ANSIBLE_DIR = join(REPO_ROOT, 'test/ansible');
 
 export interface HostResult {
   readonly changed?: boolean;
@@ -51,7 +52,9 @@ export function playbook(controller: Controller, extra: readonly string[] = [], 
         env: {
           ...process.env,
           ...ansibleEnv(controller.dir),
-          ANSIBLE_STDOUT_CALLBACK: 'json',
+          // Our own JSON callback (test/ansible/callback_plugins): ansible-core has none.
+          ANSIBLE_CALLBACK_PLUGINS: join(TEST_ANSIBLE_DIR, 'callback_plugins'),
+          ANSIBLE_STDOUT_CALLBACK: 'meshplane_json',
           MESHPLANE_BIN: `${process.execPath} ${CLI}`,
           MESHPLANE_SERVICES: controller.services,
           MESHPLANE_INVENTORY: controller.inventory,
