@@ -13,7 +13,7 @@ import { constants as http2Constants, performServerHandshake } from 'node:http2'
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
-import { HEADER, REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, pipeBoth } from '../lib/tunnel-io.js';
+import { HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { answerHealthCheck } from './health-answer.js';
 import { proxyHeader } from './proxy-protocol.js';
@@ -149,6 +149,7 @@ export class Agent {
         servername: this.options.gatewayName,
         ALPNProtocols: ['h2'],
         minVersion: 'TLSv1.2',
+        ciphers: TUNNEL_CIPHERS,
       });
       const timer = setTimeout(() => socket.destroy(new Error(`TLS handshake not done within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
       socket.once('error', (err: Error) => {

@@ -13,7 +13,7 @@ import { createServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Topology } from '../topology/index.js';
-import { REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
+import { REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { freshBackendState } from './registry.js';
 import type { Backend, BackendRegistry } from './registry.js';
@@ -94,6 +94,8 @@ export class RegistrationListener {
       rejectUnauthorized: false,
       ALPNProtocols: ['h2'],
       minVersion: 'TLSv1.2',
+      ciphers: TUNNEL_CIPHERS,
+      honorCipherOrder: true,
     });
     server.on('secureConnection', (socket) => this.onAgent(socket));
     server.on('tlsClientError', (err, socket) => {

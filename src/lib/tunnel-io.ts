@@ -24,6 +24,13 @@ export const TUNNEL_SESSION_OPTIONS = {
   maxOutstandingPings: 4,
 } as const;
 
+/**
+ * Cipher suites of the tunnel (TLS 1.3, then 1.2 with ECDSA keys), AES-128-GCM first: with AES-NI it costs
+ * about a third less per byte than OpenSSL's default AES-256-GCM, and the
+ * tunnel's bulk data is where a gateway spends its CPU.
+ */
+export const TUNNEL_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305';
+
 /** Headers of a tunnelled connection (HTTP/2 CONNECT, RFC 9113 8.5). */
 export const HEADER = {
   endpoint: 'x-meshplane-endpoint',
@@ -67,7 +74,22 @@ export function pipeBoth(a: Duplex, b: Duplex, onClose?: (error: Error | null) =
   let firstError: Error | null = null;
   let closed = 0;
   const oneWay = (from: Duplex, to: Duplex): void => {
+    // An HTTP/2 stream delivers a DATA frame in pieces, one per TLS record
+    // it spans (8 KiB on average): writing each straight on would cost a
+    // syscall per piece. Everything that arrives in one turn of the event
+    // loop leaves in one writev instead. (setImmediate, not nextTick: the
+    // tick queue runs after every piece.)
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      to.uncork();
+    };
     from.on('data', (chunk: Buffer) => {
+      if (!corked) {
+        corked = true;
+        to.cork();
+        setImmediate(uncork);
+      }
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => from.resume());
