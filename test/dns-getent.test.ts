@@ -12,8 +12,15 @@
  *   h2 198.18.1.12  ova 100.64.12.2, ovb 100.64.13.2
  *   h3 198.18.1.13  ovb 100.64.13.3
  *   out 198.18.1.99 (not in the mesh)
+ *   hub also 100.64.12.254 on ova, which h1 (given 100.64.12.1 too) asks
+ *       from its overlay address
+ *   ns2 198.18.1.98 + 198.18.1.97 (not in the mesh): a second meshplane
+ *       server with no upstream (so no RA bit) on .98, and a decoy NSD on
+ *       .97 that claims mesh.internal with wrong addresses. A resolv.conf
+ *       naming .98 then .97 shows whether glibc accepted our reply or moved
+ *       on to the next server (which it does for replies it finds lame).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTopology } from '../src/topology/index.js';
@@ -40,36 +47,62 @@ const MESH: MeshSpec = {
   master_election: true
 big:
   scheduling_group: fleet
+capped:
+  scheduling_group: fleet
+  dns_max_answers: 5
 `,
 };
 
 const work = tempDir('dns-getent');
 let net: TestNetwork;
 
-/** `getent` inside a host's namespace, with that host's resolv.conf. */
-async function getent(host: string, database: 'hosts' | 'ahosts', name: string): Promise<string[]> {
-  const resolv = join(work.path, `resolv-${host}.conf`);
-  const result = await net.exec(net.hosts.get(host)!, 'unshare', ['-m', 'sh', '-c', `mount --bind "$0" /etc/resolv.conf && getent ${database} "$1"`, resolv, name]);
+/**
+ * `getent` inside a host's namespace with a resolv.conf (by default the host's own), optionally under
+ * strace to see which sockets glibc opened.
+ */
+async function getentRaw(host: string, database: 'hosts' | 'ahosts', name: string, options: { resolv?: string; trace?: string } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  const resolv = join(work.path, `resolv-${options.resolv ?? host}.conf`);
+  const command = options.trace === undefined ? 'getent "$1" "$2"' : 'strace -f -qq -e trace=socket,connect -o "$3" getent "$1" "$2"';
+  return net.exec(net.hosts.get(host)!, 'unshare', ['-m', 'sh', '-c', `mount --bind "$0" /etc/resolv.conf && ${command}`, resolv, database, name, options.trace ?? '']);
+}
+
+async function getent(host: string, database: 'hosts' | 'ahosts', name: string, options: { resolv?: string; trace?: string } = {}): Promise<string[]> {
+  const result = await getentRaw(host, database, name, options);
   if (result.status !== 0) throw new Error(`getent ${database} ${name} on ${host} exited ${result.status}: ${result.stderr}`);
   return result.stdout.trim().split('\n');
 }
 
 /** Distinct addresses in `getent ahosts` output (one line per socket type). */
-async function ahosts(host: string, name: string): Promise<string[]> {
-  return [...new Set((await getent(host, 'ahosts', name)).map((line) => line.split(/\s+/)[0]!))].sort();
+async function ahosts(host: string, name: string, options: { resolv?: string; trace?: string } = {}): Promise<string[]> {
+  return [...new Set((await getent(host, 'ahosts', name, options)).map((line) => line.split(/\s+/)[0]!))].sort();
+}
+
+/** The DNS sockets glibc opened, in order, from an strace log: "udp"/"tcp" per socket(AF_INET*) call. */
+function dnsSockets(traceFile: string): string[] {
+  return readFileSync(traceFile, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      const match = /socket\(AF_INET6?, (SOCK_DGRAM|SOCK_STREAM)/.exec(line);
+      return match === null ? [] : [match[1] === 'SOCK_DGRAM' ? 'udp' : 'tcp'];
+    });
 }
 
 beforeAll(async () => {
   net = createNetwork(
     'mpdns-',
-    ['198.18.1.1/24', '198.18.1.2/24'],
+    // 100.64.12.254: the hub on h1's overlay ova, so that h1 can ask from its overlay address.
+    ['198.18.1.1/24', '198.18.1.2/24', '100.64.12.254/24'],
     new Map([
       ['h1', '198.18.1.11/24'],
       ['h2', '198.18.1.12/24'],
       ['h3', '198.18.1.13/24'],
       ['out', '198.18.1.99/24'],
+      ['ns2', '198.18.1.98/24'],
     ]),
   );
+  await net.exec(net.hosts.get('h1')!, 'ip', ['addr', 'add', '100.64.12.1/24', 'dev', 'eth0']);
+  const ns2 = net.hosts.get('ns2')!;
+  await net.exec(ns2, 'ip', ['addr', 'add', '198.18.1.97/24', 'dev', 'eth0']);
   const topologyFile = join(work.path, 'topology.json');
   writeTopology(topologyFile, compileMesh(work.path, MESH));
 
@@ -83,6 +116,20 @@ beforeAll(async () => {
   );
   net.spawn(net.hub, 'nsd', ['-d', '-c', join(nsdDir, 'nsd.conf')]);
 
+  // The decoy: wrong answers for mesh.internal, and the only server that knows decoy.test.
+  const decoyDir = join(work.path, 'decoy');
+  mkdirSync(decoyDir);
+  writeFileSync(
+    join(decoyDir, 'mesh.zone'),
+    '$ORIGIN mesh.internal.\n$TTL 60\n@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 198.18.1.97\nh1 IN A 198.18.1.250\nh1 IN AAAA 2001:db8::bad\nnothere IN A 198.18.1.251\n',
+  );
+  writeFileSync(join(decoyDir, 'decoy.zone'), '$ORIGIN decoy.test.\n$TTL 60\n@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 198.18.1.97\nwww IN A 198.18.1.252\n');
+  writeFileSync(
+    join(decoyDir, 'nsd.conf'),
+    `server:\n  ip-address: 198.18.1.97@53\n  username: ""\n  chroot: ""\n  zonesdir: "${decoyDir}"\n  database: ""\n  pidfile: "${decoyDir}/nsd.pid"\n  xfrdfile: "${decoyDir}/xfrd.state"\n  zonelistfile: "${decoyDir}/zone.list"\n  logfile: "${decoyDir}/nsd.log"\n  rrl-ratelimit: 0\n  verbosity: 1\nremote-control:\n  control-enable: no\nzone:\n  name: mesh.internal\n  zonefile: mesh.zone\nzone:\n  name: decoy.test\n  zonefile: decoy.zone\n`,
+  );
+  net.spawn(ns2, 'nsd', ['-d', '-c', join(decoyDir, 'nsd.conf')]);
+
   // The central server on the hub: no --host, views purely by source address.
   // 0.0.0.0 becomes one socket per hub address (127.0.0.1, 198.18.1.1, 198.18.1.2), so every reply
   // leaves from the address it was sent to, which glibc insists on.
@@ -92,16 +139,30 @@ beforeAll(async () => {
   writeFileSync(join(work.path, 'upstream-h3.conf'), 'nameserver 198.18.1.1\n');
   const local = net.spawn(net.hosts.get('h3')!, process.execPath, [CLI, 'dns', '--topology', topologyFile, '--host', 'h3', '--listen', '127.0.0.1:53', '--resolv-conf', join(work.path, 'upstream-h3.conf')]);
   await waitForOutput(local, 'serving on');
+  // A server with no upstream: REFUSED outside the zone, and RA never set, so only AA keeps glibc from
+  // taking an empty answer for a lame one.
+  const noForward = net.spawn(ns2, process.execPath, [CLI, 'dns', '--topology', topologyFile, '--listen', '198.18.1.98:53', '--no-forward']);
+  await waitForOutput(noForward, 'serving on');
 
   for (const host of ['h1', 'h2']) writeFileSync(join(work.path, `resolv-${host}.conf`), 'nameserver 198.18.1.1\nsearch mesh.internal\noptions timeout:2 attempts:2\n');
   // The outsider asks the hub's other address.
   writeFileSync(join(work.path, 'resolv-out.conf'), 'nameserver 198.18.1.2\nsearch mesh.internal\noptions timeout:2 attempts:2\n');
   writeFileSync(join(work.path, 'resolv-h3.conf'), 'nameserver 127.0.0.1\nsearch mesh.internal\noptions timeout:2 attempts:2\n');
+  // h1 asking the hub's ova address, so its queries come from its overlay address 100.64.12.1.
+  writeFileSync(join(work.path, 'resolv-overlay.conf'), 'nameserver 100.64.12.254\nsearch mesh.internal\noptions timeout:2 attempts:2\n');
+  // h2 again, through the server without upstream first and the decoy second.
+  writeFileSync(join(work.path, 'resolv-decoy.conf'), 'nameserver 198.18.1.98\nnameserver 198.18.1.97\nsearch mesh.internal\noptions timeout:2 attempts:1\n');
+  // h2 again, with EDNS0: glibc then offers a 1200-byte UDP buffer.
+  writeFileSync(join(work.path, 'resolv-edns.conf'), 'nameserver 198.18.1.1\nsearch mesh.internal\noptions timeout:2 attempts:2 edns0\n');
 
   // NSD takes a moment to load its zone.
   const deadline = Date.now() + 10_000;
   while ((await net.exec(net.hub, 'dig', ['+short', '+time=1', '+tries=1', '-p', '5300', '@198.18.1.2', 'www.example.test'])).stdout.trim() !== '198.18.1.200') {
     if (Date.now() > deadline) throw new Error('NSD did not come up');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  while ((await net.exec(ns2, 'dig', ['+short', '+time=1', '+tries=1', '@198.18.1.97', 'www.decoy.test'])).stdout.trim() !== '198.18.1.252') {
+    if (Date.now() > deadline) throw new Error('the decoy NSD did not come up');
     await new Promise((r) => setTimeout(r, 100));
   }
 }, 60_000);
@@ -117,6 +178,13 @@ describe('getent through meshplane DNS, per host', () => {
     expect(await ahosts('h2', 'web.mesh.internal')).toEqual(['100.64.12.1', '100.64.12.2', '100.64.13.3'].sort());
     expect(await ahosts('h3', 'web.mesh.internal')).toEqual(['100.64.13.2', '100.64.13.3', '198.18.1.11'].sort());
     expect(await ahosts('out', 'web.mesh.internal')).toEqual(['198.18.1.11', '198.18.1.12', '198.18.1.13', '2001:db8::13'].sort());
+  });
+
+  it('recognises a host by its overlay address as well as its public one', async () => {
+    const viaOverlay = await ahosts('h1', 'web.mesh.internal', { resolv: 'overlay' });
+    expect(viaOverlay).toEqual(['100.64.12.1', '100.64.12.2', '198.18.1.13', '2001:db8::13'].sort());
+    // An unknown asker would have got the public view instead.
+    expect(viaOverlay).not.toEqual(await ahosts('out', 'web.mesh.internal'));
   });
 
   it('resolves every name form: host.svc, shard.svc, svc-master and host', async () => {
@@ -135,10 +203,42 @@ describe('getent through meshplane DNS, per host', () => {
   });
 
   it('resolves a 60-instance service completely (truncated over UDP, retried over TCP)', async () => {
-    const addresses = await ahosts('h1', 'big.mesh.internal');
+    const trace = join(work.path, 'big.strace');
+    const addresses = await ahosts('h1', 'big.mesh.internal', { trace });
     expect(addresses).toHaveLength(60);
     expect(addresses).toContain('198.18.1.159');
+    // glibc asked over UDP first, got TC, and asked again over TCP (to the same server).
+    const sockets = dnsSockets(trace);
+    expect(sockets[0]).toBe('udp');
+    expect(sockets).toContain('tcp');
+    expect(readFileSync(trace, 'utf8')).toMatch(/connect\(\d+, \{sa_family=AF_INET, sin_port=htons\(53\), sin_addr=inet_addr\("198\.18\.1\.1"\)/);
     expect(await ahosts('h3', 'big.mesh.internal')).toHaveLength(60);
+  });
+
+  it('answers a glibc that sends EDNS0 within its 1200-byte buffer, over UDP alone', async () => {
+    const trace = join(work.path, 'big-edns.strace');
+    expect(await ahosts('h2', 'big.mesh.internal', { resolv: 'edns', trace })).toHaveLength(60);
+    expect(dnsSockets(trace)).not.toContain('tcp');
+  });
+
+  it('rotates a service\'s addresses between lookups, and caps them with dns_max_answers', async () => {
+    // h2 sees web as three IPv4 addresses (no AAAA); gethostbyname keeps the server's order.
+    const firsts = new Set<string>();
+    for (let i = 0; i < 6; i++) firsts.add((await getent('h2', 'hosts', 'web.mesh.internal'))[0]!.split(/\s+/)[0]!);
+    expect(firsts.size).toBeGreaterThan(1);
+    const seen = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const capped = await ahosts('h1', 'capped.mesh.internal');
+      expect(capped).toHaveLength(5);
+      capped.forEach((address) => seen.add(address));
+    }
+    expect(seen.size).toBe(15);
+  });
+
+  it('matches names case-insensitively', async () => {
+    const lines = await getent('h3', 'hosts', 'H1.Web.MESH.internal');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^198\.18\.1\.11\s+h1\.web\.mesh\.internal$/i);
   });
 
   it('resolves unqualified names through the search list', async () => {
@@ -154,5 +254,24 @@ describe('getent through meshplane DNS, per host', () => {
   it('reports unknown mesh names as not found', async () => {
     const result = await net.exec(net.hosts.get('h1')!, 'unshare', ['-m', 'sh', '-c', `mount --bind "$0" /etc/resolv.conf && getent hosts nothere.mesh.internal`, join(work.path, 'resolv-h1.conf')]);
     expect(result.status).toBe(2);
+  });
+
+  it('sets AA on empty answers: glibc keeps our NODATA and NXDOMAIN instead of asking the next server', async () => {
+    // The setup works: REFUSED (no upstream) sends glibc on to the decoy, which knows decoy.test.
+    expect(await getent('h2', 'hosts', 'www.decoy.test', { resolv: 'decoy' })).toEqual(['198.18.1.252    www.decoy.test']);
+    // h1 is IPv4-only in h2's view (ova): the AAAA question gets NODATA. Without AA (and with no RA)
+    // glibc would call that lame and take the decoy's 2001:db8::bad.
+    expect(await getent('h2', 'hosts', 'h1.mesh.internal', { resolv: 'decoy' })).toEqual(['100.64.12.1     h1.mesh.internal']);
+    expect(await ahosts('h2', 'h1.mesh.internal', { resolv: 'decoy' })).toEqual(['100.64.12.1']);
+    // NXDOMAIN is final too: the decoy's nothere is never asked for.
+    expect((await getentRaw('h2', 'hosts', 'nothere.mesh.internal', { resolv: 'decoy' })).status).toBe(2);
+  });
+
+  it('gives glibc REFUSED for outside names when no upstream is set (and nothing else answers)', async () => {
+    writeFileSync(join(work.path, 'resolv-refused.conf'), 'nameserver 198.18.1.98\noptions timeout:2 attempts:1\n');
+    const result = await getentRaw('h2', 'hosts', 'www.example.test', { resolv: 'refused' });
+    expect(result.status).toBe(2);
+    // While mesh names still resolve through the same server.
+    expect(await getent('h2', 'hosts', 'h3.mesh.internal', { resolv: 'refused' })).toEqual(['100.64.13.3     h3.mesh.internal']);
   });
 });

@@ -4,7 +4,7 @@
  * one, and how views are chosen for askers the mesh does not know.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { Registry } from 'prom-client';
 import { DnsService, Zone, topologyFileSource } from '../src/dns/index.js';
 import { serializeTopology, writeTopology } from '../src/topology/index.js';
 import type { Topology } from '../src/topology/index.js';
-import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange } from './support/dns.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, writeMesh } from './support/dns.js';
+import type { MeshSpec } from './support/dns.js';
 import { CLI, tempDir } from './support/run.js';
 
 const work = tempDir('dns-lifecycle');
@@ -191,5 +192,108 @@ describe('reload', () => {
     }
     expect(child.exitCode).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe('not json');
+  });
+});
+
+/** Starts the CLI server and resolves with its first stdout line; stderr (pino's JSON lines) accumulates in `log.text`. */
+async function startCli(args: readonly string[]): Promise<{ child: ReturnType<typeof spawn>; line: string; log: { text: string } }> {
+  const child = spawn(process.execPath, [CLI, 'dns', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = { text: '' };
+  child.stderr.on('data', (chunk: Buffer) => (log.text += chunk.toString()));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(out);
+    });
+    child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${log.text}`)));
+  });
+  return { child, line, log };
+}
+
+async function stopCli(child: ReturnType<typeof spawn>): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+/** The JSON log lines a pino logger wrote. */
+function logLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+describe('started from services.yml and the inventory', () => {
+  it('serves the inputs directly, reloads when they change, and logs why a broken change is not served', async () => {
+    const dir = `${work.path}/inputs`;
+    mkdirSync(dir);
+    const staging = `${dir}/staging`;
+    mkdirSync(staging);
+    /** Writes both input files the way editors and Ansible do: a temp file renamed over the old one. */
+    const install = (spec: MeshSpec): void => {
+      const written = writeMesh(staging, spec);
+      renameSync(written.inventory, `${dir}/hosts.yml`);
+      renameSync(written.services, `${dir}/services.yml`);
+    };
+    install(LOOPBACK_MESH);
+    const { child, line, log } = await startCli(['-s', `${dir}/services.yml`, '-i', `${dir}/hosts.yml`, '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward']);
+    try {
+      const server = { address: '127.0.0.1', port: Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]) };
+      expect(addressesOf(await dig(server, ['app.mesh.internal'])).sort()).toEqual(['127.0.10.1', '127.0.10.2', '127.0.10.3', '127.0.10.4']);
+
+      // A new host in the inventory: picked up without a signal.
+      install({ ...LOOPBACK_MESH, hosts: [...LOOPBACK_MESH.hosts, { name: 'h5', ips: ['127.0.10.5'], groups: ['app'] }] });
+      await waitFor(async () => addressesOf(await dig(server, ['app.mesh.internal'])).length === 5);
+
+      // A typo in services.yml: the error is logged (pino JSON, with file, line and key), the old topology stays.
+      const services = readFileSync(`${dir}/services.yml`, 'utf8');
+      writeFileSync(`${staging}/services.yml`, services.replace('scheduling_group: db', 'scheduling_grup: db'));
+      renameSync(`${staging}/services.yml`, `${dir}/services.yml`);
+      await waitFor(() => Promise.resolve(log.text.includes('reload failed')));
+      const failure = logLines(log.text).find((entry) => entry['msg'] === 'reload failed; still serving the previous topology');
+      expect(failure).toMatchObject({ level: 50, component: 'dns', code: 'TOPOLOGY_ERR_CONFIG', reason: 'file changed' });
+      expect(JSON.stringify(failure!['err'])).toMatch(/services\.yml:\d+:\d+.*scheduling_grup/);
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(5);
+      expect(addressesOf(await dig(server, ['db.mesh.internal']))).toHaveLength(2);
+
+      // Fixed again (and h5 gone): served.
+      install(LOOPBACK_MESH);
+      await waitFor(async () => addressesOf(await dig(server, ['app.mesh.internal'])).length === 4);
+      expect(logLines(log.text).filter((entry) => entry['msg'] === 'topology reloaded').length).toBeGreaterThanOrEqual(2);
+      expect(child.exitCode).toBeNull();
+    } finally {
+      await stopCli(child);
+    }
+  });
+
+  it('refuses a broken input at start with the error and a non-zero exit', async () => {
+    const dir = `${work.path}/broken-inputs`;
+    mkdirSync(dir);
+    const paths = writeMesh(dir, LOOPBACK_MESH);
+    writeFileSync(paths.services, 'app:\n  scheduling_group: nowhere\n');
+    const result = await runAsync(process.execPath, [CLI, 'dns', '-s', paths.services, '-i', paths.inventory, '--listen', '127.0.0.1:0', '--no-forward'], 20_000);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('TOPOLOGY_ERR_CONFIG');
+  });
+});
+
+describe('forwarding defaults of the CLI', () => {
+  it('answers REFUSED outside the zone when the resolv.conf it reads names no other resolver', async () => {
+    const resolv = `${work.path}/empty-resolv.conf`;
+    writeFileSync(resolv, '# no nameserver lines\nsearch mesh.internal\n');
+    const file = `${work.path}/refused.json`;
+    writeTopology(file, topology);
+    const { child, line } = await startCli(['--topology', file, '--host', 'h4', '--listen', '127.0.0.1:0', '--resolv-conf', resolv, '--no-watch']);
+    try {
+      const server = { address: '127.0.0.1', port: Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]) };
+      const outside = await dig(server, ['www.example.org']);
+      expect(outside.status).toBe('REFUSED');
+      expect(outside.flags).not.toContain('ra');
+      expect((await dig(server, ['app.mesh.internal'])).status).toBe('NOERROR');
+    } finally {
+      await stopCli(child);
+    }
   });
 });

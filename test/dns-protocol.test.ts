@@ -3,9 +3,10 @@
  * not send. One server on 127.0.0.1 and ::1 (port 0), serving LOOPBACK_MESH
  * as host h2 with an upstream for names outside the zone.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { DnsService, topologyFileSource } from '../src/dns/index.js';
+import { DnsService, resolversFromResolvConf, topologyFileSource } from '../src/dns/index.js';
 import { writeTopology } from '../src/topology/index.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
 import { tempDir } from './support/run.js';
@@ -22,7 +23,7 @@ beforeAll(async () => {
   writeTopology(`${work.path}/topology.json`, topology);
   // The upstream is a second meshplane serving another domain: a real DNS server we control.
   const otherDir = `${work.path}/other`;
-  (await import('node:fs')).mkdirSync(otherDir);
+  mkdirSync(otherDir);
   writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, { ...LOOPBACK_MESH, domain: 'other.test' }));
   upstream = new DnsService({
     source: topologyFileSource(`${otherDir}/topology.json`),
@@ -76,7 +77,7 @@ describe('names and views', () => {
     expect(addressesOf((await dig(server, ['-b', '127.0.10.3', 'h2.mesh.internal'])))).toEqual(['100.64.11.2']);
   });
 
-  it('selects the view from any address a host owns, including overlay addresses', async () => {
+  it('gives loopback askers that no host owns the view of --host', async () => {
     // Ask from an unowned loopback address: it is a local process, so it sees --host h2's view.
     expect(addressesOf((await dig(server, ['-b', '127.0.0.1', 'h3.mesh.internal'])))).toEqual(['100.64.11.3']);
   });
@@ -198,6 +199,82 @@ describe('protocol', () => {
     expect(axfr.stdout).toContain('Transfer failed');
     expect(axfr.stdout).not.toMatch(/IN\s+A\s/);
     expect((await dig(server, ['-c', 'CH', 'version.bind', 'TXT'])).status).toBe('REFUSED');
+  });
+});
+
+describe('negative TTL and UDP size, with non-default settings', () => {
+  // The defaults (TTL 5, negative TTL 5, UDP 1232) cannot tell min() from either operand, nor
+  // "the client's size capped by ours" from "the client's size": servers with other settings can.
+  const started: DnsService[] = [];
+  const start = async (options: { ttl: number; negativeTtl: number; udpSize?: number }): Promise<{ address: string; port: number }> => {
+    const extra = new DnsService({
+      source: topologyFileSource(`${work.path}/topology.json`),
+      host: 'h2',
+      listen: [{ address: '127.0.0.1', port: 0 }],
+      upstreams: [],
+      watch: false,
+      logger: silentLogger,
+      ...options,
+    });
+    await extra.start();
+    started.push(extra);
+    return extra.addresses[0]!;
+  };
+  afterAll(() => started.forEach((s) => s.close()));
+
+  it('gives negative answers the TTL min(SOA TTL, SOA minimum), whichever is smaller', async () => {
+    for (const { ttl, negativeTtl } of [
+      { ttl: 60, negativeTtl: 7 },
+      { ttl: 3, negativeTtl: 600 },
+    ]) {
+      const other = await start({ ttl, negativeTtl });
+      const expected = Math.min(ttl, negativeTtl);
+      for (const [name, type, status] of [
+        ['nothere.mesh.internal', 'A', 'NXDOMAIN'],
+        ['h1.mesh.internal', 'MX', 'NOERROR'],
+        ['mesh.internal', 'A', 'NOERROR'],
+      ] as const) {
+        const result = await dig(other, [name, type]);
+        expect(result.status, `${name} ${type}`).toBe(status);
+        expect(result.answer).toEqual([]);
+        expect(result.flags).toContain('aa');
+        expect(result.authority, `${name} ${type} with ttl ${ttl}, negative ${negativeTtl}`).toHaveLength(1);
+        expect(result.authority[0]).toMatchObject({ name: 'mesh.internal.', type: 'SOA', ttl: expected });
+        // The SOA's own MINIMUM field is the negative TTL setting.
+        expect(Number(result.authority[0]!.data.split(' ').at(-1))).toBe(negativeTtl);
+      }
+      // Positive answers and the apex SOA itself keep the answer TTL.
+      expect((await dig(other, ['h1.mesh.internal'])).answer[0]!.ttl).toBe(ttl);
+      expect((await dig(other, ['mesh.internal', 'SOA'])).answer[0]!.ttl).toBe(ttl);
+    }
+  });
+
+  it('caps the client\'s EDNS size by ours (--udp-size) and advertises ours', async () => {
+    const other = await start({ ttl: 5, negativeTtl: 5, udpSize: 700 });
+    // 60 A records (about 1 KB) fit the client's 4096 but not our 700: truncated, OPT echoed with 700.
+    const capped = await dig(other, ['+bufsize=4096', '+ignore', 'big.mesh.internal']);
+    expect(capped.flags).toContain('tc');
+    expect(capped.answer).toEqual([]);
+    expect(capped.opt).toEqual({ version: 0, udp: 700 });
+    // Without +ignore dig retries over TCP and gets all of them.
+    expect(new Set(addressesOf(await dig(other, ['+bufsize=4096', 'big.mesh.internal']))).size).toBe(60);
+    const small = await dig(other, ['+bufsize=4096', 'app.mesh.internal']);
+    expect(small.flags).not.toContain('tc');
+    expect(small.opt).toEqual({ version: 0, udp: 700 });
+  });
+});
+
+describe('default upstreams', () => {
+  it('takes the nameservers of resolv.conf, minus our own listen addresses (no forwarding loop)', () => {
+    const file = `${work.path}/resolv.conf`;
+    writeFileSync(file, '# comment\nsearch mesh.internal\nnameserver 127.0.0.1\nnameserver 192.0.2.53\nnameserver ::1\noptions edns0\n');
+    expect(resolversFromResolvConf(file, [{ address: '127.0.0.1', port: 53 }])).toEqual([
+      { address: '192.0.2.53', port: 53 },
+      { address: '::1', port: 53 },
+    ]);
+    // Listening on another port, 127.0.0.1:53 is somebody else: keep it.
+    expect(resolversFromResolvConf(file, [{ address: '127.0.0.1', port: 5353 }])).toHaveLength(3);
+    expect(resolversFromResolvConf(`${work.path}/missing.conf`, [])).toEqual([]);
   });
 });
 
