@@ -162,6 +162,22 @@ export function writeFileSecure(path: string, data: string | Uint8Array, mode: n
   }
 }
 
+/** Removes `path` (if present) durably: the unlink is on disk before anything written after it. */
+export function removeFileDurable(path: string): void {
+  try {
+    if (!existsSync(path)) return;
+    rmSync(path, { force: true });
+    const dirFd = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  } catch (err) {
+    throw writeError(path, err);
+  }
+}
+
 function writeError(path: string, err: unknown): MeshplaneError {
   if (err instanceof MeshplaneError) return err;
   return new MeshplaneError('PKI_ERR_WRITE', `cannot write ${path}: ${(err as Error).message}`, { cause: err });

@@ -3,9 +3,10 @@
  * certificate after checking it against the key and the CA. Private keys are
  * made here and never read by anything but this host.
  *
- * Pairs stay consistent: a key is only ever written when there is none, and
- * a certificate only replaces the old one (atomically) after it has been
- * checked against the key on disk. A crash at any point leaves either the
+ * Pairs stay consistent: a key is only ever written when there is none (and
+ * a certificate left without its key is removed first), and a certificate
+ * only replaces the old one (atomically) after it has been checked against
+ * the key on disk. A crash at any point leaves either the
  * old good pair or a key waiting for its first certificate.
  */
 import { X509Certificate as NodeX509, createPrivateKey } from 'node:crypto';
@@ -15,7 +16,7 @@ import type { Topology, TopologyCredential, TopologyHost } from '../topology/ind
 import { readCrl } from './crl.js';
 import { makeCsr } from './csr.js';
 import type { Owner } from './files.js';
-import { MODES, credentialOwner, credentialPaths, ensureDir, publicOwner, writeFileSecure } from './files.js';
+import { MODES, credentialOwner, credentialPaths, ensureDir, publicOwner, removeFileDurable, writeFileSecure } from './files.js';
 import { generateKeyPair, publicKeyOf } from './keys.js';
 import { renewalReason } from './renewal.js';
 import type { CertKind, San } from './sans.js';
@@ -74,6 +75,9 @@ export async function requestCertificate(options: RequestOptions): Promise<Reque
   let keyCreated = false;
   if (keyPem === undefined) {
     keyPem = generateKeyPair().privateKeyPem;
+    // A certificate left from a deleted key (after a key compromise) can never match the new key:
+    // remove it first, so that no crash or pause before install leaves a mismatched pair.
+    removeFileDurable(paths.cert(options.kind));
     writeFileSecure(paths.key(options.kind), keyPem, MODES.privateKey, owner);
     keyCreated = true;
   } else {

@@ -6,6 +6,7 @@ import { kindsOfUsages, toSan } from './sans.js';
 import { DerReader, certificateExtensions, readGeneralNames, readOidList } from './der.js';
 import { normaliseSerial } from './keys.js';
 import { OID } from './oids.js';
+import { VALIDITY } from './validity.js';
 
 export interface CertInfo {
   readonly serial: string;
@@ -72,6 +73,6 @@ export function trustProblem(certPem: string, caPem: string, now: Date, keyPem?:
   }
   if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) return { code: 'PKI_ERR_CERT_UNTRUSTED', reason: 'the certificate was not issued by this CA' };
   if (new Date(leaf.validTo).getTime() <= now.getTime()) return { code: 'PKI_ERR_CERT_UNTRUSTED', reason: `the certificate expired ${new Date(leaf.validTo).toISOString()}` };
-  if (new Date(leaf.validFrom).getTime() > now.getTime() + 3_600_000) return { code: 'PKI_ERR_CERT_UNTRUSTED', reason: `the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}` };
+  if (new Date(leaf.validFrom).getTime() > now.getTime() + VALIDITY.futureToleranceMs) return { code: 'PKI_ERR_CERT_UNTRUSTED', reason: `the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}` };
   return undefined;
 }

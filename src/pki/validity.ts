@@ -21,6 +21,8 @@ export const VALIDITY = {
   crlDays: 7,
   /** notBefore is set this far in the past to tolerate clock skew between hosts. */
   backdateMs: 5 * 60_000,
+  /** A certificate whose notBefore is at most this far in the future is still accepted (install, renewal): the controller's clock may run ahead. */
+  futureToleranceMs: HOUR_MS,
 } as const;
 
 export interface Validity {

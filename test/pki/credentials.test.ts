@@ -4,15 +4,16 @@
  * SAN set or in the renewal window, install checks, and a full disk that
  * leaves the old pair intact.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeafSigner, credentialStatus, generateKeyPair, initCa, installCertificate, issueHost, loadCa, makeCsr, requestCertificate, revoke, statusMetrics } from '../../src/pki/index.js';
 import type { Ca } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { CLI } from '../support/run.js';
-import { asyncCodeOf, codeOf, scratch, topologyOf } from './support.js';
+import { asyncCodeOf, codeOf, scratch, topologyOf, waitForStdout } from './support.js';
 
 const isRoot = process.getuid?.() === 0;
 const DAY = 86_400_000;
@@ -137,6 +138,41 @@ describe('credential files', () => {
     topology = grown;
   });
 
+  it('reissues the server certificate when the master moves away, and again when it comes back', async () => {
+    const clientCert = fingerprint(file('client', 'cert.pem'));
+    const service = topology.services[NAME]!;
+    expect(service.master).toBe('h1');
+    const noMaster: Topology = { ...topology, services: { ...topology.services, [NAME]: { ...service, master: null } } };
+    const lost = await issueHost({ ca, topology: noMaster, host: 'h1', root });
+    expect(lost.map((r) => `${r.kind}:${r.action}:${r.reason}`)).toEqual(['client:unchanged:undefined', `server:issued:the SANs changed (-dns:${NAME}-master -dns:${NAME}-master.mesh.test)`]);
+    const sans = execFileSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName', '-in', file('server', 'cert.pem')], { encoding: 'utf8' });
+    expect(sans).not.toContain('-master');
+    expect(sans).toContain(`DNS:h1.${NAME}.mesh.test`);
+    const back = await issueHost({ ca, topology, host: 'h1', root });
+    expect(back.map((r) => `${r.kind}:${r.action}:${r.reason}`)).toEqual(['client:unchanged:undefined', `server:issued:the SANs changed (+dns:${NAME}-master +dns:${NAME}-master.mesh.test)`]);
+    expect(execFileSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName', '-in', file('server', 'cert.pem')], { encoding: 'utf8' })).toContain(`DNS:${NAME}-master, DNS:${NAME}-master.mesh.test`);
+    expect(fingerprint(file('client', 'cert.pem'))).toBe(clientCert);
+    expect((await issueHost({ ca, topology, host: 'h1', root })).map((r) => r.action)).toEqual(['unchanged', 'unchanged']);
+  });
+
+  it('issues only the kinds a credential enables (enable_client / enable_server)', async () => {
+    const only = topologyOf(
+      join(dir.path, 'in-kinds'),
+      `${NAME}:\n  scheduling_group: app\n  ports: [7443]\n  service_credentials:\n    - { name: ${NAME}c, enable_server: false }\n    - { name: ${NAME}s, enable_client: false }\n`,
+      inventory(),
+    );
+    const kindsCa = (await initCa({ caDir: join(dir.path, 'ca-kinds'), topology: only })).ca;
+    const kindsRoot = join(dir.path, 'root-kinds');
+    const results = await issueHost({ ca: kindsCa, topology: only, host: 'h1', root: kindsRoot, manageOwnership: false });
+    expect(results.map((r) => `${r.credential}/${r.kind}:${r.action}`)).toEqual([`${NAME}c/client:issued`, `${NAME}s/server:issued`]);
+    expect(readdirSync(join(kindsRoot, 'x509', `${NAME}c`)).sort()).toEqual(['ca.pem', 'client', 'crl.pem']);
+    expect(readdirSync(join(kindsRoot, 'x509', `${NAME}s`)).sort()).toEqual(['ca.pem', 'crl.pem', 'server']);
+    const purpose = (credential: string, kind: 'client' | 'server', as: string) =>
+      spawnSync('openssl', ['verify', '-CAfile', kindsCa.files.cert, '-purpose', as, join(kindsRoot, 'x509', credential, kind, 'cert.pem')], { encoding: 'utf8' }).stdout;
+    expect(purpose(`${NAME}c`, 'client', 'sslclient')).toContain(': OK');
+    expect(purpose(`${NAME}s`, 'server', 'sslserver')).toContain(': OK');
+  });
+
   it('keeps a certificate with more than a third of its life left and renews it in the last third', async () => {
     const day59 = new Date(Date.now() + 59 * DAY);
     expect((await issueHost({ ca, topology, host: 'h1', root, now: day59 })).map((r) => r.action)).toEqual(['unchanged', 'unchanged']);
@@ -196,6 +232,44 @@ describe('credential files', () => {
     expect((await ask()).reason).toBe(`the certificate (serial ${serial.toLowerCase().replace(/^0+/, '')}) is revoked`);
   });
 
+  it('after the key is deleted (key compromise), request removes the old certificate before writing the new key', async () => {
+    const oldKey = readFileSync(file('server', 'private_key.pem'), 'utf8');
+    rmSync(file('server', 'private_key.pem'));
+    const request = await requestCertificate({ root, topology, host: 'h1', credential: NAME, kind: 'server', caPem: undefined, writeCsr: false });
+    expect(request.keyCreated).toBe(true);
+    expect(request.reason).toBe('no certificate yet');
+    const newKey = readFileSync(file('server', 'private_key.pem'), 'utf8');
+    expect(newKey).not.toBe(oldKey);
+    expect(mode(file('server', 'private_key.pem'))).toBe('0440');
+    // Until the new certificate is installed there is a key and no certificate, never a mismatched pair.
+    expect(existsSync(file('server', 'cert.pem'))).toBe(false);
+    const signed = new LeafSigner(ca).signCsr(topology, { csrPem: request.csrPem!, host: 'h1', source: 'rekey.csr' });
+    installCertificate({ root, credential: NAME, kind: 'server', certPem: signed.pem, caPem: ca.certPem });
+    expect(new X509Certificate(readFileSync(file('server', 'cert.pem'))).checkPrivateKey(createPrivateKey(newKey))).toBe(true);
+  });
+
+  it.runIf(isRoot)('as root: pki issue without --credentials-root writes under /etc/credentials (in a private mount namespace)', () => {
+    // /etc is overlaid in a mount namespace of its own: the machine's real /etc is never written.
+    const upper = join(dir.path, 'etc-upper');
+    const work = join(dir.path, 'etc-work');
+    mkdirSync(upper);
+    mkdirSync(work);
+    const existedBefore = existsSync('/etc/credentials');
+    const script = `mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/etc,upperdir=${upper},workdir=${work} /etc && exec "$@"`;
+    const issue = spawnSync('unshare', ['--mount', 'sh', '-c', script, 'sh', process.execPath, CLI, 'pki', 'issue', '--ca-dir', ca.files.dir, '-t', join(dir.path, 'in2', 'topology.json'), '--host', 'h1'], { encoding: 'utf8' });
+    expect(issue.stderr).toBe('');
+    expect(issue.status).toBe(0);
+    expect(issue.stdout).toContain(`/etc/credentials/x509/${NAME}/server/cert.pem`);
+    const base = join(upper, 'credentials', 'x509', NAME);
+    expect(readdirSync(base).sort()).toEqual(['ca.pem', 'client', 'crl.pem', 'server']);
+    for (const kind of ['client', 'server'] as const) {
+      const key = statSync(join(base, kind, 'private_key.pem'));
+      expect([mode(join(base, kind, 'private_key.pem')), key.uid, key.gid]).toEqual(['0440', 0, gidOf(GROUP)]);
+      expect(execFileSync('openssl', ['verify', '-CAfile', join(base, 'ca.pem'), '-purpose', kind === 'server' ? 'sslserver' : 'sslclient', join(base, kind, 'cert.pem')], { encoding: 'utf8' })).toContain(': OK');
+    }
+    expect(existsSync('/etc/credentials')).toBe(existedBefore);
+  });
+
   it.runIf(isRoot)('as root: a full disk fails with PKI_ERR_WRITE and leaves the old pair and no temporary files', async () => {
     const mount = join(dir.path, 'small');
     mkdirSync(mount);
@@ -252,6 +326,33 @@ describe.runIf(isRoot)('without root', () => {
     // The user can still read its own key (0440 owner read).
     expect(spawnSync('runuser', ['-u', user, '--', 'cat', key]).status).toBe(0);
     expect(existsSync(join(work, 'creds', 'x509', name, 'client', 'cert.pem'))).toBe(true);
+  });
+
+  it('npm start (meshplane up) issues the example mesh\'s credentials under ./.meshplane as an ordinary user', async () => {
+    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
+    const cwd = join(dir.path, 'start');
+    mkdirSync(cwd);
+    chownSync(cwd, uid, uid);
+    chownSync(dir.path, uid, uid);
+    const child = spawn('runuser', ['-u', user, '--', process.execPath, CLI, 'up', '--dns-listen', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await waitForStdout(child, 'Ctrl-C stops it', 45_000);
+      const state = join(cwd, '.meshplane');
+      for (const [host, name, kinds] of [['host1', 'web', ['client', 'server']], ['host2', 'db', ['client', 'server']], ['host3', 'db', ['client', 'server']], ['gw1', 'gateway', ['server']]] as const) {
+        const base = join(state, 'credentials', host, 'x509', name);
+        expect(readdirSync(base).filter((f) => f !== 'crl.pem').sort(), `${host} ${name}`).toEqual(['ca.pem', ...kinds].sort());
+        for (const kind of kinds) {
+          const key = join(base, kind, 'private_key.pem');
+          expect([mode(key), statSync(key).uid], key).toEqual(['0440', uid]);
+          const verify = spawnSync('openssl', ['verify', '-CAfile', join(state, 'ca', 'ca.pem'), '-purpose', kind === 'server' ? 'sslserver' : 'sslclient', join(base, kind, 'cert.pem')], { encoding: 'utf8' });
+          expect(verify.stdout, `${host} ${name} ${kind}`).toContain(': OK');
+        }
+      }
+      expect([mode(join(state, 'ca', 'ca_key.pem')), statSync(join(state, 'ca', 'ca_key.pem')).uid]).toEqual(['0600', uid]);
+    } finally {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((done) => child.once('exit', done));
+    }
   });
 });
 

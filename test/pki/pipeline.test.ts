@@ -24,6 +24,7 @@ import {
 } from '../../src/pki/index.js';
 import type { Ca, CertKind, San } from '../../src/pki/index.js';
 import { peculiar } from '../../src/pki/x509.js';
+import { MeshplaneError } from '../../src/errors.js';
 import type { Topology } from '../../src/topology/index.js';
 import { asyncCodeOf, codeOf, exampleTopology, openssl, scratch } from './support.js';
 
@@ -179,6 +180,33 @@ describe('signing a CSR', () => {
     expect(await refusal('host3', 'db', 'server', [toSan('db-master')])).toBe('PKI_ERR_SAN_NOT_ALLOWED');
     expect(await refusal('host3', 'db', 'server', [toSan('127.0.1.2')])).toBe('PKI_ERR_SAN_NOT_ALLOWED');
     expect(await refusal('host2', 'db', 'client', [toSan('host2.db')])).toBe('PKI_ERR_SAN_NOT_ALLOWED');
+  });
+
+  it('says why in each refusal: the code, the source, the reason and what would be valid', async () => {
+    const messageOf = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        if (err instanceof MeshplaneError) return `${err.code}: ${err.message}`;
+        throw err;
+      }
+      return 'signed';
+    };
+    const sign = async (host: string, credential: string, kind: CertKind, sans: readonly San[]) => {
+      const csrPem = await csrFor(credential, kind, sans);
+      return messageOf(() => signer.signCsr(topology, { csrPem, host, source: 'db.csr from ' + host }));
+    };
+    expect(await sign('host1', 'db', 'server', [])).toBe(
+      'PKI_ERR_NOT_ENTITLED: refusing db.csr from host1: host host1 runs no service that uses credential db (it is used by db, db-backup on host2, host3)',
+    );
+    expect(await sign('host3', 'db', 'server', [toSan('db-master.mesh.internal'), toSan('db')])).toMatch(
+      /^PKI_ERR_SAN_NOT_ALLOWED: refusing db\.csr from host3: host host3 is not entitled to dns:db-master\.mesh\.internal in the server certificate of db \(entitled: dns:db, dns:db\.mesh\.internal, dns:host3\.db, .*ip:::1\)$/,
+    );
+    expect(await sign('host9', 'db', 'client', [])).toMatch(/^PKI_ERR_UNKNOWN_HOST: refusing db\.csr from host9: host "host9" is not in the topology \(did you mean "host\d"\?\)$/);
+    const rsaKey = join(dir.path, 'rsa-msg.key');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', rsaKey], { stdio: 'ignore' });
+    const rsaCsr = execFileSync('openssl', ['req', '-new', '-key', rsaKey, '-subj', '/CN=db', '-addext', 'extendedKeyUsage=clientAuth'], { encoding: 'utf8' });
+    expect(messageOf(() => signer.signCsr(topology, { csrPem: rsaCsr, host: 'host2', source: 'rsa.csr' }))).toBe('PKI_ERR_KEY_TYPE: refusing rsa.csr: its key is RSA (expected ECDSA P-256)');
   });
 
   it('refuses a CSR whose signature does not verify', async () => {

@@ -12,6 +12,7 @@ import {
   DEFAULT_CREDENTIALS_ROOT,
   LeafSigner,
   REVOCATION_REASONS,
+  VALIDITY,
   batchJobs,
   credentialStatus,
   formatDuration,
@@ -66,7 +67,7 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
 Common options:
 ${TOPOLOGY_USAGE}
       --credentials-root DIR   where x509/<name>/ lives (default ${DEFAULT_CREDENTIALS_ROOT})
-      --lifetime DURATION      leaf lifetime for sign/issue, e.g. 90d, 12h (default 90d, 1h..397d)
+      --lifetime DURATION      leaf lifetime for sign/issue, e.g. 90d, 12h (default ${VALIDITY.leafDefaultDays}d, ${formatDuration(VALIDITY.leafMinMs)}..${VALIDITY.leafMaxDays}d)
       --reason REASON          ${REVOCATION_REASONS.join(', ')} (default unspecified)
 
 Exit status: 0 ok; 1 refused or failed (error code printed, see docs/errors.md;
