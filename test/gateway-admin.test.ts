@@ -5,7 +5,7 @@
  * same API over real mutual TLS with curl is in gateway-ops.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { BackendRegistry, buildAdminApi } from '../src/gateway/index.js';
+import { AdminServer, BackendRegistry, buildAdminApi } from '../src/gateway/index.js';
 import type { AdminTarget } from '../src/gateway/index.js';
 import { silentLogger } from './support/dns.js';
 import { fakeBackend } from './support/fake-backend.js';
@@ -59,8 +59,14 @@ describe('who gets in', () => {
     expect(registry.get(api1.id)).toBeDefined();
   });
 
-  it('protects every route, the status page and /healthz included', async () => {
-    for (const url of ['/', '/healthz', '/backends', `/backends/${web1.id}`]) expect((await app.inject({ method: 'GET', url })).statusCode).toBe(401);
+  it('protects every route, the status page, /healthz and unknown routes included', async () => {
+    for (const url of ['/', '/healthz', '/backends', `/backends/${web1.id}`, '/nope', '/metrics']) {
+      const response = await app.inject({ method: 'GET', url });
+      expect(response.statusCode).toBe(401);
+      expect(response.json()).toMatchObject({ code: 'GW_ERR_ADMIN_UNAUTHENTICATED' });
+    }
+    expect((await app.inject({ method: 'DELETE', url: `/backends/${web1.id}` })).statusCode).toBe(401);
+    expect(registry.get(web1.id)).toBeDefined();
     expect((await app.inject({ method: 'GET', url: '/healthz', headers: auth })).json()).toMatchObject({ status: 'ok', backends: 3 });
   });
 
@@ -68,6 +74,21 @@ describe('who gets in', () => {
     const response = await mtls.inject({ method: 'GET', url: '/backends' });
     expect(response.statusCode).toBe(401);
     expect(response.json()).toMatchObject({ code: 'GW_ERR_ADMIN_UNAUTHENTICATED', message: expect.stringContaining('gateway-admin') as unknown });
+  });
+});
+
+describe('setup', () => {
+  it('refuses a token on a non-loopback address, and mutual TLS without certificates', async () => {
+    const server = new AdminServer(target, { auth: { kind: 'token', token: TOKEN }, logger: silentLogger });
+    await expect(server.start('0.0.0.0', 0)).rejects.toMatchObject({ code: 'GW_ERR_ADMIN_CONFIG' });
+    await server.close();
+    let thrown: unknown;
+    try {
+      buildAdminApi(target, { auth: { kind: 'mtls', credentials: ['gateway-admin'] }, logger: silentLogger });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({ code: 'GW_ERR_ADMIN_CONFIG' });
   });
 });
 

@@ -6,13 +6,14 @@
  * refusals when no backend is healthy, outlier ejection and return, and the
  * admin API over mutual TLS with curl (kill by id, metrics and logs show it).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LeafSigner, clientSans, generateKeyPair, initCa, loadCa, makeCsr, revoke } from '../src/pki/index.js';
 import { runAsync } from './support/dns.js';
 import { startDaemon, stopAllDaemons } from './support/gateway.js';
 import type { Daemon } from './support/gateway.js';
@@ -29,6 +30,12 @@ const pool = new Map<string, TestBackend>(); // by host
 const others: TestBackend[] = [];
 let flakyGood: TestBackend;
 let flakyBadHost: string;
+const agents: Daemon[] = [];
+const flakyAgents: Daemon[] = [];
+const LOADS: Record<string, number> = { b1: 1, b2: 5, b3: 20 };
+/** Client certificates claiming the gateway-admin credential that must not get in, with their key. */
+const impostors: Record<'foreign' | 'expired' | 'revoked', string> = { foreign: '', expired: '', revoked: '' };
+let impostorKey: string;
 
 interface BackendJson {
   id: string;
@@ -37,6 +44,7 @@ interface BackendJson {
   agent_id: string;
   health: string;
   load: number | null;
+  open_connections: number;
   ejected_until: string | null;
   checks: Record<string, { state: string; reason: string | null }>;
 }
@@ -66,9 +74,10 @@ function admin<T>(method: string, path: string): Promise<{ status: number; body:
 
 const backendsOf = async (service: string): Promise<BackendJson[]> => (await admin<{ backends: BackendJson[] }>('GET', `/backends?service=${service}`)).body.backends;
 
-/** curl over mutual TLS to the admin API, as an operator would. */
-async function curlAdmin(args: readonly string[], credential: string | null = 'gateway-admin', host = 'gw1'): Promise<{ status: number; body: Record<string, unknown> }> {
-  const files = adminFiles(credential ?? 'gateway-admin', host);
+/** curl over mutual TLS to the admin API, as an operator would (with a credential's client certificate, none, or the given one). */
+async function curlAdmin(args: readonly string[], credential: string | null | { cert: string; key: string } = 'gateway-admin', host = 'gw1'): Promise<{ status: number; body: Record<string, unknown> }> {
+  const files = adminFiles(typeof credential === 'string' ? credential : 'gateway-admin', host);
+  const client = credential === null ? null : typeof credential === 'string' ? files : credential;
   const result = await runAsync('curl', [
     '-sS',
     '--max-time',
@@ -77,7 +86,7 @@ async function curlAdmin(args: readonly string[], credential: string | null = 'g
     '\n%{http_code}',
     '--cacert',
     files.ca,
-    ...(credential === null ? [] : ['--cert', files.cert, '--key', files.key]),
+    ...(client === null ? [] : ['--cert', client.cert, '--key', client.key]),
     '--resolve',
     `gateway.mesh.internal:${adminPort}:127.0.0.1`,
     ...args,
@@ -141,37 +150,55 @@ async function logged(pattern: RegExp): Promise<void> {
   await waitFor(() => pattern.test(gateway.output()), `log line ${String(pattern)}`, 5000);
 }
 
+/** All three pool backends in this state, on every endpoint. */
 const allPoolHealth = async (state: string): Promise<boolean> => {
   const list = await backendsOf('pool');
-  return list.length === 3 && list.every((b) => b.health === state);
+  return list.length === 3 && list.every((b) => b.health === state && Object.values(b.checks).every((c) => c.state === state));
 };
 
 beforeAll(async () => {
   fixture = await prepareOpsMesh(work.path);
+  // gateway-admin certificates that must be refused: from another CA, expired, revoked (in the CRL the gateway loads).
+  const caDir = join(fixture.stateDir, 'ca');
+  const ca = loadCa(caDir);
+  const key = generateKeyPair();
+  const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'gateway-admin', kind: 'client', sans: clientSans(fixture.topology, fixture.topology.credentials['gateway-admin']!) });
+  const signer = new LeafSigner(ca);
+  const revoked = signer.signCsr(fixture.topology, { csrPem: csr, host: 'gw1', kind: 'client', source: 'test' });
+  await revoke(ca, revoked.serial, 'keyCompromise');
+  const expired = signer.signCsr(fixture.topology, { csrPem: csr, host: 'gw1', kind: 'client', source: 'test', now: new Date(Date.now() - 400 * 86_400_000) });
+  const otherCa = await initCa({ caDir: join(work.path, 'other-ca'), topology: fixture.topology });
+  const foreign = new LeafSigner(otherCa.ca).signCsr(fixture.topology, { csrPem: csr, host: 'gw1', kind: 'client', source: 'test' });
+  impostorKey = join(work.path, 'impostor-key.pem');
+  writeFileSync(impostorKey, key.privateKeyPem);
+  for (const [name, cert] of [['foreign', foreign], ['expired', expired], ['revoked', revoked]] as const) {
+    impostors[name] = join(work.path, `impostor-${name}.pem`);
+    writeFileSync(impostors[name], cert.pem);
+  }
   gateway = startDaemon(
-    ['gateway', '--topology', fixture.topologyFile, '--credentials-root', fixture.root('gw1'), '--listen', '127.0.0.1:0', '--front-address', '127.0.0.1', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'],
+    ['gateway', '--topology', fixture.topologyFile, '--credentials-root', fixture.root('gw1'), '--crl', join(caDir, 'crl.pem'), '--listen', '127.0.0.1:0', '--front-address', '127.0.0.1', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'],
     'agents register on',
   );
   const line = await gateway.ready;
   const registration = Number(/agents register on [^:]+:(\d+)/.exec(line)![1]);
   adminPort = Number(/admin API at https:\/\/127\.0\.0\.1:(\d+)\//.exec(line)![1]);
   metricsUrl = /metrics at (\S+)/.exec(line)![1]!;
-  const loads: Record<string, number> = { b1: 1, b2: 5, b3: 20 };
   for (const host of fixture.hostsOf('pool')) {
-    const backend = await startTestBackend(host, loads[host]!);
+    const backend = await startTestBackend(host, LOADS[host]!);
     pool.set(host, backend);
-    startOpsAgent(fixture, 'pool', host, registration, backend.port);
+    agents.push(startOpsAgent(fixture, 'pool', host, registration, backend.port));
   }
   const [goodHost, badHost] = fixture.hostsOf('flaky') as [string, string];
   flakyGood = await startTestBackend(`flaky-${goodHost}`, null);
   others.push(flakyGood);
   flakyBadHost = badHost;
-  startOpsAgent(fixture, 'flaky', goodHost, registration, flakyGood.port);
-  startOpsAgent(fixture, 'flaky', badHost, registration, await closedPort());
+  flakyAgents.push(startOpsAgent(fixture, 'flaky', goodHost, registration, flakyGood.port));
+  flakyAgents.push(startOpsAgent(fixture, 'flaky', badHost, registration, await closedPort()));
+  agents.push(...flakyAgents);
   const lonely = await startTestBackend('lonely', null);
   lonely.health = { status: 503, body: 'maintenance', load: null };
   others.push(lonely);
-  startOpsAgent(fixture, 'lonely', fixture.hostsOf('lonely')[0]!, registration, lonely.port);
+  agents.push(startOpsAgent(fixture, 'lonely', fixture.hostsOf('lonely')[0]!, registration, lonely.port));
   await waitFor(async () => (await allPoolHealth('healthy')) && (await backendsOf('flaky')).length === 2 && (await backendsOf('lonely')).length === 1, 'agents registered and pool healthy', 20_000);
 }, 60_000);
 
@@ -182,8 +209,11 @@ afterAll(async () => {
 });
 
 describe('health checks steer traffic', () => {
-  it('checks each backend through its tunnel with Host iconia-healthcheck and keeps the load it reports', async () => {
-    for (const backend of pool.values()) expect([...backend.checkHosts]).toEqual(['iconia-healthcheck']);
+  it('checks each backend through its tunnel with Host iconia-healthcheck on each endpoint\'s path, and keeps the load it reports', async () => {
+    for (const backend of pool.values()) {
+      expect([...backend.checkHosts]).toEqual(['iconia-healthcheck']);
+      expect([...backend.checkPaths].sort()).toEqual(['/health', '/ready']);
+    }
     const loads = Object.fromEntries((await backendsOf('pool')).map((b) => [b.host, b.load]));
     expect(loads).toEqual({ b1: 1, b2: 5, b3: 20 });
     const text = await scrape();
@@ -204,7 +234,7 @@ describe('health checks steer traffic', () => {
   it('sends no new connection to a backend that turns unhealthy, keeps the reason, and sends traffic again once it recovers', async () => {
     const b1 = pool.get('b1')!;
     b1.health = { status: 503, body: 'disk full', load: 1 };
-    await waitFor(async () => (await backendsOf('pool')).find((b) => b.host === 'b1')?.health === 'unhealthy', 'b1 unhealthy');
+    await waitFor(async () => (await backendsOf('pool')).find((b) => b.host === 'b1')?.checks['lb']?.state === 'unhealthy', 'b1 unhealthy');
     const view = (await backendsOf('pool')).find((b) => b.host === 'b1')!;
     expect(view.checks['lb']).toMatchObject({ state: 'unhealthy', reason: 'HTTP 503: disk full' });
     expect(await scrape()).toMatch(new RegExp(`meshplane_gateway_backend_healthy\\{service="pool",backend="${view.id}",endpoint="lb"\\} 0`));
@@ -306,19 +336,60 @@ describe('admin API over mutual TLS', () => {
     const agentCert = await curlAdmin([adminUrl('/backends')], 'pool', 'b1');
     expect(agentCert.status).toBe(403);
     expect(agentCert.body).toMatchObject({ code: 'GW_ERR_ADMIN_FORBIDDEN', message: expect.stringContaining('"pool" is not an admin credential') as unknown });
+    // Every route, unknown ones too, and the kill above all.
+    for (const args of [[adminUrl('/')], [adminUrl('/healthz')], [adminUrl('/nope')], ['-X', 'DELETE', adminUrl(`/backends/${(await backendsOf('pool'))[0]!.id}`)]]) {
+      expect(await curlAdmin(args, null)).toMatchObject({ status: 401, body: { code: 'GW_ERR_ADMIN_UNAUTHENTICATED' } });
+    }
+    expect(await backendsOf('pool')).toHaveLength(3);
   });
 
-  it('lists, shows and kills a backend by id with curl: gone at once from the API and the metrics, and the agent returns as a new id', async () => {
+  it('refuses curl with a gateway-admin certificate from another CA, an expired one and a revoked one', async () => {
+    const reasons = { foreign: /client certificate refused: [A-Z_]+/, expired: /client certificate refused: CERT_HAS_EXPIRED/, revoked: /client certificate refused: CERT_REVOKED/ };
+    for (const name of ['foreign', 'expired', 'revoked'] as const) {
+      const refused = await curlAdmin([adminUrl('/backends')], { cert: impostors[name], key: impostorKey });
+      expect({ name, status: refused.status, code: refused.body['code'] }).toEqual({ name, status: 401, code: 'GW_ERR_ADMIN_UNAUTHENTICATED' });
+      expect(refused.body['message']).toMatch(reasons[name]);
+    }
+  });
+
+  it('lists, shows and kills a backend by id with curl: its tunnel and open connections close at once, it leaves the API and the metrics, and the agent returns as a new id', async () => {
     const healthz = await curlAdmin([adminUrl('/healthz')]);
     expect(healthz).toMatchObject({ status: 200, body: { status: 'ok', backends: 6 } });
     const list = (await curlAdmin([adminUrl('/backends?service=pool')])).body as unknown as { backends: BackendJson[] };
     expect(list.backends.map((b) => b.host).sort()).toEqual(['b1', 'b2', 'b3']);
-    const victim = list.backends.find((b) => b.host === 'b2')!;
+    expect(list.backends.every((b) => b.service === 'pool')).toBe(true);
+    const all = (await curlAdmin([adminUrl('/backends')])).body as unknown as { backends: BackendJson[] };
+    expect(all.backends.map((b) => b.service).sort()).toEqual(['flaky', 'flaky', 'lonely', 'pool', 'pool', 'pool']);
+
+    // A client connection held open through the CONNECT front: the backend carrying it is the one to kill.
+    const client = connect(OPS_PORTS.connect, '127.0.0.1');
+    client.on('error', () => undefined);
+    const clientClosed = new Promise<void>((resolve) => client.on('close', () => resolve()));
+    let answer = '';
+    client.on('data', (c: Buffer) => (answer += c.toString()));
+    client.write('CONNECT pool.mesh.internal:80 HTTP/1.1\r\nHost: pool.mesh.internal:80\r\n\r\n');
+    await waitFor(() => answer.startsWith('HTTP/1.1 200'), 'the CONNECT tunnel up');
+    await waitFor(async () => (await backendsOf('pool')).some((b) => b.open_connections === 1), 'the tunnelled connection counted');
+    const victim = (await backendsOf('pool')).find((b) => b.open_connections === 1)!;
+
     const one = await curlAdmin([adminUrl(`/backends/${victim.id}`)]);
-    expect(one.body).toMatchObject({ id: victim.id, service: 'pool', credential: 'pool', agent_id: 'b2/pool/0', health: 'healthy', load: 5 });
+    expect(one.status).toBe(200);
+    expect(one.body).toMatchObject({
+      id: victim.id,
+      service: 'pool',
+      credential: 'pool',
+      agent_id: `${victim.host}/pool/0`,
+      agent_address: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown,
+      health: 'healthy',
+      load: LOADS[victim.host],
+      open_connections: 1,
+    });
+    expect(Date.now() - Date.parse(String(one.body['connected_since']))).toBeGreaterThan(0);
     expect(Object.keys(one.body).sort()).toEqual(['agent_address', 'agent_id', 'checks', 'connected_since', 'credential', 'ejected_until', 'health', 'host', 'id', 'load', 'open_connections', 'rtt_ms', 'service']);
-    // RTT arrives with the first PING (every 3 s).
+    expect(await scrape()).toMatch(new RegExp(`meshplane_gateway_backend_open_connections\\{service="pool",backend="${victim.id}"\\} 1\n`));
+    // RTT arrives with the first PING (every 3 s), in the metrics and the API.
     await waitFor(async () => new RegExp(`meshplane_gateway_backend_rtt_seconds\\{service="pool",backend="${victim.id}"\\} [0-9.e-]+`).test(await scrape()), 'an RTT for the victim', 8000);
+    expect((await curlAdmin([adminUrl(`/backends/${victim.id}`)])).body['rtt_ms']).toEqual(expect.any(Number));
     expect(await scrape()).toMatch(/meshplane_gateway_backend_first_byte_seconds_count\{service="pool",backend="[0-9a-f]+"\} [1-9]/);
 
     const killed = await curlAdmin(['-X', 'DELETE', adminUrl(`/backends/${victim.id}`)]);
@@ -328,7 +399,37 @@ describe('admin API over mutual TLS', () => {
     expect(text).toMatch(/meshplane_gateway_kills_total\{service="pool"\} [1-9]/);
     const gone = await curlAdmin([adminUrl(`/backends/${victim.id}`)]);
     expect(gone).toMatchObject({ status: 404, body: { code: 'GW_ERR_BACKEND_NOT_FOUND' } });
+    // The client's connection went with the tunnel.
+    await Promise.race([clientClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the tunnelled client connection outlived the kill')), 3000))]);
     await logged(new RegExp(`"backend":"${victim.id}".*"reason":"killed through the admin API by gateway-admin from 127\\.0\\.0\\.1".*"msg":"backend killed"`));
-    await waitFor(async () => (await backendsOf('pool')).some((b) => b.host === 'b2' && b.id !== victim.id), 'b2 back as a new connection id');
+    await waitFor(async () => (await backendsOf('pool')).some((b) => b.host === victim.host && b.id !== victim.id), `${victim.host} back as a new connection id`);
+  }, 30_000);
+});
+
+describe('logs', () => {
+  it('logs each registration and deregistration with the connection id, counts a service left without backends as 0, and never logs a private key', async () => {
+    const flaky = await backendsOf('flaky');
+    expect(flaky).toHaveLength(2);
+    for (const b of flaky) await logged(new RegExp(`"backend":"${b.id}","service":"flaky","credential":"flaky","agent":"${b.agent_id}",.*"msg":"backend registered"`));
+    for (const agent of flakyAgents) await agent.stop();
+    for (const b of flaky) await logged(new RegExp(`"backend":"${b.id}","service":"flaky","agent":"${b.agent_id}","peer":"127\\.0\\.0\\.1:\\d+","reason":"[a-z ]+".*"msg":"backend deregistered"`));
+    await waitFor(async () => /meshplane_gateway_backends\{service="flaky"\} 0\n/.test(await scrape()), 'flaky counted as 0 connected backends');
+    expect(await scrape()).toMatch(/meshplane_gateway_backends_serving\{service="flaky"\} 0\n/);
+    expect(await scrape()).toMatch(/meshplane_gateway_backends\{service="pool"\} 3\n/);
+
+    const logs = [gateway.output(), ...agents.map((a) => a.output())].join('\n');
+    expect(logs).not.toMatch(/PRIVATE KEY/);
+    const keyFiles = [
+      join(fixture.root('gw1'), 'x509', 'gateway', 'server', 'private_key.pem'),
+      adminFiles('gateway-admin').key,
+      ...fixture.hostsOf('pool').map((host) => adminFiles('pool', host).key),
+      ...fixture.hostsOf('flaky').map((host) => adminFiles('flaky', host).key),
+    ];
+    const flat = logs.replace(/\\n|\s/g, '');
+    for (const file of keyFiles) {
+      const body = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('-----')).join('');
+      expect(body.length).toBeGreaterThan(40);
+      expect(flat.includes(body.slice(0, 40)), file).toBe(false);
+    }
   }, 30_000);
 });

@@ -100,7 +100,7 @@ describe('balance policies', () => {
     for (const id of ['a', 'b', 'c']) expect(counts[id]).toBeGreaterThan(120);
   });
 
-  it('client_affinity keeps each client on one backend, and a backend leaving moves only its own clients', () => {
+  it('client_affinity keeps each client on one backend; a backend leaving moves only its clients, one joining takes only those it wins', () => {
     const backends = ['a', 'b', 'c', 'd'].map((id) => backend(id));
     const { balancer, registry } = setup(backends);
     const route = { service: 'web', endpoint: endpoint({ balance: 'client_affinity' }) };
@@ -115,6 +115,13 @@ describe('balance policies', () => {
     // It comes back (a reconnect is a new connection id, same agent id): its clients return.
     registry.add({ ...backend('c2'), agentId: backends[2]!.agentId });
     expect(clients.filter((c) => picked(balancer.pick(route, c)) !== before.get(c)!.replace('c', 'c2'))).toEqual([]);
+    // A new agent joins: only the clients it now wins move (about a fifth of them), all of them to it.
+    const settled = new Map(clients.map((c) => [c, picked(balancer.pick(route, c))]));
+    registry.add(backend('e'));
+    const joined = clients.filter((c) => picked(balancer.pick(route, c)) !== settled.get(c));
+    expect(joined.length).toBeGreaterThan(40);
+    expect(joined.length).toBeLessThan(140);
+    expect(joined.every((c) => picked(balancer.pick(route, c)) === 'e')).toBe(true);
     // IPv4-mapped IPv6 is the same client.
     expect(picked(balancer.pick(route, '::ffff:10.0.0.7'))).toBe(picked(balancer.pick(route, '10.0.0.7')));
     // The weight depends on the agent, not the connection id.

@@ -2,9 +2,9 @@
  * The gateway's admin API (fastify): list backends, show one, kill one by
  * connection id, the gateway's own health, and a read-only status page.
  *
- * Every route sits in one protected plugin whose onRequest hook
- * authenticates the caller; the root context only turns errors and unknown
- * routes into JSON with a code. Two ways in:
+ * An onRequest hook authenticates every request (unknown routes too, so a
+ * refused caller learns nothing); errors and unknown routes become JSON
+ * with a code. Two ways in:
  *
  *   mtls   HTTPS with the gateway's server certificate; the caller shows a
  *          client certificate from the mesh CA (not revoked) whose
@@ -75,18 +75,16 @@ export function buildAdminApi(target: AdminTarget, options: AdminOptions): Fasti
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'GW_ERR_ADMIN_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see GET /backends, GET /backends/:id, DELETE /backends/:id, GET /healthz, GET /`));
 
-  void app.register((api, _options, done) => {
-    api.addHook('onRequest', (request, _reply, done) => {
-      try {
-        (request as FastifyRequest & { admin?: string }).admin = authenticate(request, options.auth);
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
-    });
-    registerRoutes(api, target, options.logger);
-    done();
+  // Every request, unknown routes included: a caller who is not let in learns nothing, not even which routes exist.
+  app.addHook('onRequest', (request, _reply, done) => {
+    try {
+      (request as FastifyRequest & { admin?: string }).admin = authenticate(request, options.auth);
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
   });
+  registerRoutes(app, target, options.logger);
   return app;
 }
 

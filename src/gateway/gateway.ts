@@ -77,7 +77,11 @@ export class Gateway {
     this.topology = options.topology;
     this.logger = options.logger;
     // Without a registry to report to, metrics still have somewhere to go.
-    this.metrics = new GatewayMetrics(options.registry ?? new Registry(), this.backends);
+    this.metrics = new GatewayMetrics(options.registry ?? new Registry(), this.backends, () =>
+      Object.entries(this.topology.services)
+        .filter(([, service]) => service.gateway_endpoints.length > 0)
+        .map(([name]) => name),
+    );
     this.balancer = new Balancer(this.backends, {
       ejected: (backend, forMs, failures) => {
         this.metrics.ejected(backend);

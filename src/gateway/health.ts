@@ -12,7 +12,7 @@
  */
 import { constants as http2Constants } from 'node:http2';
 import type { Topology, TopologyGatewayEndpoint } from '../topology/index.js';
-import { HEADER, HEALTH_BODY_MAX_BYTES, LOAD_HEADER } from '../lib/tunnel-io.js';
+import { HEADER, HEALTH_BODY_MAX_BYTES, HEALTH_HOST, LOAD_HEADER } from '../lib/tunnel-io.js';
 import type { Backend, EndpointHealth, HealthState } from './registry.js';
 
 export interface CheckResult {
@@ -36,7 +36,8 @@ export function checkOnce(backend: Backend, endpoint: TopologyGatewayEndpoint): 
     let stream;
     try {
       stream = backend.session.request(
-        { ':method': 'GET', ':path': endpoint.health.path, [HEADER.healthEndpoint]: endpoint.name, ...(endpoint.mode === 'tls' ? { [HEADER.healthTls]: '1' } : {}) },
+        // The request the backend will see: GET <path> with Host iconia-healthcheck (the agent asks it the same over HTTP/1.1).
+        { ':method': 'GET', ':path': endpoint.health.path, ':authority': HEALTH_HOST, [HEADER.healthEndpoint]: endpoint.name, ...(endpoint.mode === 'tls' ? { [HEADER.healthTls]: '1' } : {}) },
         { endStream: true },
       );
     } catch (err) {

@@ -29,7 +29,12 @@ export class GatewayMetrics {
   /** Endpoints each backend was checked for, to remove their series when it goes. */
   private readonly checkedEndpoints = new Map<string, Set<string>>();
 
-  constructor(registry: Registry, backends: BackendRegistry) {
+  /**
+   * `services` names the services that take gateway traffic: each gets a
+   * per-service series even with no backend connected (0, not absent, so
+   * "no backends" can be alerted on).
+   */
+  constructor(registry: Registry, backends: BackendRegistry, services: () => Iterable<string> = () => []) {
     const registers = [registry];
     this.authFailures = new Counter({ name: 'meshplane_gateway_auth_failures_total', help: 'Agent registrations refused, by reason', labelNames: ['reason'], registers });
     this.connections = new Counter({ name: 'meshplane_gateway_connections_total', help: 'Client connections on the fronts, by port and result (routed or the refusal reason)', labelNames: ['port', 'result'], registers });
@@ -73,6 +78,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
+        for (const service of services()) this.set({ service }, 0);
         for (const b of backends.all()) this.inc({ service: b.service });
       },
     });
@@ -83,6 +89,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
+        for (const service of services()) this.set({ service }, 0);
         for (const b of backends.all()) this.inc({ service: b.service }, isServing(b) ? 1 : 0);
       },
     });

@@ -5,8 +5,8 @@
  * health answer (status, body, X-Iconia-Load) a test can change at will.
  *
  *   pool    on b1, b2, b3: http :24580 (pool.example.test, least_load),
- *           (sticky.example.test, balance: source), CONNECT :24528;
- *           checks every 200 ms, rise 2, fall 2
+ *           (sticky.example.test, balance: source, checks on /ready),
+ *           CONNECT :24528; checks every 200 ms, rise 2, fall 2
  *   flaky   on two hosts: http :24580 (flaky.example.test), round_robin,
  *           checks off, ejection after 3 failures for 1 s
  *   lonely  on one host: TLS :24543 (lonely.example.test), checks on
@@ -25,10 +25,14 @@ import type { Daemon } from './gateway.js';
 export const OPS_PORTS = { http: 24580, connect: 24528, tls: 24543 } as const;
 
 const CHECKS = '{interval: 200ms, timeout: 150ms, rise: 2, fall: 2}';
+/** Paths a test backend answers as health checks (the sticky endpoint checks /ready). */
+const HEALTH_PATHS = new Set(['/health', '/ready']);
 
 export interface OpsFixture {
   readonly topology: Topology;
   readonly topologyFile: string;
+  /** The PKI's state (the CA is in ca/). */
+  readonly stateDir: string;
   root(host: string): string;
   /** Hosts a service runs on, in the Topology's order. */
   hostsOf(service: string): string[];
@@ -55,7 +59,7 @@ pool:
   service_credentials: [{name: pool}]
   gateway_endpoints:
     - {name: lb, hostnames: [pool.example.test], port: ${OPS_PORTS.http}, mode: http, health: ${CHECKS}}
-    - {name: sticky, hostnames: [sticky.example.test], port: ${OPS_PORTS.http}, mode: http, balance: source, health: ${CHECKS}}
+    - {name: sticky, hostnames: [sticky.example.test], port: ${OPS_PORTS.http}, mode: http, balance: source, health: {path: /ready, interval: 200ms, timeout: 150ms, rise: 2, fall: 2}}
     - {name: tunnel, hostnames: [pool.example.test], port: ${OPS_PORTS.connect}, mode: connect, health: ${CHECKS}}
 flaky:
   scheduling_group: pool
@@ -80,6 +84,7 @@ lonely:
   return {
     topology,
     topologyFile,
+    stateDir,
     root: (host) => join(stateDir, 'credentials', host),
     hostsOf: (service) => topology.services[service]!.instances.map((i) => i.host),
   };
@@ -94,10 +99,12 @@ export interface TestBackend {
   health: { status: number; body: string; load: number | null };
   /** Host headers health checks came with. */
   readonly checkHosts: Set<string>;
+  /** Paths health checks asked for. */
+  readonly checkPaths: Set<string>;
   close(): Promise<void>;
 }
 
-/** An HTTP backend answering "backend=<name>", and /health as told. */
+/** An HTTP backend answering "backend=<name>", and /health (or /ready) as told. */
 export async function startTestBackend(name: string, load: number | null): Promise<TestBackend> {
   const backend: TestBackend = {
     name,
@@ -105,11 +112,13 @@ export async function startTestBackend(name: string, load: number | null): Promi
     hits: 0,
     health: { status: 200, body: 'ok', load },
     checkHosts: new Set(),
+    checkPaths: new Set(),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server: Server = createServer((request, response) => {
-    if (request.url === '/health') {
+    if (HEALTH_PATHS.has(request.url ?? '')) {
       backend.checkHosts.add(request.headers.host ?? '');
+      backend.checkPaths.add(request.url ?? '');
       const { status, body, load: reported } = backend.health;
       response.writeHead(status, { 'content-type': 'text/plain', ...(reported === null ? {} : { 'x-iconia-load': String(reported) }) });
       response.end(body);
