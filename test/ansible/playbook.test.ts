@@ -16,6 +16,7 @@
  * resolvers the hosts had before.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ import type { TestNetwork } from '../support/netns.js';
 import { runAsync } from '../support/dns.js';
 import { CLI, meshplane, REPO_ROOT, run, tempDir } from '../support/run.js';
 import type { Controller, FileState, PlaybookReport } from './support.js';
-import { ANSIBLE_DIR, ansibleEnv, changedHosts, changedOn, describeFailure, execStart, playbook, snapshot, touched } from './support.js';
+import { ANSIBLE_DIR, ansibleEnv, changedHosts, changedOn, describeFailure, execStart, playbook, ranOn, snapshot, touched } from './support.js';
 
 const FIXTURES = join(REPO_ROOT, 'test/ansible/fixtures');
 const HOSTS = ['gw1', 'host1', 'host2', 'host3', 'host4'] as const;
@@ -118,6 +119,24 @@ function gid(group: string): number {
 
 const snapshots = (): Map<string, Map<string, FileState>> => new Map(HOSTS.map((h) => [h, snapshot(rootOf(h))]));
 
+/** Lines the restart / reload hooks (test vars) appended to restarts.log, from line `from` on. */
+function restarts(from = 0): string[] {
+  const log = join(work.path, 'restarts.log');
+  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').slice(from) : [];
+}
+
+/** Every file under dir, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+/** The WireGuard public key of a base64 X25519 private key (what `wg pubkey` prints). */
+function wgPublicKey(privateKey: string): string {
+  const d = Buffer.from(privateKey.trim(), 'base64').toString('base64url');
+  const jwk = createPublicKey(createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: '' }, format: 'jwk' })).export({ format: 'jwk' });
+  return Buffer.from(jwk.x!, 'base64url').toString('base64');
+}
+
 describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
   beforeAll(() => {
     for (const group of CREDENTIAL_GROUPS) if (run('getent', ['group', group]).status === 0) groupsBefore.add(group);
@@ -148,6 +167,14 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
         // The reload hook: what systemctl reload does (ExecReload=kill -HUP), to the process the test started.
         'dns_reload_command: "if [ -f {{ meshplane_prefix }}/run/meshplane-dns.pid ]; then kill -HUP $(cat {{ meshplane_prefix }}/run/meshplane-dns.pid); fi"',
         'overlay_firewall_apply_command: "ip netns exec mpans-{{ inventory_hostname }} nft -f {{ overlay_ruleset }}"',
+        // The gateway's reload hook: SIGHUP to the gateway the test starts from its unit (ExecReload=kill -HUP).
+        'gateway_reload_command: "if [ -f {{ meshplane_prefix }}/run/meshplane-gateway.pid ]; then kill -HUP $(cat {{ meshplane_prefix }}/run/meshplane-gateway.pid); fi"',
+        // Restarts are only recorded (outside the host roots): which handler ran where is what the tests check.
+        'dns_restart_command: "echo dns {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'gateway_restart_command: "echo gateway {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'agent_restart_command: "echo agent {{ inventory_hostname }} {{ item }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'overlay_tinc_reload_command: "echo tinc {{ inventory_hostname }} {{ item.name }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'overlay_wireguard_sync_command: "echo wireguard {{ inventory_hostname }} {{ item.name }} >> {{ meshplane_test_dir }}/restarts.log"',
         // No overlay daemons run here: agents dial the gateway's public address.
         'agent_gateways: ["198.18.4.10:8443"]',
         '',
@@ -192,6 +219,8 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
       meshplane_masters: ['db'],
       meshplane_overlays: { ansvpn: '100.64.40.2', answg: '100.64.41.2' },
     });
+    expect(inventory._meta.hostvars.host2).toMatchObject({ meshplane_ips: ['198.18.4.12'], meshplane_fqdn: 'host2.mesh.internal', meshplane_credentials: ['ansdb'] });
+    expect(inventory._meta.hostvars.gw1).toMatchObject({ meshplane_public_ips: ['198.18.4.110'], meshplane_services: ['gateway'], meshplane_masters: [] });
     expect(inventory._meta.hostvars.host1).toMatchObject({ meshplane_agent_services: ['web'] });
   });
 
@@ -202,7 +231,80 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     // The package was installed on each host from the controller's tarball, and the units run it.
     for (const host of HOSTS) expect(existsSync(join(rootOf(host), 'usr/local/bin/meshplane')), host).toBe(true);
     expect(execStart(join(rootOf('host2'), 'etc/systemd/system/meshplane-dns.service'))[0]).toBe(join(rootOf('host2'), 'usr/local/bin/meshplane'));
+    // Handlers: each daemon (re)started where its unit was installed, the overlay files checked before any reload.
+    expect(changedOn(report, 'Restart the DNS server with dns_restart_command')).toEqual([...HOSTS]);
+    expect(changedOn(report, 'Restart the gateway with gateway_restart_command')).toEqual(['gw1']);
+    expect(changedOn(report, 'Restart the agents whose unit changed with agent_restart_command')).toEqual(['host1']);
+    expect(changedOn(report, 'Reload tinc with overlay_tinc_reload_command')).toEqual(['gw1', 'host1', 'host2']);
+    expect(changedOn(report, 'Sync WireGuard peers with overlay_wireguard_sync_command')).toEqual(['host2', 'host3']);
+    expect(ranOn(report, 'Check the firewall ruleset')).toEqual([...HOSTS]);
+    expect(ranOn(report, 'Check the WireGuard configuration')).toEqual(['host2', 'host3']);
+    expect(changedOn(report, 'Apply the firewall ruleset with overlay_firewall_apply_command')).toEqual([...HOSTS]);
+    expect(restarts().sort()).toEqual(
+      [
+        ...HOSTS.map((h) => `dns ${h}`),
+        'gateway gw1',
+        'agent host1 web', // its unit is new
+        'agent host1 web', // its certificates are new
+        'tinc gw1 ansvpn',
+        'tinc host1 ansvpn',
+        'tinc host2 ansvpn',
+        'wireguard host2 answg',
+        'wireguard host3 answg',
+      ].sort(),
+    );
   }, 240_000);
+
+  it('joins each host to its overlays: keys made there, public keys gathered, peers configured, firewall loaded', async () => {
+    const topology = compiled();
+    const members = (overlay: string): string[] => HOSTS.filter((h) => topology.hosts[h]!.overlays[overlay] !== undefined);
+    expect(members('ansvpn')).toEqual(['gw1', 'host1', 'host2']);
+    expect(members('answg')).toEqual(['host2', 'host3']);
+    const mode = (path: string): number => statSync(path).mode & 0o7777;
+    // tinc: each member's private key is on that member only; every member's hosts/<peer> carries the peer's public key.
+    for (const host of members('ansvpn')) {
+      const privateKey = join(rootOf(host), 'etc/tinc/ansvpn/rsa_key.priv');
+      expect(mode(privateKey), host).toBe(0o600);
+      const publicKey = createPublicKey(readFileSync(privateKey, 'utf8')).export({ type: 'pkcs1', format: 'pem' }).toString().trim();
+      for (const peer of members('ansvpn')) {
+        const hostFile = readFileSync(join(rootOf(peer), 'etc/tinc/ansvpn/hosts', host), 'utf8');
+        expect(hostFile, `${peer}: hosts/${host}`).toContain(publicKey);
+        expect(hostFile).toContain(`Subnet = ${topology.hosts[host]!.overlays.ansvpn}/32`);
+      }
+      const tincConf = readFileSync(join(rootOf(host), 'etc/tinc/ansvpn/tinc.conf'), 'utf8');
+      for (const peer of members('ansvpn').filter((p) => p !== host)) expect(tincConf).toContain(`ConnectTo = ${peer}`);
+      expect(mode(join(rootOf(host), 'etc/tinc/ansvpn/tinc-up'))).toBe(0o755);
+      expect(existsSync(join(rootOf(host), 'etc/systemd/system/tinc@.service.d/meshplane.conf')), host).toBe(true);
+    }
+    // WireGuard: the key stays on the host; each peer's file names its public key and overlay address.
+    const wgPrivate = new Map(members('answg').map((h) => [h, readFileSync(join(rootOf(h), 'etc/wireguard/answg.key'), 'utf8').trim()]));
+    for (const host of members('answg')) {
+      expect(mode(join(rootOf(host), 'etc/wireguard/answg.key')), host).toBe(0o600);
+      const conf = readFileSync(join(rootOf(host), 'etc/wireguard/answg.conf'), 'utf8');
+      expect(mode(join(rootOf(host), 'etc/wireguard/answg.conf'))).toBe(0o600);
+      expect(conf).not.toContain(wgPrivate.get(host)!); // the file only refers to the key
+      for (const peer of members('answg').filter((p) => p !== host)) {
+        expect(conf, `${host}: [Peer] ${peer}`).toContain(`PublicKey = ${wgPublicKey(wgPrivate.get(peer)!)}`);
+        expect(conf).toContain(`AllowedIPs = ${topology.hosts[peer]!.overlays.answg}/32`);
+      }
+    }
+    // Nothing of an overlay on the hosts that are not on it.
+    for (const host of HOSTS.filter((h) => !members('ansvpn').includes(h))) expect(existsSync(join(rootOf(host), 'etc/tinc')), host).toBe(false);
+    for (const host of HOSTS.filter((h) => !members('answg').includes(h))) expect(existsSync(join(rootOf(host), 'etc/wireguard')), host).toBe(false);
+    // The controller gathered public keys only.
+    const gathered = readdirSync(join(work.path, 'controller/overlay-keys')).sort();
+    expect(gathered).toEqual([...members('ansvpn').map((h) => `${h}.ansvpn.pub`), ...members('answg').map((h) => `${h}.answg.pub`)].sort());
+    for (const file of filesUnder(join(work.path, 'controller'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const [host, key] of wgPrivate) expect(text.includes(key), `${file} holds ${host}'s WireGuard private key`).toBe(false);
+    }
+    // The firewall handler checked the ruleset and loaded it into each host's namespace.
+    for (const host of HOSTS) {
+      const table = await runAsync('ip', ['netns', 'exec', `mpans-${host}`, 'nft', 'list', 'table', 'inet', 'meshplane']);
+      expect(table.status, `${host}: ${table.stderr}`).toBe(0);
+    }
+    expect((await runAsync('ip', ['netns', 'exec', 'mpans-host2', 'nft', 'list', 'table', 'inet', 'meshplane'])).stdout).toContain('5432');
+  });
 
   it('installs the gateway on the gateway group and an agent where a service has gateway endpoints', () => {
     const units = (host: string): string[] => readdirSync(join(rootOf(host), 'etc/systemd/system')).filter((f) => f.endsWith('.service')).sort();
@@ -318,7 +420,11 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     servers.set('backend', spawn('ip', ['netns', 'exec', 'mpans-host1', 'socat', '-u', 'TCP-LISTEN:8081,bind=127.0.0.1,reuseaddr', `CREATE:${received}`], { stdio: 'ignore' }));
     const gatewayLog = join(work.path, 'gateway.log');
     const gatewayArgv = execStart(join(rootOf('gw1'), 'etc/systemd/system/meshplane-gateway.service'));
-    servers.set('gateway', spawn('ip', ['netns', 'exec', 'mpans-gw1', ...gatewayArgv], { stdio: ['ignore', 'ignore', openSync(gatewayLog, 'a')] }));
+    const gateway = spawn('ip', ['netns', 'exec', 'mpans-gw1', ...gatewayArgv], { stdio: ['ignore', 'ignore', openSync(gatewayLog, 'a')] });
+    servers.set('gateway', gateway);
+    // What systemd's $MAINPID is to ExecReload: the gateway reload hook signals this process.
+    mkdirSync(join(rootOf('gw1'), 'run'), { recursive: true });
+    writeFileSync(join(rootOf('gw1'), 'run/meshplane-gateway.pid'), `${gateway.pid}\n`);
     const agentUnit = join(rootOf('host1'), 'etc/systemd/system/meshplane-agent-web.service');
     const agentEnv = Object.fromEntries(
       readFileSync(agentUnit, 'utf8')
@@ -348,8 +454,10 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
 
   it('reports changed=0 for every host on a second run and touches no file', async () => {
     const before = snapshots();
+    const hooks = restarts().length;
     const report = await playbook(controller);
     expectConverged(report);
+    expect(restarts(hooks)).toEqual([]); // no handler ran
     expect(Object.fromEntries(Object.entries(report.stats).map(([h, s]) => [h, s.changed]))).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 0])));
     const after = snapshots();
     for (const host of HOSTS) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
@@ -372,10 +480,17 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
 
   it('moves an overlay address: only its overlay peers change, DNS and certificates follow', async () => {
     const before = snapshots();
+    const hooks = restarts().length;
     const report = await playbook(controller);
     expectConverged(report);
     expect(changedHosts(report)).toEqual(['host2', 'host3']);
     expect(changedOn(report, 'Reload the DNS server with dns_reload_command')).toEqual(['host2', 'host3']);
+    // Checked, then reloaded: host2's firewall (host3's address is in it) and both WireGuard peers; nothing else.
+    expect(ranOn(report, 'Check the firewall ruleset')).toEqual(['host2']);
+    expect(changedOn(report, 'Apply the firewall ruleset with overlay_firewall_apply_command')).toEqual(['host2']);
+    expect(ranOn(report, 'Check the WireGuard configuration')).toEqual(['host2', 'host3']);
+    expect(restarts(hooks).sort()).toEqual(['wireguard host2 answg', 'wireguard host3 answg']);
+    expect(changedOn(report, 'Reload the gateway with gateway_reload_command')).toEqual([]);
     const after = snapshots();
     for (const host of ['gw1', 'host1', 'host4']) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
     expect(touched(before.get('host2')!, after.get('host2')!)).toEqual(['etc/meshplane/topology.json', 'etc/nftables.d/meshplane.nft', 'etc/wireguard/answg.conf']);
@@ -403,10 +518,21 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     expect(edited).not.toContain('db-backup');
     writeFileSync(controller.services, edited);
     const before = snapshots();
+    const hooks = restarts().length;
+    const gatewayLog = join(work.path, 'gateway.log');
+    const gatewayLogBefore = readFileSync(gatewayLog, 'utf8').length;
     const report = await playbook(controller);
     expectConverged(report);
     // Every host resolves db and db-backup, so every host's DNS data changed ...
     expect(changedHosts(report)).toEqual([...HOSTS]);
+    expect(changedOn(report, 'Reload the DNS server with dns_reload_command')).toEqual([...HOSTS]);
+    // ... the gateway reloads (SIGHUP) with the new topology and keeps its agent; no unit changed, so nothing restarts.
+    expect(changedOn(report, 'Reload the gateway with gateway_reload_command')).toEqual(['gw1']);
+    expect(restarts(hooks)).toEqual([]);
+    for (let i = 0; i < 50 && !readFileSync(gatewayLog, 'utf8').slice(gatewayLogBefore).includes('gateway reloaded'); i++) await new Promise((r) => setTimeout(r, 100));
+    const gatewaySince = readFileSync(gatewayLog, 'utf8').slice(gatewayLogBefore);
+    expect(gatewaySince).toContain('gateway reloaded');
+    expect(gatewaySince).not.toContain('backend killed');
     const after = snapshots();
     // ... but on the hosts that run neither, that is all that changed.
     for (const host of ['gw1', 'host1']) expect(touched(before.get(host)!, after.get(host)!), host).toEqual(['etc/meshplane/topology.json']);
@@ -417,6 +543,11 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
       expect(changed.filter((p) => p.includes('private_key') || p.includes('/client/') || p.includes('/tinc/') || p.includes('/wireguard/')), host).toEqual([]);
       expect(sans(join(rootOf(host), 'etc/credentials/x509/ansdb/server/cert.pem')), host).not.toContain('DNS:db-backup');
     }
+    // ... and only the topology, the firewall (9187 closes) and the server certificate (with its CSR) changed there.
+    const allowed = /^(etc\/meshplane\/topology\.json|etc\/nftables\.d\/meshplane\.nft|etc\/credentials\/x509\/ansdb\/server\/(cert\.pem|request\.csr)|var\/lib\/meshplane\/ansdb-server\.pem)$/;
+    for (const host of ['host2', 'host3']) expect(touched(before.get(host)!, after.get(host)!).filter((p) => !allowed.test(p)), host).toEqual([]);
+    // host4 joins db: new files for its credential, its topology and firewall; no unit, resolver or overlay file.
+    expect(touched(before.get('host4')!, after.get('host4')!).filter((p) => !/^(etc\/meshplane\/topology\.json|etc\/nftables\.d\/meshplane\.nft|etc\/credentials\/x509\/ansdb\/|var\/lib\/meshplane\/)/.test(p))).toEqual([]);
     // host4 joins db: its own key, a signed certificate, the credential group.
     const host4Cert = join(rootOf('host4'), 'etc/credentials/x509/ansdb/server/cert.pem');
     expect(sans(host4Cert)).toEqual(expect.arrayContaining(['DNS:host4.db.mesh.internal', 'DNS:c.db.mesh.internal', 'IP Address:198.18.4.14']));

@@ -100,6 +100,20 @@ export function changedOn(report: PlaybookReport, taskName: string): string[] {
   return [...hosts].sort();
 }
 
+/** Hosts on which the task (or handler) ran, for at least one loop item, instead of being skipped by its condition. */
+export function ranOn(report: PlaybookReport, taskName: string): string[] {
+  const hosts = new Set<string>();
+  for (const task of report.tasks) {
+    if (task.name !== taskName && !task.name.endsWith(` : ${taskName}`)) continue;
+    for (const [host, result] of Object.entries(task.hosts)) {
+      const items = result.results;
+      const ran = items === undefined ? result.skipped !== true : items.some((i) => i.skipped !== true);
+      if (ran) hosts.add(host);
+    }
+  }
+  return [...hosts].sort();
+}
+
 /** Hosts with changed > 0 in the play recap. */
 export function changedHosts(report: PlaybookReport): string[] {
   return Object.entries(report.stats)

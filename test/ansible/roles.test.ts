@@ -1,0 +1,121 @@
+/**
+ * The shape of ansible/ without running a playbook: the six roles of
+ * site.yml, each role's variables prefixed with its name and listed in its
+ * README, unit files with restart policies and hardening, and the README
+ * section "Operating with Ansible" (whose worked example is checked against
+ * what services.yml.example and hosts.yml.example really compile to).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { addressesSeenBy, parseTopology } from '../../src/topology/index.js';
+import { meshplane, REPO_ROOT } from '../support/run.js';
+import { ANSIBLE_DIR } from './support.js';
+
+const ROLES = ['meshplane', 'dns', 'credentials', 'overlay', 'gateway', 'agent'] as const;
+const roleFile = (role: string, path: string): string => join(ANSIBLE_DIR, 'roles', role, path);
+
+/** The keys of a role's YAML variables file ({} when the role has none). */
+function variables(role: string, file: 'defaults' | 'vars'): string[] {
+  const path = roleFile(role, `${file}/main.yml`);
+  if (!existsSync(path)) return [];
+  return Object.keys((parse(readFileSync(path, 'utf8')) as Record<string, unknown> | null) ?? {});
+}
+
+/** Backquoted names in the table rows of the README's "## Variables" section. */
+function documented(role: string): Set<string> {
+  const readme = readFileSync(roleFile(role, 'README.md'), 'utf8');
+  const section = readme.split(/^## Variables\s*$/m)[1]?.split(/^## /m)[0] ?? '';
+  const names = new Set<string>();
+  for (const row of section.split('\n').filter((l) => l.startsWith('|'))) {
+    const firstCell = row.split('|')[1] ?? '';
+    for (const m of firstCell.matchAll(/`([a-z0-9_]+)`/g)) names.add(m[1]!);
+  }
+  return names;
+}
+
+describe('ansible/ roles', () => {
+  it('site.yml runs the six roles in order, each with tasks, defaults, meta and a README', () => {
+    const plays = parse(readFileSync(join(ANSIBLE_DIR, 'site.yml'), 'utf8')) as { hosts: string; roles: { role: string }[] }[];
+    expect(plays).toHaveLength(1);
+    expect(plays[0]!.hosts).toBe('all');
+    expect(plays[0]!.roles.map((r) => r.role)).toEqual([...ROLES]);
+    expect(readdirSync(join(ANSIBLE_DIR, 'roles')).sort()).toEqual([...ROLES].sort());
+    for (const role of ROLES) {
+      for (const file of ['tasks/main.yml', 'defaults/main.yml', 'meta/main.yml', 'handlers/main.yml', 'README.md']) expect(existsSync(roleFile(role, file)), `${role}/${file}`).toBe(true);
+    }
+  });
+
+  it.each(ROLES)('role %s: every default is prefixed with the role name and listed in its README', (role) => {
+    const defaults = variables(role, 'defaults');
+    expect(defaults.length).toBeGreaterThan(0);
+    for (const name of [...defaults, ...variables(role, 'vars')]) expect(name.startsWith(`${role}_`), `${role}: ${name}`).toBe(true);
+    const listed = documented(role);
+    expect(defaults.filter((name) => !listed.has(name)), `${role}/README.md "## Variables" is missing`).toEqual([]);
+    // ... and documents nothing that does not exist (a renamed default).
+    const known = new Set([...defaults, ...variables(role, 'vars')]);
+    expect([...listed].filter((name) => name.startsWith(`${role}_`) && !known.has(name)), `${role}/README.md lists unknown variables`).toEqual([]);
+  });
+
+  it('unit templates restart on failure and run hardened', () => {
+    const units: Record<string, string> = {
+      dns: 'meshplane-dns.service.j2',
+      gateway: 'meshplane-gateway.service.j2',
+      agent: 'meshplane-agent.service.j2',
+    };
+    for (const [role, file] of Object.entries(units)) {
+      const text = readFileSync(roleFile(role, `templates/${file}`), 'utf8');
+      expect(text, file).toMatch(/\nRestart=(on-failure|always)\n/);
+      for (const line of ['DynamicUser=yes', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes', 'SystemCallFilter=@system-service']) {
+        expect(text, `${file}: ${line}`).toContain(`\n${line}\n`);
+      }
+      expect(text, file).toMatch(/\nCapabilityBoundingSet=(CAP_NET_BIND_SERVICE)?\n/);
+    }
+    // The reloadable daemons reload with SIGHUP.
+    for (const role of ['dns', 'gateway']) expect(readFileSync(roleFile(role, `templates/${units[role]!}`), 'utf8')).toContain('\nExecReload=/bin/kill -HUP $MAINPID\n');
+    const tinc = readFileSync(roleFile('overlay', 'templates/tinc-meshplane.conf.j2'), 'utf8');
+    for (const line of ['Restart=always', 'NoNewPrivileges=yes', 'ProtectSystem=full']) expect(tinc).toContain(`\n${line}\n`);
+    // The firewall unit checks the ruleset before loading it, on start and on reload.
+    const firewall = readFileSync(roleFile('overlay', 'templates/meshplane-firewall.service.j2'), 'utf8');
+    expect(firewall).toMatch(/\nExecStartPre=\/usr\/sbin\/nft -c -f (.+)\nExecStart=\/usr\/sbin\/nft -f \1\n/);
+    expect(firewall).toMatch(/\nExecReload=\/usr\/sbin\/nft -c -f (.+)\nExecReload=\/usr\/sbin\/nft -f \1\n/);
+  });
+});
+
+describe('README "Operating with Ansible"', () => {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.split(/^## Operating with Ansible\s*$/m)[1]?.split(/^## /m)[0] ?? '';
+
+  it('covers the first run, adding a host, adding a service, rotating the CA and every role', () => {
+    for (const heading of ['First run', 'Worked example', 'Adding a host', 'Adding a service', 'Rotating the CA']) expect(section).toMatch(new RegExp(`^### ${heading}`, 'm'));
+    for (const role of ROLES) expect(section, role).toContain(`[\`${role}\`](ansible/roles/${role}/README.md)`);
+    expect(section).toContain('ansible-playbook -i hosts.yml -i ansible/inventory/meshplane ansible/site.yml');
+  });
+
+  it('tells the worked example as services.yml.example and hosts.yml.example compile', () => {
+    const result = meshplane(['compile', '-s', join(REPO_ROOT, 'services.yml.example'), '-i', join(REPO_ROOT, 'hosts.yml.example')]);
+    expect(result.status, result.stderr).toBe(0);
+    const topology = parseTopology(result.stdout, 'compile');
+    const runs = (host: string): readonly string[] => topology.hosts[host]!.services;
+    const sees = (asker: string, service: string): string[] => topology.services[service]!.instances.flatMap((i) => addressesSeenBy(topology.hosts[asker]!, i)).sort();
+    const example = section.split(/^### Worked example.*$/m)[1]!.split(/^### /m)[0]!;
+    // What the README says, host by host.
+    expect(runs('host1')).toEqual(['web']);
+    expect(runs('host2')).toEqual(['db', 'db-backup']);
+    expect(runs('host3')).toEqual(['db', 'db-backup']);
+    expect(runs('host4')).toEqual([]);
+    expect(runs('gw1')).toEqual(['gateway']);
+    expect(topology.services.db!.master).toBe('host2');
+    expect(topology.hosts.host4!.credentials).toEqual([]);
+    expect(topology.credentials.gateway).toMatchObject({ enable_client: false, enable_server: true });
+    expect(sees('host1', 'db')).toEqual(['100.64.0.2', '127.0.1.3']);
+    expect(sees('host3', 'db')).toEqual(['100.64.1.2', '100.64.1.3']);
+    expect(sees('host4', 'db')).toEqual(['127.0.1.2', '127.0.1.3']);
+    for (const text of ['100.64.0.2', '127.0.1.3', '100.64.1.2 and 100.64.1.3', '127.0.1.2, 127.0.1.3', 'db-master.mesh.internal', 'www.example.com']) expect(example).toContain(text);
+    const members = (overlay: string): string[] => Object.keys(topology.hosts).filter((h) => topology.hosts[h]!.overlays[overlay] !== undefined).sort();
+    expect(members('vpn0')).toEqual(['gw1', 'host1', 'host2']);
+    expect(members('wg0')).toEqual(['host2', 'host3']);
+    expect(example).toContain('tinc `vpn0` joins gw1, host1 and host2; WireGuard `wg0` joins host2 and');
+  });
+});
