@@ -32,7 +32,9 @@ export function generateHostKeys(topology: Topology, hostName: string, options: 
     throw new OverlayError([{ code: 'OVERLAY_ERR_UNKNOWN_HOST', overlay: null, host: hostName, message: 'no such host in the topology' }]);
   }
   const problems: OverlayProblem[] = [];
-  const results: KeygenResult[] = [];
+  // Check every overlay first and write only when all are fine, so an error
+  // really means that nothing was written (the CLI says so).
+  const plans: { result: KeygenResult; privateKey: string | undefined; publicKey: string }[] = [];
   for (const name of Object.keys(host.overlays).sort()) {
     const overlay = topology.overlays.find((o) => o.name === name);
     if (overlay === undefined) {
@@ -42,13 +44,12 @@ export function generateHostKeys(topology: Topology, hostName: string, options: 
     const privatePath = join(options.root, overlay.driver === 'tinc' ? paths.tincPrivateKey(name) : paths.wireguardPrivateKey(name));
     const publicPath = join(options.keysDir, publicKeyFile(hostName, name));
     const existing = readIfExists(privatePath);
+    let privateKey: string | undefined;
     let publicKey: string;
-    let action: KeygenResult['action'];
     if (existing === undefined) {
       const pair = generateKeyPair(overlay.driver);
-      writeFileAtomic(privatePath, pair.privateKey, 0o600);
+      privateKey = pair.privateKey;
       publicKey = pair.publicKey;
-      action = 'generated';
     } else {
       const derived = publicKeyOf(overlay.driver, existing);
       if (derived === undefined) {
@@ -56,14 +57,20 @@ export function generateHostKeys(topology: Topology, hostName: string, options: 
         continue;
       }
       publicKey = derived;
-      action = 'kept';
     }
     const publicWritten = readIfExists(publicPath) !== publicKey;
-    if (publicWritten) writeFileAtomic(publicPath, publicKey, 0o644);
-    results.push({ overlay: name, driver: overlay.driver, privateKeyFile: privatePath, publicKeyFile: publicPath, action, publicWritten });
+    plans.push({
+      result: { overlay: name, driver: overlay.driver, privateKeyFile: privatePath, publicKeyFile: publicPath, action: privateKey === undefined ? 'kept' : 'generated', publicWritten },
+      privateKey,
+      publicKey,
+    });
   }
   if (problems.length > 0) throw new OverlayError(problems);
-  return results;
+  for (const { result, privateKey, publicKey } of plans) {
+    if (privateKey !== undefined) writeFileAtomic(result.privateKeyFile, privateKey, 0o600);
+    if (result.publicWritten) writeFileAtomic(result.publicKeyFile, publicKey, 0o644);
+  }
+  return plans.map((p) => p.result);
 }
 
 function readIfExists(path: string): string | undefined {

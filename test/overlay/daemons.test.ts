@@ -153,9 +153,33 @@ describe('tinc (vpn0: h1 h2 h3)', () => {
       expect(await waitFor(() => ping(a, address), 20_000), `${a} pings ${b} at ${address}`).toBe(true);
       expect(ask(a, address), `${a} -> ${b} over vpn0`).toEqual({ ok: true, reply: `${b} from-${a}` });
     }
-    // tinc-up applied the overlay's MTU.
+    // tinc-up applied the overlay's MTU, and no script failed.
     expect(mustInNs('h1', ['ip', 'link', 'show', 'vpn0'])).toContain('mtu 1400');
+    for (const host of ['h1', 'h2', 'h3']) expect(readFileSync(logOf(`tincd-${host}`), 'utf8')).not.toMatch(/Script .* (exited with non-zero status|was killed|terminated abnormally)/);
   }, 60_000);
+
+  it('tinc-up puts the overlay address and MTU on $INTERFACE, tinc-down takes them off again', () => {
+    // The rendered scripts themselves, run as tincd runs them, on a stand-in
+    // tun device in the outsider's namespace (tincd's own goes away with tincd).
+    const dir = join(rootOf('h2'), 'etc/tinc/vpn0');
+    mustInNs('out', ['ip', 'tuntap', 'add', 'dev', 'vpn0', 'mode', 'tun']);
+    try {
+      const env = ['env', 'INTERFACE=vpn0'];
+      mustInNs('out', [...env, join(dir, 'tinc-up')]);
+      const up = mustInNs('out', ['ip', 'addr', 'show', 'dev', 'vpn0']);
+      expect(up).toContain('inet 100.64.30.2/24 ');
+      expect(up).toContain('mtu 1400');
+      expect(up).toMatch(/<[^>]*\bUP\b/);
+      // Running it twice (tincd restarted) is fine.
+      mustInNs('out', [...env, join(dir, 'tinc-up')]);
+      mustInNs('out', [...env, join(dir, 'tinc-down')]);
+      const down = mustInNs('out', ['ip', 'addr', 'show', 'dev', 'vpn0']);
+      expect(down).not.toContain('100.64.30.2');
+      expect(down).not.toMatch(/<[^>]*\bUP\b/);
+    } finally {
+      inNs('out', ['ip', 'link', 'del', 'vpn0']);
+    }
+  });
 
   it('a host not on vpn0 cannot reach it, even with a tinc configuration and key of its own', async () => {
     // h4 as if it were a member: its own fresh key, the members' real public keys.
@@ -302,8 +326,10 @@ describe('DNS (meshplane dns in every mesh host, on 127.0.0.1:53)', () => {
       expect(getent(a, 'api.mesh.internal').sort(), `${a}: api.mesh.internal`).toEqual(Object.values(SEEN_BY[a]).sort());
       for (const b of MESH) {
         const name = `${b}.api.mesh.internal`;
-        expect(getent(a, name), `${a}: ${name}`).toEqual([SEEN_BY[a][b]]);
-        if (a !== b) expect(ask(a, SEEN_BY[a][b]), `${a} -> ${name}`).toEqual({ ok: true, reply: `${b} from-${a}` });
+        const returned = getent(a, name);
+        expect(returned, `${a}: ${name}`).toEqual([SEEN_BY[a][b]]);
+        // The service, reached at the address DNS returned (firewall loaded).
+        if (a !== b) expect(ask(a, returned[0] as string), `${a} -> ${name} at ${returned[0]}`).toEqual({ ok: true, reply: `${b} from-${a}` });
       }
     }
   }, 120_000);

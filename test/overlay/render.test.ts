@@ -85,7 +85,7 @@ describe('overlay render', () => {
     for (const path of mtimes(out).keys()) utimesSync(join(out, path), past, past);
     const before = mtimes(out);
     const again = render(topologyFile, 'db-1', out);
-    expect(again.stdout).toBe('db-1: 0 written, 8 unchanged, 0 removed\n');
+    expect(again.stdout).toBe('db-1: 0 written, 13 unchanged, 0 removed\n');
     expect(mtimes(out)).toEqual(before);
   });
 
@@ -139,10 +139,26 @@ describe('overlay render', () => {
     expect(readFileSync(join(out, 'etc/wireguard/wg0.key'), 'utf8')).toBe('the private key stays\n');
   });
 
+  it('reads the public keys from DIR/etc/meshplane/overlay-keys when --keys is not given (where keygen puts them)', () => {
+    const out = fresh('out');
+    mkdirSync(join(out, 'etc/meshplane/overlay-keys'), { recursive: true });
+    for (const file of readdirSync(KEYS)) copyFileSync(join(KEYS, file), join(out, 'etc/meshplane/overlay-keys', file));
+    const result = meshplane(['overlay', 'render', '--topology', topologyFile, '--host', 'db-1', '--out', out]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(readFileSync(join(out, 'etc/tinc/vpn1/hosts/gw_1'), 'utf8')).toBe(readFileSync(join(GOLDEN, 'db-1/etc/tinc/vpn1/hosts/gw_1'), 'utf8'));
+    const missing = meshplane(['overlay', 'render', '--topology', topologyFile, '--host', 'db-1', '--out', fresh('out')]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`/etc/meshplane/overlay-keys/app-1.vpn0.pub does not exist`);
+  });
+
   it('prints a JSON report with --json', () => {
     const out = fresh('out');
     const result = render(topologyFile, 'gw-1', out, KEYS, ['--json']);
-    expect(JSON.parse(result.stdout)).toEqual({ written: ['etc/nftables.d/meshplane.nft', 'etc/wireguard/wg0.conf'], unchanged: [], removed: [] });
+    expect(JSON.parse(result.stdout)).toEqual({
+      written: ['etc/nftables.d/meshplane.nft', 'etc/tinc/vpn1/hosts/db_1', 'etc/tinc/vpn1/hosts/gw_1', 'etc/tinc/vpn1/tinc-down', 'etc/tinc/vpn1/tinc-up', 'etc/tinc/vpn1/tinc.conf', 'etc/wireguard/wg0.conf'],
+      unchanged: [],
+      removed: [],
+    });
   });
 
   it('opens the service ports of gateway-endpoint services to the hosts of --gateway-group', () => {
@@ -258,12 +274,20 @@ describe('overlay keygen', () => {
     const keys = fresh('keys');
     keygen('db-1', root, keys);
     const past = new Date(Date.now() - 3600_000);
-    const files = [join(root, 'etc/tinc/vpn0/rsa_key.priv'), join(root, 'etc/wireguard/wg6.key'), join(keys, 'db-1.vpn0.pub'), join(keys, 'db-1.wg6.pub')];
+    const files = [
+      join(root, 'etc/tinc/vpn0/rsa_key.priv'),
+      join(root, 'etc/tinc/vpn1/rsa_key.priv'),
+      join(root, 'etc/wireguard/wg6.key'),
+      join(keys, 'db-1.vpn0.pub'),
+      join(keys, 'db-1.vpn1.pub'),
+      join(keys, 'db-1.wg6.pub'),
+    ];
     for (const file of files) utimesSync(file, past, past);
     const before = files.map((f) => [readFileSync(f, 'utf8'), statSync(f).mtimeMs]);
     const again = keygen('db-1', root, keys);
     expect(again.stdout).toBe(
       `vpn0 (tinc): kept ${join(root, 'etc/tinc/vpn0/rsa_key.priv')}; public key ${join(keys, 'db-1.vpn0.pub')}\n` +
+        `vpn1 (tinc): kept ${join(root, 'etc/tinc/vpn1/rsa_key.priv')}; public key ${join(keys, 'db-1.vpn1.pub')}\n` +
         `wg6 (wireguard): kept ${join(root, 'etc/wireguard/wg6.key')}; public key ${join(keys, 'db-1.wg6.pub')}\n`,
     );
     expect(files.map((f) => [readFileSync(f, 'utf8'), statSync(f).mtimeMs])).toEqual(before);
@@ -280,16 +304,20 @@ describe('overlay keygen', () => {
     expect(readFileSync(join(otherKeys, 'gw-1.wg0.pub'), 'utf8')).toBe(pub);
   });
 
-  it('refuses to replace a private key file that holds something else', () => {
+  it('refuses to replace a private key file that holds something else, and then writes no key at all', () => {
     const root = fresh('root');
+    const keys = fresh('keys');
     mkdirSync(join(root, 'etc/wireguard'), { recursive: true });
     writeFileSync(join(root, 'etc/wireguard/wg0.key'), 'garbage\n');
-    const result = keygen('gw-1', root, fresh('keys'));
+    // gw-1 is on vpn1 too, whose key pair would be new: it is not made either.
+    const result = keygen('gw-1', root, keys);
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(
       `meshplane overlay keygen: error OVERLAY_ERR_BAD_KEY: overlay wg0, host gw-1: ${join(root, 'etc/wireguard/wg0.key')} exists but is not a wireguard private key; move it away to generate a new one\n1 error(s); nothing was written\n`,
     );
     expect(readFileSync(join(root, 'etc/wireguard/wg0.key'), 'utf8')).toBe('garbage\n');
+    expect(existsSync(join(root, 'etc/tinc'))).toBe(false);
+    expect(readdirSync(keys)).toEqual([]);
   });
 
   it('says so for a host on no overlay', () => {
@@ -314,7 +342,7 @@ describe('overlay command line', () => {
     const none = meshplane(['overlay']);
     expect(none.status).toBe(2);
     expect(none.stderr).toContain('error CLI_ERR_USAGE: expected "render" or "keygen"');
-    expect(none.stderr).toContain('meshplane overlay render --host NAME --out DIR');
+    expect(none.stderr).toContain('meshplane overlay render --topology FILE --host NAME --out DIR');
     const noHost = meshplane(['overlay', 'render', '--topology', topologyFile, '--out', fresh('out')]);
     expect(noHost.status).toBe(2);
     expect(noHost.stderr).toContain('--host NAME is required');

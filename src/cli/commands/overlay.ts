@@ -6,8 +6,8 @@ import type { Command, CommandIO } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { INPUT_OPTIONS, INPUT_USAGE, topologyFrom } from '../inputs.js';
 
-const USAGE = `meshplane overlay render --host NAME --out DIR [options]
-meshplane overlay keygen --host NAME --out DIR [options]
+const USAGE = `meshplane overlay render --topology FILE --host NAME --out DIR [options]
+meshplane overlay keygen --topology FILE --host NAME --out DIR [options]
 
 render: writes the host's overlay files under DIR at the paths they take on
 the host: DIR/etc/tinc/<overlay>/{tinc.conf,hosts/*,tinc-up,tinc-down} for
