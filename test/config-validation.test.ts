@@ -290,7 +290,8 @@ describe('inventory validation', () => {
     expect(where(config, 'CONFIG_ERR_INVALID_NETWORK')).toEqual(['hosts.yml:6:31 all.vars.net_overlays[2].network']);
     expect(where(config, 'CONFIG_ERR_INVALID_NAME')).toEqual(['hosts.yml:7:16 all.vars.net_overlays[3].name']);
     expect(where(config, 'CONFIG_ERR_OVERLAY_ADDRESS_OUTSIDE')).toEqual(['hosts.yml:9:56 h1.ip_vpn1']);
-    expect(where(config, 'CONFIG_ERR_DUPLICATE_ADDRESS')).toEqual(['hosts.yml:10:35 h2']);
+    expect(where(config, 'CONFIG_ERR_DUPLICATE_ADDRESS')).toEqual(['hosts.yml:10:35 h2.ip_vpn0']);
+    expect(config.diagnostics.items.find((d) => d.code === 'CONFIG_ERR_DUPLICATE_ADDRESS')?.message).toBe('address 100.64.0.1 on overlay vpn0 is also used by host "h1"');
     expect(where(config, 'CONFIG_WARN_UNKNOWN_OVERLAY')).toEqual(['hosts.yml:10:47 h2.ip_vnp0']);
   });
 

@@ -273,6 +273,8 @@ function checkUniqueAddresses(hosts: Map<string, HostConfig>, inventory: Invento
   const owner = new Map<string, string>();
   for (const host of hosts.values()) {
     const mine = new Set([...host.ips, ...host.publicIps, ...host.overlays.values()]);
+    // An overlay address is named by its variable and overlay, so the error says which network clashes.
+    const overlayOf = new Map([...host.overlays].map(([overlay, address]) => [address, overlay]));
     for (const address of mine) {
       const other = owner.get(address);
       if (other === undefined) {
@@ -280,7 +282,10 @@ function checkUniqueAddresses(hosts: Map<string, HostConfig>, inventory: Invento
         continue;
       }
       const loc = findAddressLoc(inventory, host.name, address) ?? host.loc;
-      diags.error('CONFIG_ERR_DUPLICATE_ADDRESS', loc, `${host.name}`, `address ${address} is also used by host "${other}"`, {
+      const overlay = overlayOf.get(address);
+      const key = overlay === undefined ? host.name : `${host.name}.ip_${overlay}`;
+      const what = overlay === undefined ? `address ${address}` : `address ${address} on overlay ${overlay}`;
+      diags.error('CONFIG_ERR_DUPLICATE_ADDRESS', loc, key, `${what} is also used by host "${other}"`, {
         expected: 'every address owned by one host only',
       });
     }
