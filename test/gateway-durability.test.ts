@@ -9,6 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent/index.js';
 import type { AgentOptions } from '../src/agent/index.js';
@@ -87,7 +89,7 @@ function expectedHash(bytes: number): string {
 }
 
 /** Through the gateway's HTTP front (Host routes to bulk): send `up` bytes, half-close, read `down` bytes + the backend's tally. */
-function transfer(up: number, down: number, address = '127.0.0.1'): Promise<{ downHash: string; downBytes: number; backendSaw: string }> {
+function transfer(up: number, down: number, address = '127.0.0.1', hold: Promise<void> = Promise.resolve()): Promise<{ downHash: string; downBytes: number; backendSaw: string }> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: address, port: PORTS.http, allowHalfOpen: true });
     const hash = createHash('sha256');
@@ -98,6 +100,7 @@ function transfer(up: number, down: number, address = '127.0.0.1'): Promise<{ do
       void (async () => {
         socket.write(`BULK / HTTP/1.1\r\nHost: bulk.example.test\r\n\r\nreply=${down}\n`);
         await sendStream(socket, up);
+        await hold;
         socket.end();
       })();
     });
@@ -163,9 +166,12 @@ afterAll(async () => {
 describe('data through one tunnel', () => {
   let gateway: Daemon;
   let agent: Daemon;
+  let metrics: string;
   beforeAll(async () => {
     gateway = startGateway(fixture);
-    const port = registrationPort(await gateway.ready);
+    const line = await gateway.ready;
+    metrics = metricsUrl(line);
+    const port = registrationPort(line);
     agent = startAgent(fixture, 'bulk', port);
     await agent.ready;
     await new Promise((r) => setTimeout(r, 500));
@@ -185,7 +191,15 @@ describe('data through one tunnel', () => {
   }, 240_000);
 
   it('serves 1,000 connections at once', async () => {
-    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => transfer(1000 + i, 2000 + i)));
+    // Every connection stays open (no FIN, so the backend has not answered) until the gateway counts all 1,000 open at once.
+    let release!: () => void;
+    const hold = new Promise<void>((resolve) => (release = resolve));
+    const pending = Array.from({ length: 1000 }, (_, i) => transfer(1000 + i, 2000 + i, '127.0.0.1', hold));
+    const open = async (): Promise<number> =>
+      [...(await runAsync('curl', ['-sf', metrics])).stdout.matchAll(/^meshplane_gateway_backend_open_connections\{service="bulk",[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    await waitUntil(async () => (await open()) === 1000, 60_000, async () => `open: ${await open()}`);
+    release();
+    const results = await Promise.all(pending);
     results.forEach((result, i) => {
       expect(result.backendSaw).toBe(`${1000 + i} ${expectedHash(1000 + i)}`);
       expect(result.downHash).toBe(expectedHash(2000 + i));
@@ -229,16 +243,22 @@ describe('restarts', () => {
         await waitUntil(() => gateway.backends.size === 1 && gateway.backends.all()[0]!.id !== backend!.id);
       };
       for (let i = 0; i < 10; i++) await cycle();
-      globalThis.gc?.();
+      await collectGarbage();
       const handlesBefore = process.getActiveResourcesInfo().length;
       const heapBefore = process.memoryUsage().heapUsed;
-      for (let i = 0; i < 100; i++) await cycle();
+      // Every tunnel that was replaced must become garbage: the gateway keeps nothing of it.
+      const gone: WeakRef<object>[] = [];
+      for (let i = 0; i < 100; i++) {
+        gone.push(new WeakRef(gateway.backends.all()[0]!.session));
+        await cycle();
+      }
       await new Promise((r) => setTimeout(r, 200));
-      globalThis.gc?.();
+      await collectGarbage();
       expect(gateway.backends.size).toBe(1);
       expect(agent.connected).toBe(1);
       expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(handlesBefore + 2);
-      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(20 * 1024 * 1024);
+      expect(gone.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(2);
+      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(8 * 1024 * 1024);
     } finally {
       agent.close();
       gateway.close();
@@ -337,6 +357,17 @@ describe('refused agents', () => {
   }, 60_000);
 });
 
+/** A real full garbage collection (vitest workers do not run with --expose-gc). */
+async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (let i = 0; i < 3; i++) {
+    // WeakRefs are only cleared between jobs: let the event loop turn.
+    await new Promise((r) => setTimeout(r, 20));
+    gc();
+  }
+}
+
 async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, explain: () => Promise<string> | string = () => ''): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -376,6 +407,32 @@ describe('drain and dead peers', () => {
     const tally = createHash('sha256').update(Buffer.alloc(2000, 1)).digest('hex');
     expect(reply.trim()).toBe(`2000 ${tally}`);
     expect(await exited).toBe(0);
+    await gateway.stop();
+  }, 60_000);
+
+  it('cuts what is still open at --drain-timeout and exits', async () => {
+    const gateway = startGateway(fixture);
+    const line = await gateway.ready;
+    const metrics = metricsUrl(line);
+    const openNow = async (): Promise<number> => Number(/meshplane_gateway_backend_open_connections\{service="bulk",[^}]*\} (\d+)/.exec((await runAsync('curl', ['-sf', metrics])).stdout)?.[1] ?? 0);
+    const agent = startAgent(fixture, 'bulk', registrationPort(line), ['--drain-timeout', '1']);
+    await waitUntil(async () => /meshplane_gateway_backends\{service="bulk"\} 1/.test((await runAsync('curl', ['-sf', metrics])).stdout));
+    // An upload that never ends: the backend answers only after the client's FIN, which never comes.
+    const socket = connect({ host: '127.0.0.1', port: PORTS.http, allowHalfOpen: true });
+    socket.on('error', () => undefined);
+    // Cut: the gateway ends (or resets) the client's connection; the client itself never ends its side.
+    const closed = new Promise((r) => {
+      socket.on('end', r);
+      socket.on('close', r);
+    });
+    socket.write('BULK / HTTP/1.1\r\nHost: bulk.example.test\r\n\r\nreply=0\n');
+    await waitUntil(async () => (await openNow()) === 1);
+    const started = Date.now();
+    expect(await agent.stop('SIGTERM')).toBe(0);
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(5000);
+    await closed;
     await gateway.stop();
   }, 60_000);
 

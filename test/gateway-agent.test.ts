@@ -1,0 +1,357 @@
+/**
+ * The agent's side of the contract: it checks whose certificate the gateway
+ * shows (mesh CA and the gateway's name) before saying a word, speaks
+ * HTTP/2 with no preamble, keeps N tunnels to every gateway it is given
+ * (also from the environment, as its systemd unit sets it), backs off
+ * exponentially with jitter up to a cap, tunes the HTTP/2 windows, and
+ * drains within its deadline. The gateway swaps its certificate and CRL on
+ * reload without dropping tunnels.
+ */
+import { copyFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Agent } from '../src/agent/index.js';
+import { credentialTlsFiles } from '../src/gateway/index.js';
+import { HEADER } from '../src/lib/tunnel-io.js';
+import { LeafSigner, clientSans, generateKeyPair, initCa, loadCa, makeCsr, revoke, serverSans } from '../src/pki/index.js';
+import { writeTopology } from '../src/topology/index.js';
+import { AUDIT_PORTS as P, auditAgent, clientTls, prepareAuditMesh, startAuditGateway, waitUntil } from './support/gateway-audit.js';
+import type { AuditMesh } from './support/gateway-audit.js';
+import { startDaemonWith, stopAllDaemons } from './support/gateway.js';
+import { CLI, tempDir } from './support/run.js';
+
+const work = tempDir('gateway-agent');
+let mesh: AuditMesh;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  mesh = await prepareAuditMesh(work.path);
+}, 60_000);
+
+afterAll(async () => {
+  await stopAllDaemons();
+  work.remove();
+});
+
+/** A logger whose lines the test reads. */
+function recordingLogger(): { logger: pino.Logger; lines: () => string } {
+  let text = '';
+  const logger = pino({ level: 'debug' }, new Writable({ write: (chunk: Buffer, _e, cb) => ((text += chunk.toString()), cb()) }));
+  return { logger, lines: () => text };
+}
+
+/** A server certificate for the gateway's credential on gw1, signed by `ca`. */
+async function gatewayServerCert(signer: LeafSigner): Promise<{ cert: string; key: string; serial: string }> {
+  const key = generateKeyPair();
+  const credential = mesh.topology.credentials['gateway']!;
+  const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'gateway', kind: 'server', sans: serverSans(mesh.topology, credential, mesh.topology.hosts['gw1']!) });
+  const signed = signer.signCsr(mesh.topology, { csrPem: csr, host: 'gw1', kind: 'server', source: 'test' });
+  return { cert: signed.pem, key: key.privateKeyPem, serial: new X509Certificate(signed.pem).serialNumber };
+}
+
+/** The serial of the certificate a TLS server shows. */
+function servedSerial(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'gateway.mesh.internal', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      resolve(socket.getPeerX509Certificate()!.serialNumber);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe("the gateway's certificate, checked by the agent", () => {
+  /**
+   * A stand-in gateway that shows `cert` and records what each agent
+   * connection sends after the handshake (nothing, when the agent refused it).
+   */
+  async function fakeGateway(cert: string | Buffer, key: string | Buffer): Promise<{ server: Server; port: number; accepted: () => number; received: Buffer[] }> {
+    let accepted = 0;
+    const received: Buffer[] = [];
+    const server = createTlsServer({ cert, key, ALPNProtocols: ['h2'] }, (socket) => {
+      const index = received.push(Buffer.alloc(0)) - 1;
+      socket.on('data', (chunk: Buffer) => (received[index] = Buffer.concat([received[index]!, chunk])));
+      socket.on('error', () => undefined);
+    });
+    server.on('connection', () => accepted++);
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, port: (server.address() as AddressInfo).port, accepted: () => accepted, received };
+  }
+
+  async function dialFor(ms: number, port: number, gatewayName = 'gateway.mesh.internal'): Promise<string> {
+    const log = recordingLogger();
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port }], gatewayName, backoff: { initialMs: 50, maxMs: 100 }, logger: log.logger });
+    agent.start();
+    await sleep(ms);
+    agent.close();
+    return log.lines();
+  }
+
+  it('speaks HTTP/2 at once (server SETTINGS, no preamble) to a gateway with the mesh CA certificate and name', async () => {
+    const dir = join(mesh.root('gw1'), 'x509', 'gateway', 'server');
+    const fake = await fakeGateway(readFileSync(join(dir, 'cert.pem')), readFileSync(join(dir, 'private_key.pem')));
+    try {
+      await dialFor(800, fake.port);
+      const first = fake.received[0];
+      expect(first).toBeDefined();
+      expect(first!.length).toBeGreaterThanOrEqual(9);
+      // An HTTP/2 frame header: length, type 4 (SETTINGS), flags 0, stream 0. The agent is the HTTP/2 server, so no client preface either.
+      expect(first![3]).toBe(4);
+      expect(first!.readUInt32BE(5)).toBe(0);
+      expect(first!.readUIntBE(0, 3) % 6).toBe(0); // SETTINGS entries are 6 bytes each
+      expect(first!.toString('latin1')).not.toContain('PRI * HTTP/2.0');
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  it('refuses a gateway whose certificate comes from another CA, though it carries the right name', async () => {
+    const other = await initCa({ caDir: join(work.path, 'other-ca'), topology: mesh.topology });
+    const forged = await gatewayServerCert(new LeafSigner(other.ca));
+    expect(new X509Certificate(forged.cert).checkHost('gateway.mesh.internal')).toBe('gateway.mesh.internal');
+    const fake = await fakeGateway(forged.cert, forged.key);
+    try {
+      const log = await dialFor(800, fake.port);
+      expect(fake.accepted()).toBeGreaterThanOrEqual(2); // it kept trying...
+      expect(fake.received.every((bytes) => bytes.length === 0)).toBe(true); // ...and never spoke
+      expect(log).toMatch(/"err":"[^"]*(self.signed|unable to (get|verify)|certificate)[^"]*","msg":"cannot reach the gateway"/i);
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  it('refuses a mesh certificate that is not the gateway (a backend host impersonating it)', async () => {
+    const dir = join(mesh.root('b1'), 'x509', 'site', 'server');
+    const fake = await fakeGateway(readFileSync(join(dir, 'cert.pem')), readFileSync(join(dir, 'private_key.pem')));
+    try {
+      const log = await dialFor(800, fake.port);
+      expect(fake.accepted()).toBeGreaterThanOrEqual(2);
+      expect(fake.received.every((bytes) => bytes.length === 0)).toBe(true);
+      expect(log).toMatch(/does not match certificate's altnames/);
+    } finally {
+      fake.server.close();
+    }
+  });
+});
+
+describe('tunnels', () => {
+  it('keeps N tunnels to every gateway listed, each slot a backend of its own', async () => {
+    const one = await startAuditGateway(mesh, { fronts: [] });
+    const two = await startAuditGateway(mesh, { fronts: [] });
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: one.gateway.port }, { address: '127.0.0.1', port: two.gateway.port }], connections: 3 });
+    agent.start();
+    try {
+      await waitUntil(() => one.gateway.backends.size === 3 && two.gateway.backends.size === 3, 'three tunnels to each gateway');
+      for (const gw of [one, two]) expect(gw.gateway.backends.all().map((b) => b.agentId).sort()).toEqual(['b1/pipe/0', 'b1/pipe/1', 'b1/pipe/2']);
+      expect(agent.connected).toBe(6);
+    } finally {
+      agent.close();
+      one.gateway.close();
+      two.gateway.close();
+    }
+  });
+
+  it('takes its settings from the environment, as its unit gives them: two gateways, two tunnels each, gateway from MESHPLANE_GATEWAY', async () => {
+    const topologyFile = join(work.path, 'topology.json');
+    writeTopology(topologyFile, mesh.topology);
+    const one = await startAuditGateway(mesh, { fronts: [] });
+    const two = await startAuditGateway(mesh, { fronts: [] });
+    const agent = startDaemonWith(
+      'env',
+      [
+        `MESHPLANE_TOPOLOGY=${topologyFile}`,
+        'MESHPLANE_HOST=b1',
+        'MESHPLANE_SERVICE=pipe',
+        'MESHPLANE_CREDENTIAL=pipe',
+        `MESHPLANE_CREDENTIALS_ROOT=${mesh.root('b1')}`,
+        `MESHPLANE_GATEWAY=127.0.0.1:${one.gateway.port},127.0.0.1:${two.gateway.port}`,
+        process.execPath,
+        CLI,
+        'agent',
+        '--connections',
+        '2',
+      ],
+      'meshplane agent:',
+    );
+    try {
+      const line = await agent.ready;
+      expect(line).toContain(`backend 127.0.0.1:${P.pipeBackend}`); // the service's port, from the Topology
+      await waitUntil(() => one.gateway.backends.size === 2 && two.gateway.backends.size === 2, 'two tunnels to each gateway');
+      expect(one.gateway.backends.all().every((b) => b.credential === 'pipe' && b.service === 'pipe' && b.host === 'b1')).toBe(true);
+    } finally {
+      await agent.stop('SIGINT');
+      one.gateway.close();
+      two.gateway.close();
+    }
+  });
+
+  it('reconnects with exponential backoff, full jitter and a cap', async () => {
+    // A gateway address that takes TCP connections and drops them at once.
+    const attempts: number[] = [];
+    const server = createServer((socket) => {
+      attempts.push(performance.now());
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const cap = 320;
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: (server.address() as AddressInfo).port }], backoff: { initialMs: 20, maxMs: cap } });
+    agent.start();
+    await sleep(5000);
+    agent.close();
+    server.close();
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    expect(gaps.length).toBeGreaterThanOrEqual(12);
+    const slack = 60; // a failed dial's own time
+    // Exponential: attempt k waits at most initial x 2^k...
+    gaps.slice(0, 4).forEach((gap, k) => expect(gap, `gap ${k}`).toBeLessThan(20 * 2 ** k + slack));
+    // ...capped...
+    for (const gap of gaps) expect(gap).toBeLessThan(cap + slack);
+    // ...with full jitter once at the cap: uniformly below it, not the cap each time.
+    const capped = gaps.slice(6);
+    const mean = capped.reduce((a, b) => a + b, 0) / capped.length;
+    expect(mean).toBeGreaterThan(cap * 0.2);
+    expect(mean).toBeLessThan(cap * 0.8);
+    expect(Math.max(...capped) - Math.min(...capped)).toBeGreaterThan(cap * 0.3);
+    // and it grew: the capped phase waits longer than the first retries.
+    expect(mean).toBeGreaterThan((gaps[0]! + gaps[1]! + gaps[2]!) / 3);
+  }, 20_000);
+
+  it('raises the HTTP/2 windows on both ends above the 64 KiB defaults', async () => {
+    const gw = await startAuditGateway(mesh, { fronts: [] });
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }] });
+    agent.start();
+    try {
+      await waitUntil(() => gw.gateway.backends.size === 1, 'registered');
+      const session = gw.gateway.backends.all()[0]!.session;
+      const least = 256 * 1024;
+      // Stream windows: what the gateway receives (its settings) and what the agent receives (its settings, as the gateway sees them).
+      expect(session.localSettings.initialWindowSize).toBeGreaterThanOrEqual(least);
+      await waitUntil(() => (session.remoteSettings.initialWindowSize ?? 0) >= least, "agent's stream window");
+      // Connection windows, both ways: the gateway's own, and the agent's as it announced it in WINDOW_UPDATE.
+      await waitUntil(() => (session.state.effectiveLocalWindowSize ?? 0) >= least, "gateway's connection window");
+      await waitUntil(() => (session.state.remoteWindowSize ?? 0) >= least, "agent's connection window");
+      expect(session.remoteSettings.maxFrameSize).toBeGreaterThanOrEqual(16384);
+    } finally {
+      agent.close();
+      gw.gateway.close();
+    }
+  });
+
+  it('drains within its deadline: a connection that never ends is cut, and drain() returns', async () => {
+    const gw = await startAuditGateway(mesh, { fronts: [] });
+    let backendSockets = 0;
+    const backend = createServer({ allowHalfOpen: true }, (socket) => {
+      backendSockets++;
+      socket.on('error', () => undefined); // takes the connection, never ends it
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], backend: { address: '127.0.0.1', port: (backend.address() as AddressInfo).port } });
+    agent.start();
+    try {
+      await waitUntil(() => gw.gateway.backends.size === 1, 'registered');
+      // A tunnelled connection, opened on the tunnel as a front would.
+      const stream = gw.gateway.backends.all()[0]!.session.request({ ':method': 'CONNECT', ':authority': 'pipe.mesh.internal:1', [HEADER.endpoint]: 'plain' }, { endStream: false });
+      stream.on('error', () => undefined);
+      const streamClosed = new Promise((r) => stream.on('close', r));
+      stream.write('idle');
+      await waitUntil(() => backendSockets === 1, 'backend connection open');
+      const started = Date.now();
+      await agent.drain(700);
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(600);
+      expect(took).toBeLessThan(3000);
+      await streamClosed;
+      await waitUntil(() => gw.gateway.backends.size === 0, 'backend gone');
+    } finally {
+      agent.close();
+      gw.gateway.close();
+      backend.close();
+    }
+  });
+
+  it('drains at once when no connection is open', async () => {
+    const gw = await startAuditGateway(mesh, { fronts: [] });
+    const agent = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }] });
+    agent.start();
+    try {
+      await waitUntil(() => gw.gateway.backends.size === 1, 'registered');
+      const started = Date.now();
+      await agent.drain(5000);
+      expect(Date.now() - started).toBeLessThan(1500);
+    } finally {
+      agent.close();
+      gw.gateway.close();
+    }
+  });
+});
+
+describe('certificates swapped on reload', () => {
+  it('serves a new certificate and CRL to new agents after reload(), while the tunnel that was up stays up', async () => {
+    // The gateway reads its files from a copy we can overwrite.
+    const root = join(work.path, 'gw-root');
+    cpSync(mesh.root('gw1'), root, { recursive: true });
+    const caDir = join(mesh.stateDir, 'ca');
+    const crl = join(work.path, 'gateway-crl.pem');
+    copyFileSync(join(caDir, 'crl.pem'), crl);
+    const tls = credentialTlsFiles(root, 'gateway', crl);
+    const gw = await startAuditGateway(mesh, { fronts: [], tls });
+    const ca = loadCa(caDir);
+    // A second client certificate for "pipe", good until the CRL below says otherwise.
+    const key = generateKeyPair();
+    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'pipe', kind: 'client', sans: clientSans(mesh.topology, mesh.topology.credentials['pipe']!) });
+    const spare = new LeafSigner(ca).signCsr(mesh.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test' });
+    const agents: Agent[] = [];
+    try {
+      const oldSerial = await servedSerial(gw.gateway.port);
+      const live = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }] });
+      agents.push(live);
+      live.start();
+      await waitUntil(() => gw.gateway.backends.size === 1, 'registered');
+      const liveBackend = gw.gateway.backends.all()[0]!;
+
+      // Before the new CRL, the spare certificate is accepted.
+      const spareTls = { ...clientTls(mesh, 'pipe'), cert: Buffer.from(spare.pem), key: Buffer.from(key.privateKeyPem) };
+      const early = auditAgent(mesh, 'pipe', { host: 'b8', gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], tls: spareTls });
+      early.start();
+      await waitUntil(() => gw.gateway.backends.all().some((b) => b.host === 'b8'), 'spare certificate accepted before the CRL');
+      early.close();
+      await waitUntil(() => gw.gateway.backends.size === 1, 'spare agent gone');
+
+      const fresh = await gatewayServerCert(new LeafSigner(ca));
+      writeFileSync(join(root, 'x509', 'gateway', 'server', 'cert.pem'), fresh.cert);
+      writeFileSync(join(root, 'x509', 'gateway', 'server', 'private_key.pem'), fresh.key);
+      await revoke(ca, spare.serial, 'keyCompromise');
+      copyFileSync(join(caDir, 'crl.pem'), crl);
+      await gw.gateway.reload(mesh.topology);
+
+      expect(fresh.serial).not.toBe(oldSerial);
+      expect(await servedSerial(gw.gateway.port)).toBe(fresh.serial);
+      // The tunnel from before is the same connection, still serving.
+      expect(gw.gateway.backends.get(liveBackend.id)).toBe(liveBackend);
+      expect(liveBackend.session.destroyed).toBe(false);
+      expect(live.connected).toBe(1);
+      // A new agent checks the new certificate against the CA and name, and gets in.
+      const second = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], connections: 2 });
+      agents.push(second);
+      second.start();
+      await waitUntil(() => gw.gateway.backends.all().some((b) => b.agentId === 'b1/pipe/1'), 'new agent registered against the new certificate');
+      // The new CRL applies: the spare certificate is refused as revoked.
+      const refusedBefore = Number(/meshplane_gateway_auth_failures_total\{reason="revoked"\} (\d+)/.exec(await gw.metrics())?.[1] ?? 0);
+      const revoked = auditAgent(mesh, 'pipe', { host: 'b9', gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], tls: spareTls });
+      agents.push(revoked);
+      revoked.start();
+      await waitUntil(async () => Number(/meshplane_gateway_auth_failures_total\{reason="revoked"\} (\d+)/.exec(await gw.metrics())?.[1] ?? 0) > refusedBefore, 'revoked certificate refused');
+      expect(gw.gateway.backends.all().some((b) => b.host === 'b9')).toBe(false);
+    } finally {
+      for (const agent of agents) agent.close();
+      gw.gateway.close();
+    }
+  });
+});

@@ -1,0 +1,167 @@
+/**
+ * A second small exposed mesh, on ports of its own (246xx) so that its tests
+ * never meet the ones of support/gateway.ts, run with an in-process gateway
+ * (short peek timeout, metrics on a registry the test reads) and in-process
+ * agents with the credentials the real PKI issued.
+ *
+ *   site  TLS passthrough on :24643 (site.audit.test), PROXY v2, backend
+ *         haproxy (accept-proxy, TLS with site's certificate) on :24681
+ *   app   plain HTTP on :24680 (app.audit.test), PROXY v1, and CONNECT on
+ *         :24628 (app.mesh.internal), PROXY v2; backend haproxy :24682
+ *   pipe  plain HTTP route (pipe.audit.test) to a test-owned TCP backend on
+ *         :24683, no PROXY header
+ *
+ * Health checks are off everywhere: a backend serves as soon as its agent
+ * registers (the checks have tests of their own).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { Agent } from '../../src/agent/index.js';
+import type { AgentOptions } from '../../src/agent/index.js';
+import { Gateway, credentialTlsFiles } from '../../src/gateway/index.js';
+import type { GatewayTlsFiles } from '../../src/gateway/index.js';
+import { issueMeshCredentials } from '../../src/pki/index.js';
+import type { Topology } from '../../src/topology/index.js';
+import { compileMesh, silentLogger } from './dns.js';
+
+export const AUDIT_PORTS = { registration: 24600, tls: 24643, http: 24680, connect: 24628, siteBackend: 24681, appBackend: 24682, pipeBackend: 24683 } as const;
+
+export interface AuditMesh {
+  readonly topology: Topology;
+  readonly stateDir: string;
+  /** Credentials root of a host: <state>/credentials/<host>. */
+  root(host: string): string;
+}
+
+export async function prepareAuditMesh(dir: string): Promise<AuditMesh> {
+  const P = AUDIT_PORTS;
+  const topology = compileMesh(dir, {
+    overlays: [{ name: 'auov', network: '100.64.46.0/24', port: 6580 }],
+    hosts: [
+      { name: 'gw1', ips: ['127.0.46.1'], groups: ['gateway'] },
+      { name: 'b1', ips: ['127.0.46.2'], groups: ['web'] },
+    ],
+    services: `gateway:
+  scheduling_group: gateway
+  ports: [${P.registration}]
+  service_credentials:
+    - {name: gateway, enable_client: false}
+site:
+  scheduling_group: web
+  ports: [${P.siteBackend}]
+  service_credentials: [{name: site, extra_san: [site.audit.test]}]
+  gateway_endpoints:
+    - {name: tls, hostnames: [site.audit.test], port: ${P.tls}, mode: tls, proxy_protocol: v2, health: false}
+app:
+  scheduling_group: web
+  ports: [${P.appBackend}]
+  service_credentials: [{name: app}]
+  gateway_endpoints:
+    - {name: plain, hostnames: [app.audit.test], port: ${P.http}, mode: http, proxy_protocol: v1, health: false}
+    - {name: tunnel, hostnames: [app.audit.test], port: ${P.connect}, mode: connect, proxy_protocol: v2, health: false}
+pipe:
+  scheduling_group: web
+  ports: [${P.pipeBackend}]
+  service_credentials: [{name: pipe}]
+  gateway_endpoints:
+    - {name: plain, hostnames: [pipe.audit.test], port: ${P.http}, mode: http, health: false}
+`,
+  });
+  const stateDir = join(dir, 'state');
+  await issueMeshCredentials({ topology, stateDir });
+  return { topology, stateDir, root: (host) => join(stateDir, 'credentials', host) };
+}
+
+/** haproxy as the backend that insists on PROXY protocol and says which client it learnt from it. */
+export function startAuditHaproxy(dir: string, mesh: AuditMesh): ChildProcessWithoutNullStreams {
+  const site = join(mesh.root('b1'), 'x509', 'site', 'server');
+  const pem = join(dir, 'site-haproxy.pem');
+  writeFileSync(pem, readFileSync(join(site, 'cert.pem'), 'utf8') + readFileSync(join(site, 'private_key.pem'), 'utf8'));
+  const config = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    config,
+    `global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend site
+  bind 127.0.0.1:${AUDIT_PORTS.siteBackend} accept-proxy ssl crt ${pem}
+  http-request return status 200 content-type text/plain lf-string "site client=%[src] port=%[src_port]\\n"
+frontend app
+  bind 127.0.0.1:${AUDIT_PORTS.appBackend} accept-proxy
+  http-request return status 200 content-type text/plain lf-string "app client=%[src] port=%[src_port] path=%[path]\\n"
+`,
+  );
+  return spawn('haproxy', ['-db', '-f', config]);
+}
+
+export interface AuditGateway {
+  readonly gateway: Gateway;
+  readonly registry: Registry;
+  /** The Prometheus text of the gateway's metrics right now. */
+  metrics(): Promise<string>;
+}
+
+/** An in-process gateway with gw1's credential; fronts on 127.0.0.1 and ::1 unless told otherwise. */
+export async function startAuditGateway(
+  mesh: AuditMesh,
+  options: { registrationPort?: number; fronts?: readonly string[]; peekTimeoutMs?: number; tls?: GatewayTlsFiles; logger?: Logger } = {},
+): Promise<AuditGateway> {
+  const registry = new Registry();
+  const gateway = new Gateway({
+    topology: mesh.topology,
+    tls: options.tls ?? credentialTlsFiles(mesh.root('gw1'), 'gateway', null),
+    registration: { address: '127.0.0.1', port: options.registrationPort ?? 0 },
+    frontAddresses: options.fronts ?? ['127.0.0.1', '::1'],
+    peekTimeoutMs: options.peekTimeoutMs,
+    registry,
+    logger: options.logger ?? silentLogger,
+  });
+  await gateway.start();
+  return { gateway, registry, metrics: () => registry.metrics() };
+}
+
+/** The files of a credential's client certificate on b1. */
+export function clientTls(mesh: AuditMesh, credential: string): AgentOptions['tls'] {
+  const dir = join(mesh.root('b1'), 'x509', credential);
+  return { ca: readFileSync(join(dir, 'ca.pem')), cert: readFileSync(join(dir, 'client', 'cert.pem')), key: readFileSync(join(dir, 'client', 'private_key.pem')) };
+}
+
+/** An in-process agent on b1 for `service`, its backend the service's port, as the Topology says. */
+export function auditAgent(mesh: AuditMesh, service: string, overrides: Partial<AgentOptions> & Pick<AgentOptions, 'gateways'>): Agent {
+  const topologyService = mesh.topology.services[service]!;
+  return new Agent({
+    credential: service,
+    service,
+    host: 'b1',
+    tls: clientTls(mesh, service),
+    gatewayName: `gateway.${mesh.topology.domain}`,
+    backend: { address: '127.0.0.1', port: topologyService.ports[0]! },
+    proxyProtocol: new Map(topologyService.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),
+    backoff: { initialMs: 20, maxMs: 200 },
+    version: 'test',
+    logger: silentLogger,
+    ...overrides,
+  });
+}
+
+export async function waitUntil(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The value of one series in Prometheus text, 0 when absent. */
+export function series(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
