@@ -6,6 +6,9 @@
 //   wrk requests/s on keep-alive and on new connections (haproxy answers);
 //   wrk p50 latency at one connection, added over direct;
 //   memory of gateway + agent per 1,000 idle tunnelled connections.
+// A pair of plain Node.js TCP relays (bench/node-relay.mjs) runs beside them
+// as a reference: what two Node processes cost per connection and per byte
+// before any TLS or HTTP/2, i.e. the ceiling of a two-process Node design.
 // Ours uses tcp-mode endpoints (the whole front port to one service), the
 // same shape as haproxy's `mode tcp` and ssh's forwarded port.
 //
@@ -24,13 +27,18 @@ import { issueMeshCredentials } from '../dist/pki/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
-const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400 };
+const RELAY = join(ROOT, 'bench', 'node-relay.mjs');
+const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612 };
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
 const ONLY = process.env.BENCH_ONLY ?? '';
+/** BENCH_TARGETS=ours,ssh runs only those (and direct, the reference); for quick iterations. */
+const ONLY_TARGETS = process.env.BENCH_TARGETS ? new Set(['direct', ...process.env.BENCH_TARGETS.split(',')]) : null;
+/** Extra node flags for the gateway and agents, e.g. BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const IPERF_SECONDS = 4;
 const WRK_SECONDS = 4;
-const IDLE_CONNECTIONS = 1000;
+const IDLE_CONNECTIONS = Number(process.env.BENCH_IDLE ?? 1000);
 
 const log = (line) => process.stdout.write(`${line}\n`);
 const sig = (x) => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x));
@@ -119,9 +127,9 @@ async function main(dir) {
   start('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
 
   // --- ours: the real CLI processes ---
-  const gateway = start(process.execPath, [BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn']);
+  const gateway = start(process.execPath, [...NODE_ARGS, BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn']);
   const agents = ['iperf', 'http'].map((service) =>
-    start(process.execPath, [BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn']),
+    start(process.execPath, [...NODE_ARGS, BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn']),
   );
 
   // --- ssh -R: sshd on loopback with a throwaway host key and client key ---
@@ -144,7 +152,46 @@ async function main(dir) {
   for (const port of [P.http, P.haHttp, P.sshHttp, P.oursHttp]) await waitForPort(port);
   await sleep(1000);
 
-  const targets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp] };
+  // --- memory per 1,000 idle tunnelled connections, measured before the load rounds (after
+  // them, a garbage collection can shrink the heap by more than the connections add). The
+  // first batch warms up (JIT code, heap and socket pools grow once); the second is measured.
+  const rssOurs = () => rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
+  const idleBatch = async () => {
+    const before = rssOurs();
+    const idle = [];
+    for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+      idle.push(
+        await new Promise((resolve, reject) => {
+          const s = connect(P.oursHttp, '127.0.0.1', () => resolve(s));
+          s.on('error', reject);
+        }),
+      );
+    }
+    await sleep(2000);
+    const after = rssOurs();
+    if (process.env.BENCH_SNAPSHOT === '1') {
+      // Heap snapshots while the connections are open (children started with --heapsnapshot-signal=SIGUSR2).
+      for (const child of [gateway, ...agents]) child.kill('SIGUSR2');
+      await sleep(15_000);
+    }
+    for (const s of idle) s.destroy();
+    await sleep(2000);
+    return { before, after };
+  };
+  const warmup = await idleBatch();
+  const { before, after } = await idleBatch();
+  const perThousandMiB = (after - before) / 1024 / (IDLE_CONNECTIONS / 1000);
+  log(`ours: gateway + agent RSS ${sig(before / 1024)} -> ${sig(after / 1024)} MiB with ${IDLE_CONNECTIONS} idle tunnelled connections (first, warm-up batch: ${sig(warmup.before / 1024)} -> ${sig(warmup.after / 1024)} MiB)`);
+
+  // --- the reference: two plain Node relays, outer -> inner -> backend ---
+  start(process.execPath, [RELAY, String(P.relayIperfInner), String(P.iperf)]);
+  start(process.execPath, [RELAY, String(P.relayIperf), String(P.relayIperfInner)]);
+  start(process.execPath, [RELAY, String(P.relayHttpInner), String(P.http)]);
+  start(process.execPath, [RELAY, String(P.relayHttp), String(P.relayHttpInner)]);
+  await waitForPort(P.relayHttp);
+
+  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp] };
+  const targets = Object.fromEntries(Object.entries(allTargets).filter(([t]) => ONLY_TARGETS === null || ONLY_TARGETS.has(t)));
   const results = {};
   const record = (target, metric, value) => ((results[target] ??= {})[metric] ??= []).push(value);
   for (let round = 1; round <= ROUNDS; round++) {
@@ -159,27 +206,10 @@ async function main(dir) {
       record(target, 'new-conn', fresh.rps);
       record(target, 'latency-p50-us', latency.p50us);
       log(
-        `round ${round} ${target.padEnd(7)} 1s ${sig(results[target]['throughput-1stream-up'].at(-1))}/${sig(results[target]['throughput-1stream-down'].at(-1))} Gbit/s, 8s ${sig(results[target]['throughput-8streams-up'].at(-1))}/${sig(results[target]['throughput-8streams-down'].at(-1))} Gbit/s, keep-alive ${sig(keepalive.rps)} rps, new ${sig(fresh.rps)} rps ${fresh.errors}, p50 ${sig(latency.p50us)} us`,
+        `round ${round} ${target.padEnd(15)} 1s ${sig(results[target]['throughput-1stream-up'].at(-1))}/${sig(results[target]['throughput-1stream-down'].at(-1))} Gbit/s, 8s ${sig(results[target]['throughput-8streams-up'].at(-1))}/${sig(results[target]['throughput-8streams-down'].at(-1))} Gbit/s, keep-alive ${sig(keepalive.rps)} rps, new ${sig(fresh.rps)} rps ${fresh.errors}, p50 ${sig(latency.p50us)} us`,
       );
     }
   }
-
-  // --- memory per 1,000 idle tunnelled connections ---
-  const before = rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
-  const idle = [];
-  for (let i = 0; i < IDLE_CONNECTIONS; i++) {
-    idle.push(
-      await new Promise((resolve, reject) => {
-        const s = connect(P.oursHttp, '127.0.0.1', () => resolve(s));
-        s.on('error', reject);
-      }),
-    );
-  }
-  await sleep(2000);
-  const after = rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
-  for (const s of idle) s.destroy();
-  const perThousandMiB = (after - before) / 1024 / (IDLE_CONNECTIONS / 1000);
-  log(`ours: gateway + agent RSS ${sig(before / 1024)} -> ${sig(after / 1024)} MiB with ${IDLE_CONNECTIONS} idle tunnelled connections`);
 
   const mean = (target, metric) => results[target][metric].reduce((a, b) => a + b, 0) / results[target][metric].length;
   log('');
@@ -196,12 +226,18 @@ async function main(dir) {
     ['latency-p50', (t) => mean(t, 'latency-p50-us') - mean('direct', 'latency-p50-us'), 'time'],
   ];
   for (const [name, value, kind] of lines) {
-    for (const peer of ['ssh', 'haproxy']) {
+    for (const peer of ['ssh', 'haproxy', 'node-relay-pair'].filter((t) => t in targets)) {
       const ours = value('ours');
       const theirs = value(peer);
       const r = kind === 'rate' ? ours / theirs : theirs / ours;
       log(`RESULT ${name} ours=${sig(ours)} ${peer}=${sig(theirs)} ratio=${sig(r)}`);
     }
+  }
+  // The ceiling of the design: the bare Node relay pair against ssh -R.
+  if ('node-relay-pair' in targets && 'ssh' in targets) for (const [name, value, kind] of lines.filter(([n]) => ['throughput-1stream', 'throughput-8streams', 'keepalive-rps', 'new-conn', 'latency-p50'].includes(n))) {
+    const relay = value('node-relay-pair');
+    const ssh = value('ssh');
+    log(`RESULT ceiling-${name} node-relay-pair=${sig(relay)} ssh=${sig(ssh)} ratio=${sig(kind === 'rate' ? relay / ssh : ssh / relay)}`);
   }
   log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
   log(`RESULT mem-per-1k-idle-mib ours=${sig(perThousandMiB)} target=10 ratio=${sig(10 / perThousandMiB)}`);
@@ -214,7 +250,10 @@ main(dir)
     for (const child of children) process.stderr.write(`--- ${child.spawnargs.slice(0, 3).join(' ')}\n${child.output().slice(-2000)}\n`);
     process.exitCode = 1;
   })
-  .finally(() => {
+  .finally(async () => {
+    // SIGTERM first, so that a --cpu-prof child writes its profile.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await sleep(NODE_ARGS.length > 0 ? 3000 : 200);
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });

@@ -3,6 +3,8 @@
  * tuned so one tunnel is not capped by 64 KiB windows, the header names of
  * a tunnelled connection, and a two-way pipe that keeps half-close intact.
  */
+import { constants as http2Constants } from 'node:http2';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** Stream and connection receive windows (each end governs what it receives). */
@@ -38,6 +40,8 @@ export const HEADER = {
   clientPort: 'x-meshplane-client-port',
   frontAddress: 'x-meshplane-front-address',
   frontPort: 'x-meshplane-front-port',
+  /** On a CONNECT front: the service port the client asked for (the agent dials it when it is one of the service's). */
+  backendPort: 'x-meshplane-backend-port',
   /** On a health-check request (GET): the endpoint whose check it is. */
   healthEndpoint: 'x-meshplane-health',
   /** On a health-check request: "1" when the backend speaks TLS (tls-mode endpoints). */
@@ -76,24 +80,34 @@ export function pipeBoth(a: Duplex, b: Duplex, onClose?: (error: Error | null) =
   const oneWay = (from: Duplex, to: Duplex): void => {
     // An HTTP/2 stream delivers a DATA frame in pieces, one per TLS record
     // it spans (8 KiB on average): writing each straight on would cost a
-    // syscall per piece. Everything that arrives in one turn of the event
-    // loop leaves in one writev instead. (setImmediate, not nextTick: the
+    // syscall per piece. The first piece of a turn of the event loop goes
+    // out at once (a small request waits for nothing); the rest of that turn
+    // is corked and leaves in one writev. (setImmediate, not nextTick: the
     // tick queue runs after every piece.)
+    let inTurn = false;
     let corked = false;
-    const uncork = (): void => {
-      corked = false;
-      to.uncork();
+    const endTurn = (): void => {
+      inTurn = false;
+      if (corked) {
+        corked = false;
+        to.uncork();
+      }
     };
     from.on('data', (chunk: Buffer) => {
-      if (!corked) {
+      if (!inTurn) {
+        inTurn = true;
+        setImmediate(endTurn);
+      } else if (!corked) {
         corked = true;
         to.cork();
-        setImmediate(uncork);
       }
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => from.resume());
-    from.on('end', () => to.end());
+    // A cut stream also "ends" (Node pushes EOF when it is reset): that is no FIN to pass on.
+    from.on('end', () => {
+      if (!wasCut(from)) to.end();
+    });
     // A FIN that came while the caller held the stream paused has already been announced.
     if (from.readableEnded) to.end();
     from.on('error', (err) => {
@@ -102,12 +116,26 @@ export function pipeBoth(a: Duplex, b: Duplex, onClose?: (error: Error | null) =
       b.destroy();
     });
     from.on('close', () => {
-      // Still readable: it can never deliver what it reads, so stop it.
-      if (!to.readableEnded) to.destroy();
+      // Still readable: it can never deliver what it reads, so stop it. When
+      // the tunnel stream was cut (reset with an error code, or its session
+      // died), a TCP peer gets a reset rather than a FIN: a FIN would read
+      // as "the other end finished", and a half-open client would wait for
+      // a close that a FIN never brings.
+      if (!to.readableEnded) {
+        // (Not after a FIN: libuv cannot reset a socket that is shutting down.)
+        if (wasCut(from) && to instanceof Socket && !to.writableEnded) to.resetAndDestroy();
+        else to.destroy();
+      }
       closed++;
       if (closed === 2) onClose?.(firstError);
     });
   };
   oneWay(a, b);
   oneWay(b, a);
+}
+
+/** An HTTP/2 stream that closed with RST_STREAM carrying an error code (CANCEL when its session died). */
+function wasCut(stream: Duplex): boolean {
+  const rstCode = (stream as Duplex & { rstCode?: number }).rstCode;
+  return typeof rstCode === 'number' && rstCode !== http2Constants.NGHTTP2_NO_ERROR;
 }
