@@ -247,6 +247,32 @@ describe('plain HTTP by Host', () => {
 });
 
 describe('HTTP CONNECT', () => {
+  it('reaches the service port the CONNECT names, and refuses a port the service does not have', async () => {
+    const second = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.end('second port\n');
+    });
+    await new Promise<void>((resolve) => second.listen(P.pipeSecondPort, '127.0.0.1', resolve));
+    const ask = async (port: number): Promise<string> => {
+      const socket = connect({ host: '127.0.0.1', port: P.connect });
+      const closed = collect(socket);
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`CONNECT pipe.mesh.internal:${port} HTTP/1.1\r\nHost: pipe.mesh.internal:${port}\r\n\r\n`);
+      return (await closed).text;
+    };
+    try {
+      expect(await ask(P.pipeSecondPort)).toBe('HTTP/1.1 200 Connection established\r\n\r\nsecond port\n');
+      const before = await results(P.connect, 'no_route');
+      const refused = await ask(9);
+      expect(refused).toMatch(/^HTTP\/1\.1 404 /);
+      expect(refused).toContain(`pipe has no port 9 (its ports: ${P.pipeBackend}, ${P.pipeSecondPort})`);
+      expect(await results(P.connect, 'no_route')).toBe(before + 1);
+    } finally {
+      second.close();
+    }
+  });
+
+
   it('forwards the bytes that came in the same packet as the CONNECT head', async () => {
     const socket = connect({ host: '127.0.0.1', port: P.connect, noDelay: true });
     const closed = collect(socket);

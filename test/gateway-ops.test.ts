@@ -285,7 +285,7 @@ describe('when no backend can take a client', () => {
       socket.on('data', (c: Buffer) => (text += c.toString()));
       socket.on('close', () => resolve(text));
       socket.on('error', () => undefined);
-      socket.write('CONNECT pool.mesh.internal:80 HTTP/1.1\r\nHost: pool.mesh.internal:80\r\n\r\n');
+      socket.write('CONNECT pool.mesh.internal:24501 HTTP/1.1\r\nHost: pool.mesh.internal:24501\r\n\r\n');
     });
     expect(connectAnswer).toBe('');
 
@@ -367,7 +367,7 @@ describe('admin API over mutual TLS', () => {
     const clientClosed = new Promise<void>((resolve) => client.on('close', () => resolve()));
     let answer = '';
     client.on('data', (c: Buffer) => (answer += c.toString()));
-    client.write('CONNECT pool.mesh.internal:80 HTTP/1.1\r\nHost: pool.mesh.internal:80\r\n\r\n');
+    client.write('CONNECT pool.mesh.internal:24501 HTTP/1.1\r\nHost: pool.mesh.internal:24501\r\n\r\n');
     await waitFor(() => answer.startsWith('HTTP/1.1 200'), 'the CONNECT tunnel up');
     await waitFor(async () => (await backendsOf('pool')).some((b) => b.open_connections === 1), 'the tunnelled connection counted');
     const victim = (await backendsOf('pool')).find((b) => b.open_connections === 1)!;

@@ -52,7 +52,7 @@ function tally(balancer: Balancer, route: Route, n: number, client = '127.0.0.1'
 describe('eligibility', () => {
   it('never picks an unhealthy or not yet checked backend, and says why when none is left', () => {
     const { balancer } = setup([backend('a', { health: 'unhealthy' }), backend('b', { health: 'unknown' }), backend('c')]);
-    const route = { service: 'web', endpoint: endpoint() };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint() };
     expect(tally(balancer, route, 200)).toEqual({ c: 200 });
     const none = setup([backend('a', { health: 'unhealthy' })]).balancer.pick(route, '127.0.0.1');
     expect(none).toMatchObject({ refusal: 'no_healthy_backend' });
@@ -61,12 +61,12 @@ describe('eligibility', () => {
 
   it('ignores health state when the endpoint has checks off', () => {
     const { balancer } = setup([backend('a', { health: 'unknown' })]);
-    expect(picked(balancer.pick({ service: 'web', endpoint: endpoint({ health: { ...endpoint().health, enabled: false } }) }, '127.0.0.1'))).toBe('a');
+    expect(picked(balancer.pick({ service: 'web', servicePorts: [], endpoint: endpoint({ health: { ...endpoint().health, enabled: false } }) }, '127.0.0.1'))).toBe('a');
   });
 
   it('skips backends at max_connections and refuses when all are full', () => {
     const { balancer } = setup([backend('a', { open: 2 }), backend('b', { open: 1 })]);
-    const route = { service: 'web', endpoint: endpoint({ max_connections: 2 }) };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint({ max_connections: 2 }) };
     expect(tally(balancer, route, 50)).toEqual({ b: 50 });
     const full = setup([backend('a', { open: 2 })]).balancer.pick(route, '127.0.0.1');
     expect(full).toMatchObject({ refusal: 'backends_full' });
@@ -76,7 +76,7 @@ describe('eligibility', () => {
 describe('balance policies', () => {
   it('least_load: power of two choices sends most to the least loaded and none to the most loaded', () => {
     const { balancer } = setup([backend('low', { load: 1 }), backend('mid', { load: 5 }), backend('high', { load: 20 })]);
-    const counts = tally(balancer, { service: 'web', endpoint: endpoint() }, 3000);
+    const counts = tally(balancer, { service: 'web', servicePorts: [], endpoint: endpoint() }, 3000);
     // Of three, the lowest wins every pair it is in (2/3); the highest never wins.
     expect(counts['low']! / 3000).toBeGreaterThan(0.6);
     expect(counts['mid']! / 3000).toBeGreaterThan(0.25);
@@ -85,25 +85,25 @@ describe('balance policies', () => {
 
   it('least_load counts open connections too: an idle backend beats a busy one that reports the same load', () => {
     const { balancer } = setup([backend('busy', { load: 1, open: 50 }), backend('idle', { load: 1, open: 0 })]);
-    expect(tally(balancer, { service: 'web', endpoint: endpoint() }, 100)).toEqual({ idle: 100 });
+    expect(tally(balancer, { service: 'web', servicePorts: [], endpoint: endpoint() }, 100)).toEqual({ idle: 100 });
   });
 
   it('round_robin takes each backend in turn', () => {
     const { balancer } = setup([backend('a'), backend('b'), backend('c')]);
-    const route = { service: 'web', endpoint: endpoint({ balance: 'round_robin' }) };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint({ balance: 'round_robin' }) };
     expect(Array.from({ length: 6 }, () => picked(balancer.pick(route, '127.0.0.1')))).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
   });
 
   it('random reaches every backend', () => {
     const { balancer } = setup([backend('a'), backend('b'), backend('c')]);
-    const counts = tally(balancer, { service: 'web', endpoint: endpoint({ balance: 'random' }) }, 600);
+    const counts = tally(balancer, { service: 'web', servicePorts: [], endpoint: endpoint({ balance: 'random' }) }, 600);
     for (const id of ['a', 'b', 'c']) expect(counts[id]).toBeGreaterThan(120);
   });
 
   it('client_affinity keeps each client on one backend; a backend leaving moves only its clients, one joining takes only those it wins', () => {
     const backends = ['a', 'b', 'c', 'd'].map((id) => backend(id));
     const { balancer, registry } = setup(backends);
-    const route = { service: 'web', endpoint: endpoint({ balance: 'client_affinity' }) };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint({ balance: 'client_affinity' }) };
     const clients = Array.from({ length: 400 }, (_, i) => `10.0.${i >> 8}.${i & 255}`);
     const before = new Map(clients.map((c) => [c, picked(balancer.pick(route, c))]));
     for (const c of clients.slice(0, 50)) expect(picked(balancer.pick(route, c))).toBe(before.get(c));
@@ -133,7 +133,7 @@ describe('outlier ejection', () => {
   it('ejects after consecutive failures for the base time, longer on a repeat, and forgives with time', () => {
     const a = backend('a');
     const { balancer, ejected, now } = setup([a, backend('b')]);
-    const route = { service: 'web', endpoint: endpoint() };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint() };
     balancer.failed(a, route.endpoint);
     balancer.failed(a, route.endpoint);
     balancer.succeeded(a); // a success in between resets the count
@@ -158,7 +158,7 @@ describe('outlier ejection', () => {
   it('never ejects the last healthy backends: with all of them ejected, they still serve', () => {
     const a = backend('a');
     const { balancer } = setup([a]);
-    const route = { service: 'web', endpoint: endpoint() };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint() };
     for (let i = 0; i < 3; i++) balancer.failed(a, route.endpoint);
     expect(picked(balancer.pick(route, '127.0.0.1'))).toBe('a');
   });
@@ -166,7 +166,7 @@ describe('outlier ejection', () => {
   it('does nothing when the endpoint turns ejection off', () => {
     const a = backend('a');
     const { balancer, ejected } = setup([a, backend('b')]);
-    const route = { service: 'web', endpoint: endpoint({ outlier: { enabled: false, consecutive_errors: 1, ejection_ms: 1000 } }) };
+    const route = { service: 'web', servicePorts: [], endpoint: endpoint({ outlier: { enabled: false, consecutive_errors: 1, ejection_ms: 1000 } }) };
     for (let i = 0; i < 10; i++) balancer.failed(a, route.endpoint);
     expect(ejected).toEqual([]);
   });

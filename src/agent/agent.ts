@@ -34,6 +34,12 @@ export interface AgentOptions {
   /** Name the gateway's certificate must carry (e.g. gateway.mesh.internal). */
   readonly gatewayName: string;
   readonly backend: Address;
+  /**
+   * The service's ports on the backend's address: a CONNECT that names one
+   * of them reaches it; anything else goes to `backend`. Empty or absent:
+   * always `backend`.
+   */
+  readonly backendPorts?: readonly number[];
   /** PROXY protocol per endpoint name; endpoints not listed get none. */
   readonly proxyProtocol: ReadonlyMap<string, ProxyVersion | 'none'>;
   readonly connections?: number;
@@ -238,7 +244,8 @@ export class Agent {
   private toBackend(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const endpoint = String(headers[HEADER.endpoint] ?? '');
     const proxy = this.options.proxyProtocol.get(endpoint) ?? 'none';
-    const { backend } = this.options;
+    const asked = Number(headers[HEADER.backendPort]);
+    const backend = this.options.backendPorts?.includes(asked) === true ? { address: this.options.backend.address, port: asked } : this.options.backend;
     // Answer at once: the gateway starts sending while the backend connection is being made (one
     // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
     stream.respond({ ':status': 200 });

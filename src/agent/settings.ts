@@ -32,6 +32,8 @@ export interface AgentSettings {
   readonly files: { readonly ca: string; readonly cert: string; readonly key: string };
   readonly gatewayName: string;
   readonly backend: Address;
+  /** The service's ports a CONNECT may name (empty with an explicit --backend: that one only). */
+  readonly backendPorts: readonly number[];
   readonly proxyProtocol: ReadonlyMap<string, ProxyVersion | 'none'>;
   /** Explicit gateways, or null: resolve `gatewayName` through DNS. */
   readonly gateways: readonly Address[] | null;
@@ -71,6 +73,7 @@ export function agentSettings(topology: Topology, input: AgentSettingsInput): Ag
     files: { ca: join(dir, 'ca.pem'), cert: join(dir, 'client', 'cert.pem'), key: join(dir, 'client', 'private_key.pem') },
     gatewayName: input.gatewayName ?? `${input.gatewayService}.${topology.domain}`,
     backend,
+    backendPorts: input.backend === undefined ? service.ports : [],
     proxyProtocol: new Map(service.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),
     gateways: input.gateways ?? null,
     gatewayPort: gatewayService?.ports[0] ?? DEFAULT_GATEWAY_PORT,

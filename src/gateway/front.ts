@@ -139,6 +139,7 @@ export class FrontListeners {
       }
     };
     let isConnect = false;
+    let backendPort: number | null = null;
     if (front.kind === 'tcp' && front.fallback !== null) {
       // Nothing to read first: the port is the route.
       const route = front.fallback;
@@ -151,7 +152,7 @@ export class FrontListeners {
       }
       const backend = picked.backend;
       socket.pause();
-      this.tunnel(socket, peer, port, route, backend, Buffer.alloc(0), false, (reason, detail) => {
+      this.tunnel(socket, peer, port, route, backend, Buffer.alloc(0), false, null, (reason, detail) => {
         this.events.refused(port, reason, peer, detail, id);
         socket.destroy();
       });
@@ -176,7 +177,13 @@ export class FrontListeners {
         isConnect = head.method === 'CONNECT';
         route = table.lookup(port, head.host, isConnect);
         if (route === null) return refuse('no_route', `no route for ${isConnect ? 'CONNECT to' : 'Host'} ${head.host ?? '(none)'}`);
-        if (isConnect) replay = buffered.subarray(head.headLength);
+        if (isConnect) {
+          replay = buffered.subarray(head.headLength);
+          backendPort = head.port;
+          if (backendPort !== null && route.servicePorts.length > 0 && !route.servicePorts.includes(backendPort)) {
+            return refuse('no_route', `${route.service} has no port ${backendPort} (its ports: ${route.servicePorts.join(', ')})`);
+          }
+        }
       }
       const picked = this.picker.pick(route, socket.remoteAddress ?? '');
       if ('refusal' in picked) return refuse(picked.refusal, picked.detail);
@@ -185,7 +192,7 @@ export class FrontListeners {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.pause();
-      this.tunnel(socket, peer, port, route, backend, replay, isConnect, refuse);
+      this.tunnel(socket, peer, port, route, backend, replay, isConnect, backendPort, refuse);
     };
     socket.on('data', onData);
     socket.on('end', () => {
@@ -193,13 +200,14 @@ export class FrontListeners {
     });
   }
 
-  private tunnel(socket: Socket, peer: string, port: number, route: Route, backend: Backend, replay: Buffer, isConnect: boolean, refuse: (reason: FrontRefusal, detail: string) => void): void {
+  private tunnel(socket: Socket, peer: string, port: number, route: Route, backend: Backend, replay: Buffer, isConnect: boolean, backendPort: number | null, refuse: (reason: FrontRefusal, detail: string) => void): void {
     let stream;
     try {
       stream = backend.session.request(
         {
           ':method': 'CONNECT',
           ':authority': `${route.service}.${this.options.domain}:${route.endpoint.port}`,
+          ...(backendPort === null ? {} : { [HEADER.backendPort]: String(backendPort) }),
           [HEADER.endpoint]: route.endpoint.name,
           [HEADER.clientAddress]: socket.remoteAddress ?? '',
           [HEADER.clientPort]: String(socket.remotePort ?? 0),

@@ -10,6 +10,8 @@ import type { Topology, TopologyGatewayEndpoint } from '../topology/index.js';
 export interface Route {
   readonly service: string;
   readonly endpoint: TopologyGatewayEndpoint;
+  /** The service's ports: a CONNECT may name any of them, nothing else. */
+  readonly servicePorts: readonly number[];
 }
 
 export interface FrontPort {
@@ -36,7 +38,7 @@ export class RoutingTable {
         let front = ports.get(endpoint.port);
         if (front === undefined) ports.set(endpoint.port, (front = { kind, byHost: new Map(), byConnectHost: new Map(), fallback: null }));
         if (front.kind !== kind) continue; // refused by `meshplane check`; never mix on one port
-        const route: Route = { service: service.name, endpoint };
+        const route: Route = { service: service.name, endpoint, servicePorts: service.ports };
         if (endpoint.mode === 'connect') {
           for (const name of [`${service.name}.${topology.domain}`, ...endpoint.hostnames]) if (!front.byConnectHost.has(name)) front.byConnectHost.set(name.toLowerCase(), route);
         } else {

@@ -9,7 +9,8 @@
  *   app   plain HTTP on :24680 (app.audit.test), PROXY v1, and CONNECT on
  *         :24628 (app.mesh.internal), PROXY v2; backend haproxy :24682
  *   pipe  plain HTTP route (pipe.audit.test) to a test-owned TCP backend on
- *         :24683, no PROXY header
+ *         :24683, no PROXY header; a second service port :24684, reached by
+ *         CONNECT pipe.mesh.internal:24684 on :24628
  *
  * Health checks are off everywhere: a backend serves as soon as its agent
  * registers (the checks have tests of their own).
@@ -28,7 +29,7 @@ import { issueMeshCredentials } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh, silentLogger } from './dns.js';
 
-export const AUDIT_PORTS = { registration: 24600, tls: 24643, http: 24680, connect: 24628, siteBackend: 24681, appBackend: 24682, pipeBackend: 24683 } as const;
+export const AUDIT_PORTS = { registration: 24600, tls: 24643, http: 24680, connect: 24628, siteBackend: 24681, appBackend: 24682, pipeBackend: 24683, pipeSecondPort: 24684 } as const;
 
 export interface AuditMesh {
   readonly topology: Topology;
@@ -65,10 +66,11 @@ app:
     - {name: tunnel, hostnames: [app.audit.test], port: ${P.connect}, mode: connect, proxy_protocol: v2, health: false}
 pipe:
   scheduling_group: web
-  ports: [${P.pipeBackend}]
+  ports: [${P.pipeBackend}, ${P.pipeSecondPort}]
   service_credentials: [{name: pipe}]
   gateway_endpoints:
     - {name: plain, hostnames: [pipe.audit.test], port: ${P.http}, mode: http, health: false}
+    - {name: tunnel, hostnames: [pipe.audit.test], port: ${P.connect}, mode: connect, health: false}
 `,
   });
   const stateDir = join(dir, 'state');
@@ -144,6 +146,7 @@ export function auditAgent(mesh: AuditMesh, service: string, overrides: Partial<
     tls: clientTls(mesh, service),
     gatewayName: `gateway.${mesh.topology.domain}`,
     backend: { address: '127.0.0.1', port: topologyService.ports[0]! },
+    backendPorts: topologyService.ports,
     proxyProtocol: new Map(topologyService.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),
     backoff: { initialMs: 20, maxMs: 200 },
     version: 'test',

@@ -94,6 +94,7 @@ Topology:
       gateways,
       gatewayName: settings.gatewayName,
       backend: settings.backend,
+      backendPorts: settings.backendPorts,
       proxyProtocol: settings.proxyProtocol,
       connections,
       backoff: { initialMs: Math.min(DEFAULT_BACKOFF.initialMs, reconnectMax * 1000), maxMs: reconnectMax * 1000 },
