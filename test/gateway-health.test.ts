@@ -50,7 +50,7 @@ async function tunnel(): Promise<Backend> {
   session.on('error', () => undefined);
   sessions.push(session);
   await new Promise<void>((resolve) => session.once('connect', () => resolve()));
-  return { id: 'abc123', service: 'web', credential: 'web', agentId: 'b1/web/0', host: 'b1', peer: '127.0.0.1:40000', connectedAt: new Date(), session, ...freshBackendState() };
+  return { id: 'abc123', service: 'web', credential: 'web', certificateSerial: '1a', agentId: 'b1/web/0', host: 'b1', peer: '127.0.0.1:40000', connectedAt: new Date(), session, ...freshBackendState() };
 }
 
 beforeAll(async () => {

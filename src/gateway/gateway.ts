@@ -10,6 +10,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { MeshplaneError } from '../errors.js';
+import { readCrl } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';
 import type { AdminTarget } from './admin.js';
 import { Balancer } from './balance.js';
@@ -162,20 +163,25 @@ export class Gateway {
 
   /**
    * New topology and certificates. Listeners for new front ports open,
-   * removed ones close; live tunnels and connections are not touched.
-   * Throws (and changes nothing) when the certificates cannot be read.
+   * removed ones close; live tunnels and connections are not touched,
+   * except those of agents the topology no longer authorises or the new
+   * CRL revokes. Throws (and changes nothing) when the certificates or the
+   * CRL cannot be read.
    */
   async reload(topology: Topology): Promise<void> {
     const tls = readTlsFiles(this.options.tls);
+    const revoked = tls.crl === undefined ? new Set<string>() : readCrl(tls.crl.toString(), this.options.tls.crl ?? 'CRL').serials;
     this.registration.setSecureContext(tls);
     this.topology = topology;
     this.registration.setTopology(topology);
     this.health.setTopology(topology);
     await this.fronts.apply(new RoutingTable(topology));
-    // Backends whose service no longer lists their credential lose their tunnel.
+    // Backends whose service no longer lists their credential, or whose certificate the new CRL
+    // revokes, lose their tunnel (an agent the CRL refuses could otherwise serve until it reconnects).
     for (const backend of this.backends.all()) {
       const service = topology.services[backend.service];
       if (service === undefined || !service.credentials.includes(backend.credential) || service.gateway_endpoints.length === 0) this.kill(backend.id, 'no longer authorised by the topology');
+      else if (revoked.has(backend.certificateSerial)) this.kill(backend.id, `certificate ${backend.certificateSerial} revoked by the CRL`);
     }
     this.logger.info({ fronts: this.fronts.ports, backends: this.backends.size }, 'gateway reloaded');
   }

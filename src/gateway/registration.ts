@@ -13,6 +13,7 @@ import { createServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Topology } from '../topology/index.js';
+import { normaliseSerial } from '../pki/index.js';
 import { REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { freshBackendState } from './registry.js';
@@ -219,6 +220,7 @@ export class RegistrationListener {
       id: randomBytes(6).toString('hex'),
       service: hello.service,
       credential,
+      certificateSerial: normaliseSerial(socket.getPeerCertificate().serialNumber),
       agentId: hello.agent_id,
       host: hello.host,
       peer,

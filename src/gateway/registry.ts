@@ -10,6 +10,8 @@ export interface Backend {
   readonly id: string;
   readonly service: string;
   readonly credential: string;
+  /** Serial of the client certificate the agent registered with (normalised hex), for revocation on reload. */
+  readonly certificateSerial: string;
   /** Stable across the agent's reconnects (host, service, connection slot). */
   readonly agentId: string;
   readonly host: string;

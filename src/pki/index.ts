@@ -25,7 +25,7 @@ export type { RequestOptions, RequestResult, InstallOptions } from './host.js';
 export { renewalReason } from './renewal.js';
 export { inspectCert } from './inspect.js';
 export type { CertInfo } from './inspect.js';
-export { revoke, writeCrl, currentCrl, readRevoked, REVOCATION_REASONS } from './crl.js';
+export { revoke, writeCrl, currentCrl, readRevoked, readCrl, REVOCATION_REASONS } from './crl.js';
 export { normaliseSerial } from './keys.js';
 export type { RevocationReason, RevokedEntry } from './crl.js';
 export { credentialStatus, statusMetrics, writeStatusMetrics } from './status.js';

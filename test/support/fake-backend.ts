@@ -21,7 +21,7 @@ export function fakeBackend(id: string, options: { service?: string; load?: numb
     },
   } as unknown as ClientHttp2Session;
   const service = options.service ?? 'web';
-  const b: Backend = { id, service, credential: service, agentId: `host-${id}/${service}/0`, host: `host-${id}`, peer: '127.0.0.1:40000', connectedAt: new Date(Date.UTC(2026, 0, 1)), session, ...freshBackendState() };
+  const b: Backend = { id, service, credential: service, certificateSerial: '1a', agentId: `host-${id}/${service}/0`, host: `host-${id}`, peer: '127.0.0.1:40000', connectedAt: new Date(Date.UTC(2026, 0, 1)), session, ...freshBackendState() };
   b.load = options.load ?? null;
   b.openStreams = options.open ?? 0;
   b.health.set(options.endpoint ?? 'web', { state: options.health ?? 'healthy', streak: 0, reason: null, lastCheckAt: null, lastDurationMs: null });
