@@ -13,7 +13,8 @@ import { LeafSigner, credentialStatus, generateKeyPair, initCa, installCertifica
 import type { Ca } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { CLI } from '../support/run.js';
-import { asyncCodeOf, codeOf, scratch, topologyOf, waitForStdout } from './support.js';
+import { waitForOutput } from '../support/netns.js';
+import { asyncCodeOf, codeOf, scratch, topologyOf } from './support.js';
 
 const isRoot = process.getuid?.() === 0;
 const DAY = 86_400_000;
@@ -336,7 +337,7 @@ describe.runIf(isRoot)('without root', () => {
     chownSync(dir.path, uid, uid);
     const child = spawn('runuser', ['-u', user, '--', process.execPath, CLI, 'up', '--dns-listen', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
-      await waitForStdout(child, 'Ctrl-C stops it', 45_000);
+      await waitForOutput(child, 'Ctrl-C stops it', 45_000);
       const state = join(cwd, '.meshplane');
       for (const [host, name, kinds] of [['host1', 'web', ['client', 'server']], ['host2', 'db', ['client', 'server']], ['host3', 'db', ['client', 'server']], ['gw1', 'gateway', ['server']]] as const) {
         const base = join(state, 'credentials', host, 'x509', name);

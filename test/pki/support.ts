@@ -1,6 +1,5 @@
 /** Helpers for the PKI tests: topologies, a CA and issued material, openssl. */
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshplaneError } from '../../src/errors.js';
@@ -125,23 +124,3 @@ export async function asyncCodeOf(promise: Promise<unknown>): Promise<string | u
   return undefined;
 }
 
-/** Resolves once `child` has printed `text` on stdout; rejects on timeout or exit first (with its stderr). */
-export function waitForStdout(child: ChildProcess, text: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`no "${text}" within ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes(text)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before "${text}": ${err}`));
-    });
-  });
-}

@@ -15,9 +15,8 @@
  * Health checks are off everywhere: a backend serves as soon as its agent
  * registers (the checks have tests of their own).
  */
-import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -28,6 +27,7 @@ import type { GatewayTlsFiles } from '../../src/gateway/index.js';
 import { issueMeshCredentials } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh, silentLogger } from './dns.js';
+import { startProxyProtocolHaproxy } from './gateway.js';
 
 export const AUDIT_PORTS = { registration: 24600, tls: 24643, http: 24680, connect: 24628, siteBackend: 24681, appBackend: 24682, pipeBackend: 24683, pipeSecondPort: 24684 } as const;
 
@@ -80,28 +80,7 @@ pipe:
 
 /** haproxy as the backend that insists on PROXY protocol and says which client it learnt from it. */
 export function startAuditHaproxy(dir: string, mesh: AuditMesh): ChildProcessWithoutNullStreams {
-  const site = join(mesh.root('b1'), 'x509', 'site', 'server');
-  const pem = join(dir, 'site-haproxy.pem');
-  writeFileSync(pem, readFileSync(join(site, 'cert.pem'), 'utf8') + readFileSync(join(site, 'private_key.pem'), 'utf8'));
-  const config = join(dir, 'haproxy.cfg');
-  writeFileSync(
-    config,
-    `global
-  maxconn 2000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-frontend site
-  bind 127.0.0.1:${AUDIT_PORTS.siteBackend} accept-proxy ssl crt ${pem}
-  http-request return status 200 content-type text/plain lf-string "site client=%[src] port=%[src_port]\\n"
-frontend app
-  bind 127.0.0.1:${AUDIT_PORTS.appBackend} accept-proxy
-  http-request return status 200 content-type text/plain lf-string "app client=%[src] port=%[src_port] path=%[path]\\n"
-`,
-  );
-  return spawn('haproxy', ['-db', '-f', config]);
+  return startProxyProtocolHaproxy(dir, join(mesh.root('b1'), 'x509', 'site', 'server'), { site: AUDIT_PORTS.siteBackend, app: AUDIT_PORTS.appBackend });
 }
 
 export interface AuditGateway {

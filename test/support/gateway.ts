@@ -86,9 +86,17 @@ export async function prepareGatewayMesh(dir: string): Promise<GatewayFixture> {
 
 /** haproxy answering each request with what it learnt from the PROXY header. */
 export function startHaproxy(dir: string, fixture: GatewayFixture): ChildProcessWithoutNullStreams {
-  const site = join(fixture.root('b1'), 'x509', 'site', 'server');
+  return startProxyProtocolHaproxy(dir, join(fixture.root('b1'), 'x509', 'site', 'server'), { site: PORTS.siteBackend, app: PORTS.appBackend });
+}
+
+/**
+ * haproxy as the backend that insists on PROXY protocol and says which
+ * client it learnt from it: `site` speaks TLS with the certificate in
+ * `serverDir`, `app` plain HTTP (and echoes the path).
+ */
+export function startProxyProtocolHaproxy(dir: string, serverDir: string, ports: { readonly site: number; readonly app: number }): ChildProcessWithoutNullStreams {
   const pem = join(dir, 'site-haproxy.pem');
-  writeFileSync(pem, readFileSync(join(site, 'cert.pem'), 'utf8') + readFileSync(join(site, 'private_key.pem'), 'utf8'));
+  writeFileSync(pem, readFileSync(join(serverDir, 'cert.pem'), 'utf8') + readFileSync(join(serverDir, 'private_key.pem'), 'utf8'));
   const config = join(dir, 'haproxy.cfg');
   writeFileSync(
     config,
@@ -100,10 +108,10 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend site
-  bind 127.0.0.1:${PORTS.siteBackend} accept-proxy ssl crt ${pem}
+  bind 127.0.0.1:${ports.site} accept-proxy ssl crt ${pem}
   http-request return status 200 content-type text/plain lf-string "site client=%[src] port=%[src_port]\\n"
 frontend app
-  bind 127.0.0.1:${PORTS.appBackend} accept-proxy
+  bind 127.0.0.1:${ports.app} accept-proxy
   http-request return status 200 content-type text/plain lf-string "app client=%[src] port=%[src_port] path=%[path]\\n"
 `,
   );
