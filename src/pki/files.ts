@@ -149,13 +149,7 @@ export function writeFileSecure(path: string, data: string | Uint8Array, mode: n
       closeSync(fd);
     }
     renameSync(temp, path);
-    if (!durable) return;
-    const dirFd = openSync(dir, 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    if (durable) fsyncDir(dir);
   } catch (err) {
     rmSync(temp, { force: true });
     throw writeError(path, err);
@@ -167,14 +161,19 @@ export function removeFileDurable(path: string): void {
   try {
     if (!existsSync(path)) return;
     rmSync(path, { force: true });
-    const dirFd = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    fsyncDir(dirname(path));
   } catch (err) {
     throw writeError(path, err);
+  }
+}
+
+/** Puts a directory's entries (a rename, an unlink) on disk. */
+function fsyncDir(dir: string): void {
+  const dirFd = openSync(dir, 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
   }
 }
 
