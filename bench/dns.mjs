@@ -23,6 +23,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 const OURS_PORT = 25353;
 const NSD_PORT = 25354;
+const CEILING_PORT = 25355;
+const CEILING = join(ROOT, 'bench', 'node-udp-ceiling.mjs');
 const QPS_SECONDS = 8;
 const QPS_ROUNDS = 2;
 const LATENCY_RATE = 20_000;
@@ -172,11 +174,18 @@ async function main(dir) {
   const nsd = spawn('nsd', ['-d', '-c', join(nsdDir, 'nsd.conf')], { stdio: 'inherit' });
   if (!(await waitForAnswer(NSD_PORT, probeName, 30_000))) throw new Error('NSD did not answer');
 
+  // --- the bare Node ceiling: precomputed replies, nothing else ------------
+  const zoneJson = join(dir, 'zone.json');
+  writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(zone) }));
+  const ceiling = spawn(process.execPath, [CEILING, String(CEILING_PORT), zoneJson], { stdio: 'inherit' });
+  if (!(await waitForAnswer(CEILING_PORT, probeName, 30_000))) throw new Error('the Node ceiling server did not answer');
+  const targets = [['ours', OURS_PORT], ['nsd', NSD_PORT], ['node-ceiling', CEILING_PORT]];
+
   try {
     // --- throughput, interleaved ---------------------------------------------
-    const perf = { ours: [], nsd: [] };
+    const perf = { ours: [], nsd: [], 'node-ceiling': [] };
     for (let round = 0; round < QPS_ROUNDS; round++) {
-      for (const [name, port] of [['ours', OURS_PORT], ['nsd', NSD_PORT]]) {
+      for (const [name, port] of targets) {
         const result = dnsperf(port, queries, ['-l', String(QPS_SECONDS), '-q', '500', '-t', '2']);
         perf[name].push(result.qps);
         log(`round ${round + 1} ${name}: ${sig(result.qps)} qps, ${result.lost} lost`);
@@ -188,7 +197,7 @@ async function main(dir) {
 
     // --- latency at a fixed rate ---------------------------------------------
     const latency = {};
-    for (const [name, port] of [['ours', OURS_PORT], ['nsd', NSD_PORT]]) {
+    for (const [name, port] of targets) {
       const result = dnsperf(port, queries, ['-l', String(LATENCY_SECONDS), '-Q', String(LATENCY_RATE), '-q', '500', '-t', '2', '-v']);
       latency[name] = p50Latency(result.out);
       log(`${name} at ${LATENCY_RATE} qps: p50 ${sig(latency[name].p50 * 1e6)} us over ${latency[name].samples} queries, ${result.lost} lost`);
@@ -209,10 +218,15 @@ async function main(dir) {
     log(`RESULT p50-latency ours=${sig(latency.ours.p50 * 1e6)} nsd=${sig(latency.nsd.p50 * 1e6)} ratio=${ratio(latency.nsd.p50, latency.ours.p50)}`);
     log(`RESULT p50-latency-vs-2x-nsd-us ours=${sig(latency.ours.p50 * 1e6)} two_nsd=${sig(2 * latency.nsd.p50 * 1e6)} ratio=${ratio(2 * latency.nsd.p50, latency.ours.p50)}`);
     log(`RESULT rss_10k_hosts_mib ours=${sig(afterAll.peak)} target=${RSS_TARGET_MIB} ratio=${ratio(RSS_TARGET_MIB, afterAll.peak)}`);
+    const qpsCeiling = mean(perf['node-ceiling']);
+    log(`RESULT ceiling-qps node-ceiling=${Math.round(qpsCeiling)} nsd=${Math.round(qpsNsd)} ratio=${ratio(qpsCeiling, qpsNsd)}`);
+    log(`RESULT qps-vs-ceiling ours=${Math.round(qpsOurs)} node-ceiling=${Math.round(qpsCeiling)} ratio=${ratio(qpsOurs, qpsCeiling)}`);
+    log(`RESULT ceiling-p50-latency node-ceiling=${sig(latency['node-ceiling'].p50 * 1e6)} nsd=${sig(latency.nsd.p50 * 1e6)} ratio=${ratio(latency.nsd.p50, latency['node-ceiling'].p50)}`);
     log(`RESULT first_answer_10k_hosts_seconds ours=${sig(firstAnswerS)} target=${START_TARGET_S} ratio=${ratio(START_TARGET_S, firstAnswerS)}`);
   } finally {
     await stop(ours);
     await stop(nsd);
+    await stop(ceiling);
   }
 }
 
