@@ -171,17 +171,19 @@ async function main(dir) {
     join(nsdDir, 'nsd.conf'),
     `server:\n  ip-address: 127.0.0.1@${NSD_PORT}\n  server-count: 1\n  username: ""\n  chroot: ""\n  zonesdir: "${nsdDir}"\n  database: ""\n  pidfile: "${nsdDir}/nsd.pid"\n  xfrdfile: "${nsdDir}/xfrd.state"\n  zonelistfile: "${nsdDir}/zone.list"\n  logfile: "${nsdDir}/nsd.log"\n  rrl-ratelimit: 0\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: ${topology.domain}\n  zonefile: zone\n`,
   );
-  const nsd = spawn('nsd', ['-d', '-c', join(nsdDir, 'nsd.conf')], { stdio: 'inherit' });
-  if (!(await waitForAnswer(NSD_PORT, probeName, 30_000))) throw new Error('NSD did not answer');
-
-  // --- the bare Node ceiling: precomputed replies, nothing else ------------
-  const zoneJson = join(dir, 'zone.json');
-  writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(zone) }));
-  const ceiling = spawn(process.execPath, [CEILING, String(CEILING_PORT), zoneJson], { stdio: 'inherit' });
-  if (!(await waitForAnswer(CEILING_PORT, probeName, 30_000))) throw new Error('the Node ceiling server did not answer');
-  const targets = [['ours', OURS_PORT], ['nsd', NSD_PORT], ['node-ceiling', CEILING_PORT]];
-
+  let nsd = null;
+  let ceiling = null;
   try {
+    nsd = spawn('nsd', ['-d', '-c', join(nsdDir, 'nsd.conf')], { stdio: 'inherit' });
+    if (!(await waitForAnswer(NSD_PORT, probeName, 30_000))) throw new Error('NSD did not answer');
+
+    // --- the bare Node ceiling: precomputed replies, nothing else ------------
+    const zoneJson = join(dir, 'zone.json');
+    writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(zone) }));
+    ceiling = spawn(process.execPath, [CEILING, String(CEILING_PORT), zoneJson], { stdio: 'inherit' });
+    if (!(await waitForAnswer(CEILING_PORT, probeName, 30_000))) throw new Error('the Node ceiling server did not answer');
+    const targets = [['ours', OURS_PORT], ['nsd', NSD_PORT], ['node-ceiling', CEILING_PORT]];
+
     // --- throughput, interleaved ---------------------------------------------
     const perf = { ours: [], nsd: [], 'node-ceiling': [] };
     for (let round = 0; round < QPS_ROUNDS; round++) {
@@ -225,8 +227,8 @@ async function main(dir) {
     log(`RESULT first_answer_10k_hosts_seconds ours=${sig(firstAnswerS)} target=${START_TARGET_S} ratio=${ratio(START_TARGET_S, firstAnswerS)}`);
   } finally {
     await stop(ours);
-    await stop(nsd);
-    await stop(ceiling);
+    if (nsd !== null) await stop(nsd);
+    if (ceiling !== null) await stop(ceiling);
   }
 }
 
