@@ -222,7 +222,7 @@ export class Agent {
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number): void {
-    stream.on('error', () => undefined);
+    stream.on('error', ignore);
     if (headers[':method'] === 'GET' && headers[':path'] === REGISTRATION_PATH) {
       const hello: AgentHello = { agent_id: `${this.options.host}/${this.options.service}/${slot}`, host: this.options.host, service: this.options.service, credential: this.options.credential, version: this.options.version };
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
@@ -250,19 +250,25 @@ export class Agent {
     // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
     stream.respond({ ':status': 200 });
     const socket = netConnect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true });
-    socket.once('error', (err) => {
+    // These listeners live only until the backend connection is made; then pipeBoth's shared ones
+    // take over, so an idle tunnel holds no closures.
+    const onConnectError = (err: Error): void => {
+      stream.off('close', onEarlyClose);
       this.logger.warn({ backend: `${backend.address}:${backend.port}`, endpoint, err: err.message }, 'cannot connect to the local backend');
       if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CONNECT_ERROR);
-    });
-    stream.once('close', () => {
-      if (socket.connecting) socket.destroy();
-    });
+    };
+    const onEarlyClose = (): void => {
+      socket.destroy();
+    };
+    socket.once('error', onConnectError);
+    stream.once('close', onEarlyClose);
     socket.once('connect', () => {
+      stream.off('close', onEarlyClose);
       if (stream.destroyed) {
         socket.destroy();
         return;
       }
-      socket.removeAllListeners('error');
+      socket.off('error', onConnectError);
       if (proxy !== 'none') {
         socket.write(
           proxyHeader(proxy, {
@@ -277,3 +283,6 @@ export class Agent {
     });
   }
 }
+
+/** Tunnel streams report nothing of their own: a reset just closes them. */
+function ignore(): void {}

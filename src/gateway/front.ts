@@ -7,6 +7,7 @@
  * head for CONNECT, whose client gets "200 Connection established").
  */
 import { constants as http2Constants } from 'node:http2';
+import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -15,7 +16,7 @@ import { readClientHello } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
 import type { BackendPicker } from './balance.js';
 import type { Backend } from './registry.js';
-import type { Route, RoutingTable } from './routes.js';
+import type { FrontPort, Route, RoutingTable } from './routes.js';
 
 export type FrontRefusal = 'timeout' | 'bad_hello' | 'bad_request' | 'no_route' | 'no_backend' | 'no_healthy_backend' | 'backends_full' | 'tunnel_failed';
 
@@ -54,6 +55,8 @@ export class FrontListeners {
   private readonly servers = new Map<number, Server[]>();
   private readonly sockets = new Set<Socket>();
   private table: RoutingTable;
+  /** The 'close' listener of every client socket: one function, not one closure per connection. */
+  private readonly forgetSocket: (this: Socket) => void;
 
   constructor(
     table: RoutingTable,
@@ -63,6 +66,10 @@ export class FrontListeners {
     private readonly logger: Logger,
   ) {
     this.table = table;
+    const sockets = this.sockets;
+    this.forgetSocket = function (this: Socket): void {
+      sockets.delete(this);
+    };
   }
 
   /** Ports actually bound (port 0 in the table is not used: fronts are fixed ports). */
@@ -111,60 +118,48 @@ export class FrontListeners {
   }
 
   private onConnection(socket: Socket, port: number): void {
-    const id = (++connectionCounter).toString(36);
-    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
-    socket.on('error', () => undefined);
+    socket.on('close', this.forgetSocket);
+    socket.on('error', ignore);
     const front = this.table.ports.get(port);
     if (front === undefined) {
       socket.destroy();
       return;
     }
-    const table = this.table;
-    let buffered: Buffer = Buffer.alloc(0);
-    let decided = false;
-    const refuse = (reason: FrontRefusal, detail: string): void => {
-      decided = true;
-      clearTimeout(timer);
-      socket.off('data', onData);
-      this.events.refused(port, reason, peer, detail, id);
-      const status = front.kind === 'http' ? RESPONSES[reason] : undefined;
-      // CONNECT clients get a closed connection when no backend can take them, like TLS ones.
-      if (status !== undefined && !(status.startsWith('503') && isConnect)) {
-        socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${detail.length + 1}\r\n\r\n${detail}\n`);
-        setTimeout(() => socket.destroy(), 1000).unref();
-      } else {
-        socket.destroy();
-      }
-    };
-    let isConnect = false;
-    let backendPort: number | null = null;
+    const connection: Connection = { socket, port, id: ++connectionCounter, kind: front.kind, isConnect: false };
     if (front.kind === 'tcp' && front.fallback !== null) {
       // Nothing to read first: the port is the route.
       const route = front.fallback;
       const picked = this.picker.pick(route, socket.remoteAddress ?? '');
-      decided = true;
-      if ('refusal' in picked) {
-        this.events.refused(port, picked.refusal, peer, picked.detail, id);
-        socket.destroy();
-        return;
-      }
-      const backend = picked.backend;
+      if ('refusal' in picked) return this.refuse(connection, picked.refusal, picked.detail);
       socket.pause();
-      this.tunnel(socket, peer, port, route, backend, Buffer.alloc(0), false, null, (reason, detail) => {
-        this.events.refused(port, reason, peer, detail, id);
-        socket.destroy();
-      });
+      this.tunnel(connection, route, picked.backend, EMPTY, null);
       return;
     }
+    this.peek(connection);
+  }
+
+  /** Reads until the hello or request head names a route (or cannot), within the cap and timeout. */
+  private peek(connection: Connection): void {
+    const { socket, port } = connection;
+    const table = this.table;
+    let buffered: Buffer = EMPTY;
+    const decide = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+    };
+    const refuse = (reason: FrontRefusal, detail: string): void => {
+      decide();
+      this.refuse(connection, reason, detail);
+    };
     const timer = setTimeout(() => refuse('timeout', `nothing routable within ${this.options.peekTimeoutMs} ms`), this.options.peekTimeoutMs);
     const onData = (chunk: Buffer): void => {
-      if (decided) return;
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       let route: Route | null;
       let replay: Buffer = buffered;
-      if (front.kind === 'tls') {
+      let backendPort: number | null = null;
+      if (connection.kind === 'tls') {
         const hello = readClientHello(buffered);
         if (hello.kind === 'incomplete') return;
         if (hello.kind === 'invalid') return refuse('bad_hello', hello.reason);
@@ -174,10 +169,10 @@ export class FrontListeners {
         const head = readRequestHead(buffered);
         if (head.kind === 'incomplete') return;
         if (head.kind === 'invalid') return refuse('bad_request', head.reason);
-        isConnect = head.method === 'CONNECT';
-        route = table.lookup(port, head.host, isConnect);
-        if (route === null) return refuse('no_route', `no route for ${isConnect ? 'CONNECT to' : 'Host'} ${head.host ?? '(none)'}`);
-        if (isConnect) {
+        connection.isConnect = head.method === 'CONNECT';
+        route = table.lookup(port, head.host, connection.isConnect);
+        if (route === null) return refuse('no_route', `no route for ${connection.isConnect ? 'CONNECT to' : 'Host'} ${head.host ?? '(none)'}`);
+        if (connection.isConnect) {
           replay = buffered.subarray(head.headLength);
           backendPort = head.port;
           if (backendPort !== null && route.servicePorts.length > 0 && !route.servicePorts.includes(backendPort)) {
@@ -187,21 +182,32 @@ export class FrontListeners {
       }
       const picked = this.picker.pick(route, socket.remoteAddress ?? '');
       if ('refusal' in picked) return refuse(picked.refusal, picked.detail);
-      const backend = picked.backend;
-      decided = true;
-      clearTimeout(timer);
-      socket.off('data', onData);
+      decide();
       socket.pause();
-      this.tunnel(socket, peer, port, route, backend, replay, isConnect, backendPort, refuse);
+      this.tunnel(connection, route, picked.backend, replay, backendPort);
     };
+    const onEnd = (): void => refuse('bad_request', 'client closed before it could be routed');
     socket.on('data', onData);
-    socket.on('end', () => {
-      if (!decided) refuse('bad_request', 'client closed before it could be routed');
-    });
+    socket.on('end', onEnd);
   }
 
-  private tunnel(socket: Socket, peer: string, port: number, route: Route, backend: Backend, replay: Buffer, isConnect: boolean, backendPort: number | null, refuse: (reason: FrontRefusal, detail: string) => void): void {
-    let stream;
+  /** Logs and counts a refusal; HTTP clients get a status line, others a closed connection. */
+  private refuse(connection: Connection, reason: FrontRefusal, detail: string): void {
+    const { socket } = connection;
+    this.events.refused(connection.port, reason, peerOf(socket), detail, connection.id.toString(36));
+    const status = connection.kind === 'http' ? RESPONSES[reason] : undefined;
+    // CONNECT clients get a closed connection when no backend can take them, like TLS ones.
+    if (status !== undefined && !(status.startsWith('503') && connection.isConnect)) {
+      socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${detail.length + 1}\r\n\r\n${detail}\n`);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else {
+      socket.destroy();
+    }
+  }
+
+  private tunnel(connection: Connection, route: Route, backend: Backend, replay: Buffer, backendPort: number | null): void {
+    const { socket } = connection;
+    let stream: ClientHttp2Stream;
     try {
       stream = backend.session.request(
         {
@@ -212,60 +218,136 @@ export class FrontListeners {
           [HEADER.clientAddress]: socket.remoteAddress ?? '',
           [HEADER.clientPort]: String(socket.remotePort ?? 0),
           [HEADER.frontAddress]: socket.localAddress ?? '',
-          [HEADER.frontPort]: String(socket.localPort ?? port),
+          [HEADER.frontPort]: String(socket.localPort ?? connection.port),
         },
         { endStream: false },
       );
     } catch (err) {
-      refuse('tunnel_failed', `backend ${backend.id}: ${(err as Error).message}`);
+      this.refuse(connection, 'tunnel_failed', `backend ${backend.id}: ${(err as Error).message}`);
       return;
     }
     backend.openStreams++;
-    let counted = true;
-    const release = (): void => {
-      if (counted) backend.openStreams--;
-      counted = false;
-    };
-    stream.on('close', release);
-    const opened = performance.now();
+    const tunnel = new Tunnel(this, connection, route, backend, connection.isConnect ? replay : EMPTY);
+    (stream as TunnelStream)[TUNNEL] = tunnel;
+    stream.on('close', onTunnelClose);
+    stream.on('error', onTunnelError);
+    stream.on('response', onTunnelResponse);
     // Send what was read while routing right away, with the request: the agent answers before its
     // backend connection is up, so neither waits for the other.
-    if (!isConnect && replay.length > 0) stream.write(replay);
-    let responded = false;
-    stream.on('error', (err: Error) => {
-      if (responded) return;
-      this.events.failed(route, backend);
-      refuse('tunnel_failed', `backend ${backend.id}: ${err.message}`);
-    });
-    stream.once('response', (headers) => {
-      responded = true;
-      const status = Number(headers[':status']);
-      if (status !== 200) {
-        stream.close();
-        this.events.failed(route, backend);
-        refuse('tunnel_failed', `backend ${backend.id} answered ${status} (its local service refused the connection?)`);
-        return;
-      }
-      this.events.routed(route, backend, peer);
-      if (isConnect) {
-        socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-        if (replay.length > 0) stream.write(replay);
-      }
-      let answered = false;
-      stream.once('data', () => {
-        answered = true;
-        this.events.firstByte(backend, (performance.now() - opened) / 1000);
-      });
-      // The agent answers before dialling its backend, so a refusal there shows later: the stream is
-      // reset with CONNECT_ERROR, or (when its end overtakes the reset) ends with nothing sent back
-      // while the client still had its side open.
-      let endedUnanswered = false;
-      stream.once('end', () => (endedUnanswered = !answered && !socket.readableEnded));
-      stream.once('close', () => {
-        if (!answered && (stream.rstCode === http2Constants.NGHTTP2_CONNECT_ERROR || endedUnanswered)) this.events.failed(route, backend);
-      });
-      pipeBoth(socket, stream);
-      socket.resume();
-    });
+    if (!connection.isConnect && replay.length > 0) stream.write(replay);
   }
+
+  /** For the shared stream listeners below. */
+  tunnelFailed(tunnel: Tunnel, detail: string): void {
+    this.events.failed(tunnel.route, tunnel.backend);
+    this.refuse(tunnel.connection, 'tunnel_failed', `backend ${tunnel.backend.id}: ${detail}`);
+  }
+
+  tunnelRouted(tunnel: Tunnel): void {
+    this.events.routed(tunnel.route, tunnel.backend, peerOf(tunnel.connection.socket));
+  }
+
+  tunnelAnswered(tunnel: Tunnel): void {
+    this.events.firstByte(tunnel.backend, (performance.now() - tunnel.opened) / 1000);
+  }
+
+  tunnelRefusedLate(tunnel: Tunnel): void {
+    this.events.failed(tunnel.route, tunnel.backend);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Client connections never report errors of their own: a reset just closes them. */
+function ignore(): void {}
+
+function peerOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+}
+
+/** A client connection on a front port. */
+interface Connection {
+  readonly socket: Socket;
+  readonly port: number;
+  /** Numbers the connection in refusal logs. */
+  readonly id: number;
+  readonly kind: FrontPort['kind'];
+  isConnect: boolean;
+}
+
+/**
+ * A routed connection's state, kept on its HTTP/2 stream and read by the
+ * shared listeners below (a gateway holds thousands of idle tunnels: no
+ * closures per tunnel).
+ */
+class Tunnel {
+  readonly opened = performance.now();
+  /** Counted in the backend's open streams until the stream closes. */
+  counted = true;
+  responded = false;
+  /** The backend sent its first byte. */
+  answered = false;
+  endedUnanswered = false;
+  constructor(
+    readonly front: FrontListeners,
+    readonly connection: Connection,
+    readonly route: Route,
+    readonly backend: Backend,
+    /** CONNECT only: bytes that came after the request head, sent once the agent answers. */
+    public replay: Buffer,
+  ) {}
+}
+
+const TUNNEL = Symbol('meshplane.front.tunnel');
+type TunnelStream = ClientHttp2Stream & { [TUNNEL]: Tunnel };
+
+function onTunnelError(this: TunnelStream, err: Error): void {
+  const tunnel = this[TUNNEL];
+  if (!tunnel.responded) tunnel.front.tunnelFailed(tunnel, err.message);
+}
+
+function onTunnelResponse(this: TunnelStream, headers: IncomingHttpHeaders): void {
+  this.off('response', onTunnelResponse);
+  const tunnel = this[TUNNEL];
+  tunnel.responded = true;
+  const status = Number(headers[':status']);
+  if (status !== 200) {
+    this.close();
+    tunnel.front.tunnelFailed(tunnel, `answered ${status} (its local service refused the connection?)`);
+    return;
+  }
+  tunnel.front.tunnelRouted(tunnel);
+  const { socket, isConnect } = tunnel.connection;
+  if (isConnect) {
+    socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+    if (tunnel.replay.length > 0) this.write(tunnel.replay);
+    tunnel.replay = EMPTY;
+  }
+  this.on('data', onTunnelFirstData);
+  this.on('end', onTunnelEnd);
+  pipeBoth(socket, this);
+  socket.resume();
+}
+
+function onTunnelFirstData(this: TunnelStream): void {
+  this.off('data', onTunnelFirstData);
+  const tunnel = this[TUNNEL];
+  tunnel.answered = true;
+  tunnel.front.tunnelAnswered(tunnel);
+}
+
+// The agent answers before dialling its backend, so a refusal there shows later: the stream is
+// reset with CONNECT_ERROR, or (when its end overtakes the reset) ends with nothing sent back
+// while the client still had its side open.
+function onTunnelEnd(this: TunnelStream): void {
+  this.off('end', onTunnelEnd);
+  const tunnel = this[TUNNEL];
+  tunnel.endedUnanswered = !tunnel.answered && !tunnel.connection.socket.readableEnded;
+}
+
+function onTunnelClose(this: TunnelStream): void {
+  const tunnel = this[TUNNEL];
+  if (tunnel.counted) tunnel.backend.openStreams--;
+  tunnel.counted = false;
+  if (tunnel.responded && !tunnel.answered && (this.rstCode === http2Constants.NGHTTP2_CONNECT_ERROR || tunnel.endedUnanswered)) tunnel.front.tunnelRefusedLate(tunnel);
 }

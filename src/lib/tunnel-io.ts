@@ -65,6 +65,33 @@ export interface AgentHello {
   readonly version: string;
 }
 
+/** One direction of a pipe: what `from` reads is written to `to`. */
+class PipeDirection {
+  /** Within a turn of the event loop that already wrote once. */
+  inTurn = false;
+  /** `to` is corked until the turn ends. */
+  corked = false;
+  constructor(
+    readonly from: Duplex,
+    readonly to: Duplex,
+    readonly pipe: Pipe,
+  ) {}
+}
+
+class Pipe {
+  firstError: Error | null = null;
+  closed = 0;
+  constructor(
+    readonly a: Duplex,
+    readonly b: Duplex,
+    readonly onClose: ((error: Error | null) => void) | undefined,
+  ) {}
+}
+
+/** On each piped stream: the direction it is the source of. */
+const OUTBOUND = Symbol('meshplane.pipe.outbound');
+type Piped = Duplex & { [OUTBOUND]: PipeDirection };
+
 /**
  * Pipes a and b both ways with backpressure. FIN in one direction is passed
  * on with end() and the other direction keeps flowing (half-close). Nothing
@@ -73,65 +100,89 @@ export interface AgentHello {
  * cut off. When one side closes while the other can still send to it, that
  * other side is destroyed (nothing could reach the closed one); an error on
  * either destroys both. `onClose` runs once both have closed.
+ *
+ * The listeners are shared functions that find their state on the stream,
+ * not closures per pipe: a gateway holds thousands of idle pipes, and
+ * closures with their contexts were most of an idle pipe's memory.
  */
 export function pipeBoth(a: Duplex, b: Duplex, onClose?: (error: Error | null) => void): void {
-  let firstError: Error | null = null;
-  let closed = 0;
-  const oneWay = (from: Duplex, to: Duplex): void => {
-    // An HTTP/2 stream delivers a DATA frame in pieces, one per TLS record
-    // it spans (8 KiB on average): writing each straight on would cost a
-    // syscall per piece. The first piece of a turn of the event loop goes
-    // out at once (a small request waits for nothing); the rest of that turn
-    // is corked and leaves in one writev. (setImmediate, not nextTick: the
-    // tick queue runs after every piece.)
-    let inTurn = false;
-    let corked = false;
-    const endTurn = (): void => {
-      inTurn = false;
-      if (corked) {
-        corked = false;
-        to.uncork();
-      }
-    };
-    from.on('data', (chunk: Buffer) => {
-      if (!inTurn) {
-        inTurn = true;
-        setImmediate(endTurn);
-      } else if (!corked) {
-        corked = true;
-        to.cork();
-      }
-      if (!to.write(chunk)) from.pause();
-    });
-    to.on('drain', () => from.resume());
-    // A cut stream also "ends" (Node pushes EOF when it is reset): that is no FIN to pass on.
-    from.on('end', () => {
-      if (!wasCut(from)) to.end();
-    });
-    // A FIN that came while the caller held the stream paused has already been announced.
-    if (from.readableEnded) to.end();
-    from.on('error', (err) => {
-      firstError ??= err;
-      a.destroy();
-      b.destroy();
-    });
-    from.on('close', () => {
-      // Still readable: it can never deliver what it reads, so stop it. When
-      // the tunnel stream was cut (reset with an error code, or its session
-      // died), a TCP peer gets a reset rather than a FIN: a FIN would read
-      // as "the other end finished", and a half-open client would wait for
-      // a close that a FIN never brings.
-      if (!to.readableEnded) {
-        // (Not after a FIN: libuv cannot reset a socket that is shutting down.)
-        if (wasCut(from) && to instanceof Socket && !to.writableEnded) to.resetAndDestroy();
-        else to.destroy();
-      }
-      closed++;
-      if (closed === 2) onClose?.(firstError);
-    });
-  };
-  oneWay(a, b);
-  oneWay(b, a);
+  const pipe = new Pipe(a, b, onClose);
+  connect(new PipeDirection(a, b, pipe));
+  connect(new PipeDirection(b, a, pipe));
+}
+
+function connect(direction: PipeDirection): void {
+  const { from } = direction;
+  (from as Piped)[OUTBOUND] = direction;
+  from.on('data', onData);
+  from.on('drain', onDrain);
+  // A cut stream also "ends" (Node pushes EOF when it is reset): that is no FIN to pass on.
+  from.on('end', onEnd);
+  from.on('error', onError);
+  from.on('close', onSourceClose);
+  // A FIN that came while the caller held the stream paused has already been announced.
+  if (from.readableEnded) direction.to.end();
+}
+
+/**
+ * An HTTP/2 stream delivers a DATA frame in pieces, one per TLS record it
+ * spans (8 KiB on average): writing each straight on would cost a syscall
+ * per piece. The first piece of a turn of the event loop goes out at once
+ * (a small request waits for nothing); the rest of that turn is corked and
+ * leaves in one writev. (setImmediate, not nextTick: the tick queue runs
+ * after every piece.)
+ */
+function onData(this: Piped, chunk: Buffer): void {
+  const direction = this[OUTBOUND];
+  const { to } = direction;
+  if (!direction.inTurn) {
+    direction.inTurn = true;
+    setImmediate(endTurn, direction);
+  } else if (!direction.corked) {
+    direction.corked = true;
+    to.cork();
+  }
+  if (!to.write(chunk)) this.pause();
+}
+
+function endTurn(direction: PipeDirection): void {
+  direction.inTurn = false;
+  if (direction.corked) {
+    direction.corked = false;
+    direction.to.uncork();
+  }
+}
+
+/** This stream takes writes again: let the other side read on. */
+function onDrain(this: Piped): void {
+  this[OUTBOUND].to.resume();
+}
+
+function onEnd(this: Piped): void {
+  if (!wasCut(this)) this[OUTBOUND].to.end();
+}
+
+function onError(this: Piped, err: Error): void {
+  const { pipe } = this[OUTBOUND];
+  pipe.firstError ??= err;
+  pipe.a.destroy();
+  pipe.b.destroy();
+}
+
+function onSourceClose(this: Piped): void {
+  const { to, pipe } = this[OUTBOUND];
+  // Still readable: it can never deliver what it reads, so stop it. When
+  // the tunnel stream was cut (reset with an error code, or its session
+  // died), a TCP peer gets a reset rather than a FIN: a FIN would read
+  // as "the other end finished", and a half-open client would wait for
+  // a close that a FIN never brings.
+  if (!to.readableEnded) {
+    // (Not after a FIN: libuv cannot reset a socket that is shutting down.)
+    if (wasCut(this) && to instanceof Socket && !to.writableEnded) to.resetAndDestroy();
+    else to.destroy();
+  }
+  pipe.closed++;
+  if (pipe.closed === 2) pipe.onClose?.(pipe.firstError);
 }
 
 /** An HTTP/2 stream that closed with RST_STREAM carrying an error code (CANCEL when its session died). */
