@@ -28,6 +28,7 @@ import { issueMeshCredentials } from '../dist/pki/index.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 const RELAY = join(ROOT, 'bench', 'node-relay.mjs');
+const GC_PRELOAD = join(ROOT, 'bench', 'gc-on-signal.mjs');
 const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612 };
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
@@ -39,6 +40,8 @@ const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
 const IPERF_SECONDS = 4;
 const WRK_SECONDS = 4;
 const IDLE_CONNECTIONS = Number(process.env.BENCH_IDLE ?? 1000);
+/** Batches of idle connections opened one after another (after a warm-up): the slope from the first to the last. */
+const MEMORY_BATCHES = 3;
 
 const log = (line) => process.stdout.write(`${line}\n`);
 const sig = (x) => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x));
@@ -70,6 +73,31 @@ async function waitForPort(port, timeoutMs = 15_000) {
 
 function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+/**
+ * Memory the processes hold, in KiB: each collects its garbage first (bench/gc-on-signal.mjs,
+ * on SIGUSR2) and reports process.memoryUsage(); summed over the processes.
+ */
+async function heldMemoryKiB(children, memoryDir) {
+  const files = children.map((child) => join(memoryDir, `${child.pid}.json`));
+  for (const file of files) rmSync(file, { force: true });
+  for (const child of children) child.kill('SIGUSR2');
+  const deadline = Date.now() + 10_000;
+  const reports = [];
+  for (const file of files) {
+    for (;;) {
+      try {
+        reports.push(JSON.parse(readFileSync(file, 'utf8')));
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`no memory report in ${file} (started with ${GC_PRELOAD}?)`);
+        await sleep(50);
+      }
+    }
+  }
+  const sum = (key) => reports.reduce((total, report) => total + report[key], 0) / 1024;
+  return { rss: sum('rss'), heapUsed: sum('heapUsed'), heapTotal: sum('heapTotal'), external: sum('external') };
 }
 
 function iperf(port, streams, reverse) {
@@ -127,9 +155,14 @@ async function main(dir) {
   start('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
 
   // --- ours: the real CLI processes ---
-  const gateway = start(process.execPath, [...NODE_ARGS, BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn']);
+  // Preloaded for the memory figures only: it acts on SIGUSR2, which nothing else sends.
+  const memoryDir = join(dir, 'memory');
+  mkdirSync(memoryDir);
+  const measured = ['--expose-gc', '--import', GC_PRELOAD];
+  const measuredEnv = { env: { ...process.env, BENCH_MEMORY_DIR: memoryDir } };
+  const gateway = start(process.execPath, [...NODE_ARGS, ...measured, BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn'], measuredEnv);
   const agents = ['iperf', 'http'].map((service) =>
-    start(process.execPath, [...NODE_ARGS, BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn']),
+    start(process.execPath, [...NODE_ARGS, ...measured, BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn'], measuredEnv),
   );
 
   // --- ssh -R: sshd on loopback with a throwaway host key and client key ---
@@ -152,43 +185,79 @@ async function main(dir) {
   for (const port of [P.http, P.haHttp, P.sshHttp, P.oursHttp]) await waitForPort(port);
   await sleep(1000);
 
-  // --- memory per 1,000 idle tunnelled connections, measured before the load rounds (after
-  // them, a garbage collection can shrink the heap by more than the connections add). The
-  // first batch warms up (JIT code, heap and socket pools grow once); the second is measured.
-  const rssOurs = () => rssKiB(gateway.pid) + agents.reduce((sum, a) => sum + rssKiB(a.pid), 0);
-  const idleBatch = async () => {
-    const before = rssOurs();
-    const idle = [];
-    for (let i = 0; i < IDLE_CONNECTIONS; i++) {
-      idle.push(
-        await new Promise((resolve, reject) => {
-          const s = connect(P.oursHttp, '127.0.0.1', () => resolve(s));
-          s.on('error', reject);
-        }),
-      );
+  // --- memory per 1,000 idle tunnelled connections, measured before the load rounds: the
+  // growth of memory held (read after each process collected its garbage, bench/gc-on-signal.mjs)
+  // from 1,000 to 4,000 open connections, per 1,000. A warm-up batch is opened and closed first
+  // (JIT code, heap and socket pools grow once). The batches then stay open: with nothing freed
+  // between readings, no reading can reuse pages that an earlier batch gave back. (RSS as read,
+  // garbage included, is printed too: it depends on when V8 last collected.)
+  const ourProcesses = [gateway, ...agents];
+  const measureIdle = async (port, processes) => {
+    const rss = () => processes.reduce((sum, child) => sum + rssKiB(child.pid), 0);
+    const open = [];
+    const openBatch = async () => {
+      for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+        open.push(
+          await new Promise((resolve, reject) => {
+            const s = connect(port, '127.0.0.1', () => resolve(s));
+            s.on('error', reject);
+          }),
+        );
+      }
+      await sleep(2000);
+    };
+    const closeAll = async () => {
+      for (const s of open.splice(0)) s.destroy();
+      await sleep(2000);
+    };
+    await openBatch();
+    await closeAll();
+    const points = [];
+    for (let i = 0; i <= MEMORY_BATCHES; i++) {
+      await openBatch();
+      points.push({ open: open.length, rss: rss(), held: await heldMemoryKiB(processes, memoryDir) });
     }
-    await sleep(2000);
-    const after = rssOurs();
     if (process.env.BENCH_SNAPSHOT === '1') {
-      // Heap snapshots while the connections are open (children started with --heapsnapshot-signal=SIGUSR2).
-      for (const child of [gateway, ...agents]) child.kill('SIGUSR2');
+      // Heap snapshots while the connections are open (children started with --heapsnapshot-signal=SIGUSR1).
+      for (const child of processes) child.kill('SIGUSR1');
       await sleep(15_000);
     }
-    for (const s of idle) s.destroy();
-    await sleep(2000);
-    return { before, after };
+    await closeAll();
+    const first = points[0];
+    const last = points.at(-1);
+    const perThousand = (kib) => kib / 1024 / ((last.open - first.open) / 1000);
+    log(`  held after GC with ${points.map((p) => `${p.open}: ${sig(p.held.rss / 1024)}`).join(', ')} MiB; RSS as read ${points.map((p) => sig(p.rss / 1024)).join(', ')} MiB`);
+    return {
+      first,
+      last,
+      heldPerK: perThousand(last.held.rss - first.held.rss),
+      rssPerK: perThousand(last.rss - first.rss),
+      heapPerK: perThousand(last.held.heapUsed - first.held.heapUsed),
+      heapTotalPerK: perThousand(last.held.heapTotal - first.held.heapTotal),
+      externalPerK: perThousand(last.held.external - first.held.external),
+    };
   };
-  const warmup = await idleBatch();
-  const { before, after } = await idleBatch();
-  const perThousandMiB = (after - before) / 1024 / (IDLE_CONNECTIONS / 1000);
-  log(`ours: gateway + agent RSS ${sig(before / 1024)} -> ${sig(after / 1024)} MiB with ${IDLE_CONNECTIONS} idle tunnelled connections (first, warm-up batch: ${sig(warmup.before / 1024)} -> ${sig(warmup.after / 1024)} MiB)`);
+  const describe = (m) =>
+    `${sig(m.heldPerK)} MiB per 1,000 held from ${m.first.open} to ${m.last.open} (JS heap ${sig(m.heapPerK)} used, ${sig(m.heapTotalPerK)} reserved; external ${sig(m.externalPerK)}); ${sig(m.rssPerK)} MiB per 1,000 as read`;
+  const memory = await measureIdle(P.oursHttp, ourProcesses);
+  log(`ours, gateway + agents, idle tunnelled connections: ${describe(memory)}`);
 
   // --- the reference: two plain Node relays, outer -> inner -> backend ---
   start(process.execPath, [RELAY, String(P.relayIperfInner), String(P.iperf)]);
   start(process.execPath, [RELAY, String(P.relayIperf), String(P.relayIperfInner)]);
-  start(process.execPath, [RELAY, String(P.relayHttpInner), String(P.http)]);
-  start(process.execPath, [RELAY, String(P.relayHttp), String(P.relayHttpInner)]);
+  const relayPair = [
+    start(process.execPath, [...measured, RELAY, String(P.relayHttpInner), String(P.http)], measuredEnv),
+    start(process.execPath, [...measured, RELAY, String(P.relayHttp), String(P.relayHttpInner)], measuredEnv),
+  ];
   await waitForPort(P.relayHttp);
+  const relayMemory = await measureIdle(P.relayHttp, relayPair);
+  log(`node-relay-pair, idle connections: ${describe(relayMemory)}`);
+  const memoryResults = () => {
+  log(`RESULT mem-per-1k-idle-mib ours=${sig(memory.heldPerK)} target=10 ratio=${sig(10 / memory.heldPerK)}`);
+  log(`RESULT ceiling-mem-per-1k-idle-mib node-relay-pair=${sig(relayMemory.heldPerK)} ours=${sig(memory.heldPerK)} ratio=${sig(relayMemory.heldPerK / memory.heldPerK)}`);
+  };
+  /** BENCH_ROUNDS=0: the memory figures only. */
+  if (ROUNDS === 0) return memoryResults();
 
   const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp] };
   const targets = Object.fromEntries(Object.entries(allTargets).filter(([t]) => ONLY_TARGETS === null || ONLY_TARGETS.has(t)));
@@ -240,7 +309,7 @@ async function main(dir) {
     log(`RESULT ceiling-${name} node-relay-pair=${sig(relay)} ssh=${sig(ssh)} ratio=${sig(kind === 'rate' ? relay / ssh : ssh / relay)}`);
   }
   log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
-  log(`RESULT mem-per-1k-idle-mib ours=${sig(perThousandMiB)} target=10 ratio=${sig(10 / perThousandMiB)}`);
+  memoryResults();
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-gateway-'));
