@@ -116,6 +116,20 @@ export function readCrl(pemText: string, source: string, caPem?: string): CrlInf
   return { nextUpdate: next === undefined ? undefined : readTime(r, next), serials, signedByCa };
 }
 
+/**
+ * The serials a CRL revokes, when it is there, readable and signed by the
+ * CA; undefined otherwise (a CRL we cannot trust revokes nothing).
+ */
+export function trustedRevokedSerials(crlPem: string | undefined, source: string, caPem: string | undefined): ReadonlySet<string> | undefined {
+  if (crlPem === undefined || caPem === undefined) return undefined;
+  try {
+    const crl = readCrl(crlPem, source, caPem);
+    return crl.signedByCa ? crl.serials : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A PEM CRL's nextUpdate (undefined when it has none). */
 export function crlNextUpdate(pemText: string, source: string): Date | undefined {
   return readCrl(pemText, source).nextUpdate;

@@ -13,7 +13,7 @@ import { X509Certificate as NodeX509, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { MeshplaneError } from '../errors.js';
 import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
-import { readCrl } from './crl.js';
+import { trustedRevokedSerials } from './crl.js';
 import { makeCsr } from './csr.js';
 import type { Owner } from './files.js';
 import { MODES, credentialOwner, credentialPaths, ensureDir, publicOwner, removeFileDurable, writeFileSecure } from './files.js';
@@ -85,24 +85,12 @@ export async function requestCertificate(options: RequestOptions): Promise<Reque
   }
   const sans = entitledSans(options.topology, credential, host, options.kind);
   const caPem = options.caPem ?? readIfExists(paths.ca);
-  const existing = { certPem: readIfExists(paths.cert(options.kind)), keyPem, caPem, revoked: options.revoked ?? hostCrlSerials(paths.crl, caPem) };
+  const existing = { certPem: readIfExists(paths.cert(options.kind)), keyPem, caPem, revoked: options.revoked ?? trustedRevokedSerials(readIfExists(paths.crl), paths.crl, caPem) };
   const reason = options.force === true ? 'forced' : renewalReason(existing, sans, options.kind, options.now ?? new Date());
   if (reason === undefined) return { keyCreated, csrPem: undefined, reason, sans, csrPath: paths.csr(options.kind) };
   const csrPem = await makeCsr({ privateKeyPem: keyPem, credential: credential.name, kind: options.kind, sans });
   if (options.writeCsr !== false) writeFileSecure(paths.csr(options.kind), csrPem, MODES.certificate, publicOwner(owner));
   return { keyCreated, csrPem, reason, sans, csrPath: paths.csr(options.kind) };
-}
-
-/** Serials revoked by the CRL on this host, if it has one that the CA signed. */
-function hostCrlSerials(crlPath: string, caPem: string | undefined): ReadonlySet<string> | undefined {
-  const crlPem = readIfExists(crlPath);
-  if (crlPem === undefined || caPem === undefined) return undefined;
-  try {
-    const crl = readCrl(crlPem, crlPath, caPem);
-    return crl.signedByCa ? crl.serials : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function prepareDirs(paths: ReturnType<typeof credentialPaths>, kind: CertKind, owner: Owner | undefined): void {

@@ -12,9 +12,9 @@ import { inspectCert, trustProblem } from './inspect.js';
 import type { CertKind } from './sans.js';
 import { CERT_KINDS } from './sans.js';
 import { VALIDITY } from './validity.js';
-import { crlNextUpdate } from './crl.js';
+import { crlNextUpdate, trustedRevokedSerials } from './crl.js';
 
-export type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid';
+export type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid' | 'revoked';
 
 export interface CredentialStatus {
   readonly credential: string;
@@ -53,24 +53,29 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
   const files: FileExpiry[] = [];
   const x509Dir = join(root, 'x509');
   const names = existsSync(x509Dir) ? readdirSync(x509Dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : [];
+  // The CA's own CRL (with --ca-dir) is the newest word on revocation; the one beside each credential is what its services use.
+  const caCrl = caDir === undefined ? undefined : { path: join(caDir, 'crl.pem'), pem: read(join(caDir, 'crl.pem')), caPem: read(join(caDir, 'ca.pem')) };
   for (const name of names) {
     const paths = credentialPaths(root, name);
     const caPem = read(paths.ca);
     if (caPem !== undefined) addFile(files, paths.ca, 'ca', caPem);
     const crlPem = read(paths.crl);
     if (crlPem !== undefined) addFile(files, paths.crl, 'crl', crlPem);
+    const crls: Revocations[] = [];
+    for (const crl of [{ path: paths.crl, pem: crlPem, caPem }, ...(caCrl === undefined ? [] : [caCrl])]) {
+      const serials = trustedRevokedSerials(crl.pem, crl.path, crl.caPem);
+      if (serials !== undefined) crls.push({ path: crl.path, serials });
+    }
     for (const kind of CERT_KINDS) {
       const path = paths.cert(kind);
       const certPem = read(path);
       if (certPem === undefined) continue;
-      credentials.push(judge(name, kind, path, certPem, caPem, read(paths.key(kind)), now));
+      credentials.push(judge(name, kind, path, certPem, caPem, read(paths.key(kind)), crls, now));
     }
   }
-  if (caDir !== undefined) {
-    const caPem = read(join(caDir, 'ca.pem'));
-    if (caPem !== undefined) addFile(files, join(caDir, 'ca.pem'), 'ca', caPem);
-    const crlPem = read(join(caDir, 'crl.pem'));
-    if (crlPem !== undefined) addFile(files, join(caDir, 'crl.pem'), 'crl', crlPem);
+  if (caCrl !== undefined) {
+    if (caCrl.caPem !== undefined) addFile(files, join(caDir as string, 'ca.pem'), 'ca', caCrl.caPem);
+    if (caCrl.pem !== undefined) addFile(files, caCrl.path, 'crl', caCrl.pem);
   }
   return { credentials, files };
 }
@@ -84,7 +89,13 @@ function addFile(files: FileExpiry[], path: string, what: 'ca' | 'crl', pem: str
   }
 }
 
-function judge(credential: string, kind: CertKind, path: string, certPem: string, caPem: string | undefined, keyPem: string | undefined, now: Date): CredentialStatus {
+/** A CRL the CA signed, and the serials it revokes. */
+interface Revocations {
+  readonly path: string;
+  readonly serials: ReadonlySet<string>;
+}
+
+function judge(credential: string, kind: CertKind, path: string, certPem: string, caPem: string | undefined, keyPem: string | undefined, crls: readonly Revocations[], now: Date): CredentialStatus {
   let info;
   try {
     info = inspectCert(certPem, path);
@@ -97,6 +108,8 @@ function judge(credential: string, kind: CertKind, path: string, certPem: string
   const problem = trustProblem(certPem, caPem, now, keyPem);
   if (keyPem === undefined) return { ...base, status: 'invalid', detail: 'private key missing or unreadable' };
   if (problem !== undefined) return { ...base, status: 'invalid', detail: problem.reason };
+  const revokedBy = crls.find((crl) => crl.serials.has(info.serial));
+  if (revokedBy !== undefined) return { ...base, status: 'revoked', detail: `revoked by ${revokedBy.path}` };
   const life = info.notAfter.getTime() - info.notBefore.getTime();
   if (info.notAfter.getTime() - now.getTime() < life * VALIDITY.renewFraction) return { ...base, status: 'renew', detail: 'in its renewal window (last third of its life)' };
   return { ...base, status: 'ok', detail: '' };
@@ -125,7 +138,7 @@ export function statusMetrics(report: StatusReport, now: Date = new Date()): str
   );
   metric(
     'meshplane_pki_certificate_valid',
-    '1 when the certificate matches its key, verifies against ca.pem and has not expired; 0 otherwise.',
+    '1 when the certificate matches its key, verifies against ca.pem, has not expired and no CRL the CA signed revokes it; 0 otherwise.',
     report.credentials.map((c) => `meshplane_pki_certificate_valid{${leafLabels(c)}} ${c.status === 'ok' || c.status === 'renew' ? 1 : 0}`),
   );
   metric(

@@ -117,14 +117,25 @@ describe('meshplane pki: host and controller', () => {
     expect(again.stdout).toContain('was already revoked');
     const crlCheck = run('openssl', ['verify', '-CAfile', join(caDir, 'ca.pem'), '-CRLfile', join(caDir, 'crl.pem'), '-crl_check', cert]);
     expect(crlCheck.stdout + crlCheck.stderr).toContain('certificate revoked');
+    // Before the CRL reaches the host, status sees the revocation in the CA's own CRL.
+    const seenByCa = meshplane(['pki', 'status', '--credentials-root', root, '--ca-dir', caDir, '--json']);
+    expect(seenByCa.status).toBe(1);
+    const seenByCaReport = JSON.parse(seenByCa.stdout) as { credentials: { credential: string; kind: string; status: string; detail: string }[] };
+    expect(seenByCaReport.credentials.find((c) => c.credential === 'db' && c.kind === 'client')).toMatchObject({ status: 'revoked', detail: `revoked by ${join(caDir, 'crl.pem')}` });
     // On the host: once the new CRL is there (Ansible copies it), request asks for a new certificate.
     writeFileSync(join(root, 'x509', 'db', 'crl.pem'), readFileSync(join(caDir, 'crl.pem')));
+    const statusRevoked = meshplane(['pki', 'status', '--credentials-root', root, '--json']);
+    expect(statusRevoked.status).toBe(1);
+    const revokedReport = JSON.parse(statusRevoked.stdout) as { credentials: { credential: string; kind: string; status: string; detail: string }[] };
+    expect(revokedReport.credentials.find((c) => c.credential === 'db' && c.kind === 'client')).toMatchObject({ status: 'revoked', detail: `revoked by ${join(root, 'x509', 'db', 'crl.pem')}` });
+    expect(revokedReport.credentials.find((c) => c.credential === 'db' && c.kind === 'server')).toMatchObject({ status: 'ok' });
     const request = meshplane(['pki', 'request', '-t', topologyFile, '--host', 'host3', '--credential', 'db', '--kind', 'client', '--credentials-root', root]);
     expect(request.stdout).toContain(`(the certificate (serial ${serial!}) is revoked)`);
     const reissue = meshplane(['pki', 'issue', '--ca-dir', caDir, '-t', topologyFile, '--host', 'host3', '--credentials-root', root]);
     expect(reissue.stdout).toContain(`is revoked`);
     const fresh = run('openssl', ['verify', '-CAfile', join(caDir, 'ca.pem'), '-CRLfile', join(root, 'x509', 'db', 'crl.pem'), '-crl_check', cert]);
     expect(fresh.stdout).toContain(': OK');
+    expect(meshplane(['pki', 'status', '--credentials-root', root]).status).toBe(0);
     expect(meshplane(['pki', 'revoke', '--ca-dir', caDir, '--serial', 'xyz']).stderr).toContain('PKI_ERR_SERIAL');
   });
 

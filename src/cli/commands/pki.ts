@@ -71,7 +71,7 @@ ${TOPOLOGY_USAGE}
       --reason REASON          ${REVOCATION_REASONS.join(', ')} (default unspecified)
 
 Exit status: 0 ok; 1 refused or failed (error code printed, see docs/errors.md;
-"status" also exits 1 when a certificate is expired or invalid); 2 usage.`;
+"status" also exits 1 when a certificate is expired, invalid or revoked); 2 usage.`;
 
 type Handler = (args: readonly string[], io: CommandIO) => Promise<number>;
 
@@ -288,7 +288,7 @@ const status: Handler = (args, io) => {
     writeStatusMetrics(at(io, values['metrics-file']), report, now);
     if (!values.json) io.stdout(`meshplane pki: metrics written to ${values['metrics-file']}\n`);
   }
-  const bad = report.credentials.some((c) => c.status === 'expired' || c.status === 'invalid');
+  const bad = report.credentials.some((c) => c.status === 'expired' || c.status === 'invalid' || c.status === 'revoked');
   return Promise.resolve(bad ? EXIT_INVALID : EXIT_OK);
 };
 
