@@ -268,6 +268,35 @@ describe('started from services.yml and the inventory', () => {
     }
   });
 
+  it('watches the files services.yml includes, and new files matching a wildcard include', async () => {
+    const dir = `${work.path}/include-inputs`;
+    mkdirSync(`${dir}/common`, { recursive: true });
+    mkdirSync(`${dir}/services.d`);
+    mkdirSync(`${dir}/staging`);
+    const paths = writeMesh(dir, LOOPBACK_MESH);
+    writeFileSync(paths.services, `include: [common/extra.yml, services.d/*.yml]\n${LOOPBACK_MESH.services}`);
+    writeFileSync(`${dir}/common/extra.yml`, 'extra:\n  scheduling_group: app\n');
+    const { child, line } = await startCli(['-s', paths.services, '-i', paths.inventory, '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward']);
+    try {
+      const server = { address: '127.0.0.1', port: Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]) };
+      expect(addressesOf(await dig(server, ['extra.mesh.internal']))).toHaveLength(4);
+
+      // An included file in another directory changes (written the way editors and Ansible do).
+      writeFileSync(`${dir}/staging/extra.yml`, 'extra:\n  scheduling_group: db\n');
+      renameSync(`${dir}/staging/extra.yml`, `${dir}/common/extra.yml`);
+      await waitFor(async () => addressesOf(await dig(server, ['extra.mesh.internal'])).length === 2);
+
+      // A new file that the wildcard include now matches.
+      expect(addressesOf(await dig(server, ['late.mesh.internal']))).toHaveLength(0);
+      writeFileSync(`${dir}/staging/late.yml`, 'late:\n  scheduling_group: db\n  num_instances: 1\n');
+      renameSync(`${dir}/staging/late.yml`, `${dir}/services.d/late.yml`);
+      await waitFor(async () => addressesOf(await dig(server, ['late.mesh.internal'])).length === 1);
+      expect(child.exitCode).toBeNull();
+    } finally {
+      await stopCli(child);
+    }
+  });
+
   it('refuses a broken input at start with the error and a non-zero exit', async () => {
     const dir = `${work.path}/broken-inputs`;
     mkdirSync(dir);

@@ -63,13 +63,20 @@ export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors
 const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** Loads the file and its includes into one merged located tree. */
-export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; files: string[] } {
+export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; files: string[]; watch: ServicesConfig['watch'] } {
   const files: string[] = [];
-  const tree = loadWithIncludes(normalize(file), [], diags, files, undefined);
-  return { tree: tree ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, files };
+  const watch = { files: [] as string[], directories: [] as string[] };
+  const tree = loadWithIncludes(normalize(file), [], diags, files, watch, undefined);
+  return { tree: tree ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, files, watch };
 }
 
-function loadWithIncludes(file: string, stack: string[], diags: Diagnostics, files: string[], from: Loc | undefined): LMap | undefined {
+interface WatchList {
+  files: string[];
+  directories: string[];
+}
+
+function loadWithIncludes(file: string, stack: string[], diags: Diagnostics, files: string[], watch: WatchList, from: Loc | undefined): LMap | undefined {
+  if (!watch.files.includes(file)) watch.files.push(file);
   const root = readYamlFile(file, diags, from);
   if (root === undefined) return undefined;
   if (!files.includes(file)) files.push(file);
@@ -85,13 +92,13 @@ function loadWithIncludes(file: string, stack: string[], diags: Diagnostics, fil
       const path = includeEntry.value.kind === 'seq' ? joinPath('include', index) : 'include';
       const relative = readString(node, path, diags);
       if (relative === undefined) return;
-      for (const target of expandInclude(join(dirname(file), relative), node.loc, path, diags)) {
+      for (const target of expandInclude(join(dirname(file), relative), node.loc, path, diags, watch)) {
         if (resolve(target) === self || stack.includes(resolve(target))) {
           const chain = [...stack, file, target].map((f) => basename(f)).join(' -> ');
           diags.error('CONFIG_ERR_INCLUDE_CYCLE', node.loc, path, `include cycle: ${chain}`, { expected: 'includes that do not lead back to an including file' });
           continue;
         }
-        const included = loadWithIncludes(target, [...stack, self], diags, files, node.loc);
+        const included = loadWithIncludes(target, [...stack, self], diags, files, watch, node.loc);
         if (included !== undefined) merged = merged === undefined ? included : deepMerge(merged, included);
       }
     });
@@ -100,10 +107,11 @@ function loadWithIncludes(file: string, stack: string[], diags: Diagnostics, fil
 }
 
 /** `dir/*.yml` style includes: a `*` in the last path segment matches files. */
-function expandInclude(target: string, loc: Loc, path: string, diags: Diagnostics): string[] {
+function expandInclude(target: string, loc: Loc, path: string, diags: Diagnostics, watch: WatchList): string[] {
   const name = basename(target);
   if (!name.includes('*')) return [target];
   const dir = dirname(target);
+  if (!watch.directories.includes(dir)) watch.directories.push(dir);
   const pattern = new RegExp(`^${name.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
   let entries: string[];
   try {
@@ -116,7 +124,7 @@ function expandInclude(target: string, loc: Loc, path: string, diags: Diagnostic
 }
 
 export function readServices(file: string, diags: Diagnostics): ServicesConfig {
-  const { tree, files } = loadServicesTree(file, diags);
+  const { tree, files, watch } = loadServicesTree(file, diags);
   const services = new Map<string, ServiceConfig>();
   for (const [name, entry] of tree.entries) {
     // `.name:` keys are not services: they hold YAML anchors to reuse (`<<: *defaults`).
@@ -125,7 +133,7 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
     const service = readService(name, entry.value, entry.keyLoc, diags);
     if (service !== undefined) services.set(name, service);
   }
-  return { file: normalize(file), files, services };
+  return { file: normalize(file), files, watch, services };
 }
 
 function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): ServiceConfig | undefined {

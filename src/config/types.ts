@@ -114,5 +114,11 @@ export interface ServicesConfig {
   readonly file: string;
   /** Every file read, the main file first, then includes in order. */
   readonly files: readonly string[];
+  /**
+   * What a change to could change the config: every file an include named
+   * (read or not: a missing or broken one counts once it is fixed), and the
+   * directories that wildcard includes list (a new matching file there).
+   */
+  readonly watch: { readonly files: readonly string[]; readonly directories: readonly string[] };
   readonly services: ReadonlyMap<string, ServiceConfig>;
 }

@@ -6,7 +6,7 @@
  */
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { basename } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MeshplaneError } from '../errors.js';
@@ -48,7 +48,11 @@ export class DnsService {
   private readonly metrics: DnsMetrics | null;
   private server: DnsServer | null = null;
   private forwarder: Forwarder | null = null;
-  private watchers: FSWatcher[] = [];
+  /** By directory. */
+  private readonly watchers = new Map<string, FSWatcher>();
+  private watchedFiles = new Set<string>();
+  private wildcardDirectories = new Set<string>();
+  private closed = false;
   private debounce: NodeJS.Timeout | null = null;
   private servedText = '';
 
@@ -86,7 +90,7 @@ export class DnsService {
     }
     this.servedText = serializeTopology(topology);
     this.metrics?.zoneNames(zone.nameCount, zone.views.views.length);
-    if (this.options.watch ?? true) this.startWatching();
+    this.syncWatchers();
     this.options.logger.info(
       { listen: this.addresses.filter((a) => a.transport === 'udp').map((a) => `${a.address}:${a.port}`), host: this.options.host, names: zone.nameCount, views: zone.views.views.length, upstreams: this.options.upstreams.map((u) => `${u.address}:${u.port}`) },
       'DNS server ready',
@@ -95,6 +99,13 @@ export class DnsService {
 
   /** Reads the source again and swaps the zone; a broken source keeps the old zone serving. */
   reload(reason: string): ReloadResult {
+    const result = this.reloadZone(reason);
+    // The inputs may name other files now (an include added or removed).
+    if (!this.closed) this.syncWatchers();
+    return result;
+  }
+
+  private reloadZone(reason: string): ReloadResult {
     const log = this.options.logger;
     const server = this.server;
     if (server === null) return 'failure';
@@ -123,9 +134,10 @@ export class DnsService {
   }
 
   close(): void {
+    this.closed = true;
     if (this.debounce !== null) clearTimeout(this.debounce);
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers = [];
+    for (const watcher of this.watchers.values()) watcher.close();
+    this.watchers.clear();
     this.server?.close();
     this.forwarder?.close();
   }
@@ -142,19 +154,44 @@ export class DnsService {
     });
   }
 
-  private startWatching(): void {
-    const names = new Set(this.options.source.files.map((file) => basename(file)));
-    for (const directory of watchedDirectories(this.options.source)) {
-      const watcher = watch(directory, (_event, filename) => {
-        if (filename !== null && !names.has(filename.toString())) return;
-        if (this.debounce !== null) clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => {
-          this.debounce = null;
-          this.reload('file changed');
-        }, WATCH_DEBOUNCE_MS);
-      });
-      watcher.on('error', (err) => this.options.logger.warn({ err, directory }, 'cannot watch for topology changes; SIGHUP still reloads'));
-      this.watchers.push(watcher);
+  /**
+   * Watches the directories of every input file (and of wildcard includes),
+   * as of the last load: called after the start and after every reload, so
+   * a newly included file is watched from then on.
+   */
+  private syncWatchers(): void {
+    if (!(this.options.watch ?? true)) return;
+    const list = this.options.source.watchList();
+    this.watchedFiles = new Set(list.files);
+    this.wildcardDirectories = new Set(list.directories);
+    const wanted = new Set(watchedDirectories(list));
+    for (const [directory, watcher] of this.watchers) {
+      if (wanted.has(directory)) continue;
+      watcher.close();
+      this.watchers.delete(directory);
     }
+    for (const directory of wanted) {
+      if (this.watchers.has(directory)) continue;
+      let watcher: FSWatcher;
+      try {
+        watcher = watch(directory, (_event, filename) => {
+          const relevant = filename === null || this.wildcardDirectories.has(directory) || this.watchedFiles.has(join(directory, filename.toString()));
+          if (relevant) this.scheduleReload();
+        });
+      } catch (err) {
+        this.options.logger.warn({ err, directory }, 'cannot watch for topology changes; SIGHUP still reloads');
+        continue;
+      }
+      watcher.on('error', (err) => this.options.logger.warn({ err, directory }, 'cannot watch for topology changes; SIGHUP still reloads'));
+      this.watchers.set(directory, watcher);
+    }
+  }
+
+  private scheduleReload(): void {
+    if (this.debounce !== null) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      this.reload('file changed');
+    }, WATCH_DEBOUNCE_MS);
   }
 }

@@ -8,7 +8,7 @@ export { readTopology, parseTopology, serializeTopology, writeTopology } from '.
 export { toAnsibleInventory } from './ansible.js';
 export { hostView } from './host-view.js';
 export { configSource, topologyFileSource, watchedDirectories } from './source.js';
-export type { TopologySource } from './source.js';
+export type { TopologySource, WatchList } from './source.js';
 export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js';
 export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
 export type { Placement, ScheduleRequest, ScheduleOptions } from './scheduler.js';

@@ -14,23 +14,35 @@ import type { Topology } from './types.js';
 export interface TopologySource {
   /** For logs: "topology.json" or "services.yml + hosts.yml". */
   readonly description: string;
+  /** What to watch for changes, as of the last load (includes can add files). */
+  watchList(): WatchList;
+  load(): Topology;
+}
+
+export interface WatchList {
   /** Files whose change should trigger a reload. */
   readonly files: readonly string[];
-  load(): Topology;
+  /** Directories where any change should (wildcard includes: a new matching file). */
+  readonly directories: readonly string[];
 }
 
 export function topologyFileSource(path: string): TopologySource {
   const file = resolve(path);
-  return { description: path, files: [file], load: () => readTopology(file) };
+  const watch: WatchList = { files: [file], directories: [] };
+  return { description: path, watchList: () => watch, load: () => readTopology(file) };
 }
 
 export function configSource(services: string, inventory: string): TopologySource {
-  const files = [resolve(services), resolve(inventory)];
+  const servicesFile = resolve(services);
+  const inventoryFile = resolve(inventory);
+  let watch: WatchList = { files: [servicesFile, inventoryFile], directories: [] };
   return {
     description: `${services} + ${inventory}`,
-    files,
+    watchList: () => watch,
     load() {
-      const config = loadConfig({ services: files[0]!, inventory: files[1]! });
+      const config = loadConfig({ services: servicesFile, inventory: inventoryFile });
+      // Even when the load fails: fixing a broken include is a change to react to.
+      watch = { files: [...new Set([servicesFile, inventoryFile, ...config.services.watch.files.map((f) => resolve(f))])], directories: config.services.watch.directories.map((d) => resolve(d)) };
       const errors = config.diagnostics.errors;
       if (errors.length > 0) {
         const shown = errors.slice(0, 5).map(formatDiagnostic).join('; ');
@@ -42,6 +54,6 @@ export function configSource(services: string, inventory: string): TopologySourc
 }
 
 /** Directories to watch: renames into them (atomic writes) are how files change. */
-export function watchedDirectories(source: TopologySource): string[] {
-  return [...new Set(source.files.map((file) => dirname(file)))];
+export function watchedDirectories(watch: WatchList): string[] {
+  return [...new Set([...watch.files.map((file) => dirname(file)), ...watch.directories])];
 }
