@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { DnsService, resolversFromResolvConf, topologyFileSource } from '../src/dns/index.js';
 import { writeTopology } from '../src/topology/index.js';
+import { parseSocketAddress } from '../src/lib/socket-address.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
 import { tempDir } from './support/run.js';
 
@@ -275,6 +276,14 @@ describe('default upstreams', () => {
     // Listening on another port, 127.0.0.1:53 is somebody else: keep it.
     expect(resolversFromResolvConf(file, [{ address: '127.0.0.1', port: 5353 }])).toHaveLength(3);
     expect(resolversFromResolvConf(`${work.path}/missing.conf`, [])).toEqual([]);
+  });
+
+  it('keeps the zone of a link-local resolver and refuses zones anywhere else', () => {
+    const file = `${work.path}/resolv-scoped.conf`;
+    writeFileSync(file, 'nameserver fe80::0053%eth0\nnameserver 2001:db8::53%eth0\nnameserver 192.0.2.1%eth0\nnameserver fe80::1%a%b\n');
+    expect(resolversFromResolvConf(file, [])).toEqual([{ address: 'fe80::53%eth0', port: 53 }]);
+    expect(parseSocketAddress('[fe80::53%ll0]:5300')).toEqual({ address: 'fe80::53%ll0', port: 5300 });
+    expect(() => parseSocketAddress('[2001:db8::53%ll0]:53')).toThrow(/is not an address.*\[fe80::1%eth0\]:53/);
   });
 });
 

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { parseIp } from '../lib/ip.js';
-import { DNS_PORT } from '../lib/socket-address.js';
+import { DNS_PORT, scopedAddress } from '../lib/socket-address.js';
 import type { SocketAddress } from '../lib/socket-address.js';
 
 export { DNS_PORT, parseSocketAddress } from '../lib/socket-address.js';
@@ -51,11 +51,12 @@ export function resolversFromResolvConf(path: string, ours: readonly SocketAddre
   for (const line of text.split('\n')) {
     const match = /^\s*nameserver\s+(\S+)/.exec(line);
     if (match === null) continue;
-    const address = parseIp(match[1]!.split('%')[0]!);
+    // A link-local resolver keeps its zone (fe80::1%eth0): glibc reads it so, and so must we.
+    const address = scopedAddress(match[1]!);
     if (address === undefined) continue;
     // Forwarding to ourselves would loop.
-    if (ours.some((o) => o.port === DNS_PORT && (o.address === address.text || o.address === '0.0.0.0' || o.address === '::'))) continue;
-    upstreams.push({ address: address.text, port: DNS_PORT });
+    if (ours.some((o) => o.port === DNS_PORT && (o.address === address || o.address === '0.0.0.0' || o.address === '::'))) continue;
+    upstreams.push({ address, port: DNS_PORT });
   }
   return upstreams;
 }
