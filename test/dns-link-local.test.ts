@@ -69,6 +69,10 @@ describe.runIf(isRoot)('forwarding to a link-local resolver', () => {
     expect((await digIn(5301, ['+tcp', 'nothere.other.test'])).status).toBe('NXDOMAIN');
   });
 
+  it('names the link-local upstream ns.other.test at its address, without the zone', async () => {
+    expect((await digIn(5301, ['ns.other.test', 'AAAA'])).addresses).toEqual(['fe80::53']);
+  });
+
   it('takes the zone from --forward [fe80::53%ll0]:53', async () => {
     expect((await digIn(5302, ['app.other.test'])).addresses).toHaveLength(4);
     // Mesh names are still ours.

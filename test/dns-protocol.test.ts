@@ -139,6 +139,16 @@ describe('protocol', () => {
     expect(addressesOf((await dig(server, ['h2.mesh.internal'])))).toHaveLength(1);
   });
 
+  it('names a central server (no --host) ns.<domain> and answers that name with its listen address', async () => {
+    const central = upstream.addresses[0]!;
+    const ns = await dig(central, ['other.test', 'NS']);
+    expect(ns.answer).toEqual([{ name: 'other.test.', ttl: 5, type: 'NS', data: 'ns.other.test.' }]);
+    const address = await dig(central, ['ns.other.test']);
+    expect(address.flags).toContain('aa');
+    expect(addressesOf(address)).toEqual(['127.0.0.1']);
+    expect((await dig(central, ['ns.other.test', 'AAAA'])).status).toBe('NOERROR');
+  });
+
   it('matches names case-insensitively and keeps the asker\'s case', async () => {
     const result = (await dig(server, ['-b', '127.0.10.4', 'ApP.MeSh.InTeRnAl']));
     expect(result.question).toBe('ApP.MeSh.InTeRnAl.');

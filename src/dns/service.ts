@@ -151,6 +151,8 @@ export class DnsService {
       ttl: this.options.ttl ?? DEFAULT_TTL,
       negativeTtl: this.options.negativeTtl ?? DEFAULT_NEGATIVE_TTL,
       selfHost: host,
+      // Where askers reach this server: the addresses it listens on, wildcards aside (a zone is no part of a record).
+      nsAddresses: [...new Set(this.options.listen.map((l) => l.address.split('%')[0]!).filter((a) => a !== '0.0.0.0' && a !== '::'))],
     });
   }
 

@@ -19,6 +19,12 @@ export interface ZoneOptions {
   readonly selfHost: string | null;
   /** SOA serial; defaults to the load time in seconds so that every reload counts up. */
   readonly serial?: number;
+  /**
+   * A central server (no selfHost) is named ns.<domain> in its SOA and NS
+   * records; these addresses (its own) answer for that name, unless the
+   * mesh has a host or service called ns.
+   */
+  readonly nsAddresses?: readonly string[];
 }
 
 export const DEFAULT_TTL = 5;
@@ -82,7 +88,11 @@ export class Zone {
     this.views = new ViewTable(topology, options.selfHost);
     this.collectNames(topology);
 
-    const nsName = options.selfHost !== null && options.selfHost in topology.hosts ? `${options.selfHost}.${this.domain}` : `ns.${this.domain}`;
+    const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
+    const nsName = central ? `ns.${this.domain}` : `${options.selfHost}.${this.domain}`;
+    if (central && !this.names.has('ns') && (options.nsAddresses ?? []).length > 0) {
+      this.names.set('ns', { hosts: [nameServerHost(nsName, options.nsAddresses!)], cap: null });
+    }
     const apex = encodeName(this.domain);
     const soa = soaRdata({
       mname: nsName,
@@ -216,4 +226,9 @@ const AAAA_RECORD_SIZE = 2 + 10 + 16;
 
 function fixed(rcode: Rcode, records: Buffer[], authority: Buffer | null): Answer {
   return { rcode, records: Buffer.concat(records), count: records.length, recordSize: 0, authority, limit: records.length, next: 0 };
+}
+
+/** The central server itself as a host of the zone: its own addresses, on no overlay. */
+function nameServerHost(fqdn: string, addresses: readonly string[]): TopologyHost {
+  return { name: 'ns', fqdn, shard: null, groups: [], services: [], masters: [], credentials: [], ips: addresses, public_ips: addresses, overlays: {} };
 }
