@@ -9,6 +9,9 @@
 // A pair of plain Node.js TCP relays (bench/node-relay.mjs) runs beside them
 // as a reference: what two Node processes cost per connection and per byte
 // before any TLS or HTTP/2, i.e. the ceiling of a two-process Node design.
+// A bare mTLS HTTP/2 CONNECT tunnel in Node (bench/node-h2-tunnel.mjs) runs
+// beside them too: ours' transport with nothing else, i.e. what Node's TLS and
+// HTTP/2 cost before any of meshplane's routing, PROXY headers or metrics.
 // Ours uses tcp-mode endpoints (the whole front port to one service), the
 // same shape as haproxy's `mode tcp` and ssh's forwarded port.
 //
@@ -29,7 +32,10 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 const RELAY = join(ROOT, 'bench', 'node-relay.mjs');
 const GC_PRELOAD = join(ROOT, 'bench', 'gc-on-signal.mjs');
-const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612 };
+/** The node flags of the CLI's shebang (`#!/usr/bin/env -S node FLAGS`): the gateway and agents run with them, as installed. */
+const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slice(3);
+const H2_TUNNEL = join(ROOT, 'bench', 'node-h2-tunnel.mjs');
+const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612, h2Iperf: 25701, h2Http: 25702, h2TunnelIperf: 25711, h2TunnelHttp: 25712, h2IperfBackend: 25721 };
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
 const ONLY = process.env.BENCH_ONLY ?? '';
@@ -158,7 +164,7 @@ async function main(dir) {
   // Preloaded for the memory figures only: it acts on SIGUSR2, which nothing else sends.
   const memoryDir = join(dir, 'memory');
   mkdirSync(memoryDir);
-  const measured = ['--expose-gc', '--import', GC_PRELOAD];
+  const measured = [...CLI_NODE_ARGS, '--expose-gc', '--import', GC_PRELOAD];
   const measuredEnv = { env: { ...process.env, BENCH_MEMORY_DIR: memoryDir } };
   const gateway = start(process.execPath, [...NODE_ARGS, ...measured, BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn'], measuredEnv);
   const agents = ['iperf', 'http'].map((service) =>
@@ -259,14 +265,34 @@ async function main(dir) {
   /** BENCH_ROUNDS=0: the memory figures only. */
   if (ROUNDS === 0) return memoryResults();
 
-  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp] };
+  // --- the other reference: a bare mTLS HTTP/2 CONNECT tunnel in Node, one pair per backend ---
+  const gatewayDir = join(state, 'credentials', 'gw1', 'x509', 'gateway');
+  // Its own iperf3 server: a test it leaves unfinished must not keep the shared one busy.
+  start('iperf3', ['-s', '-p', String(P.h2IperfBackend), '-B', '127.0.0.1']);
+  for (const [service, front, tunnel, backend] of [['iperf', P.h2Iperf, P.h2TunnelIperf, P.h2IperfBackend], ['http', P.h2Http, P.h2TunnelHttp, P.http]]) {
+    start(process.execPath, [H2_TUNNEL, 'gateway', String(front), String(tunnel), join(gatewayDir, 'ca.pem'), join(gatewayDir, 'server', 'cert.pem'), join(gatewayDir, 'server', 'private_key.pem')]);
+    await waitForPort(tunnel);
+    const agentDir = join(state, 'credentials', 'b1', 'x509', service);
+    start(process.execPath, [H2_TUNNEL, 'agent', String(tunnel), String(backend), join(agentDir, 'ca.pem'), join(agentDir, 'client', 'cert.pem'), join(agentDir, 'client', 'private_key.pem'), `gateway.${topology.domain}`]);
+  }
+  await sleep(500);
+
+  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp], 'node-h2-tunnel': [P.h2Iperf, P.h2Http] };
   const targets = Object.fromEntries(Object.entries(allTargets).filter(([t]) => ONLY_TARGETS === null || ONLY_TARGETS.has(t)));
   const results = {};
   const record = (target, metric, value) => ((results[target] ??= {})[metric] ??= []).push(value);
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [target, [iperfPort, httpPort]] of Object.entries(targets)) {
       for (const [metric, streams, reverse] of [['throughput-1stream-up', 1, false], ['throughput-1stream-down', 1, true], ['throughput-8streams-up', 8, false], ['throughput-8streams-down', 8, true]]) {
-        record(target, metric, ONLY === 'wrk' ? NaN : iperf(iperfPort, streams, reverse));
+        let gbits = NaN;
+        try {
+          if (ONLY !== 'wrk') gbits = iperf(iperfPort, streams, reverse);
+        } catch (err) {
+          // A reference that fails (the bare tunnels have no error handling to speak of) must not cost the run.
+          if (target === 'ours' || target === 'ssh' || target === 'direct') throw err;
+          log(`${target}: ${metric} failed (${err.message.split('\n')[0]}); recorded as NaN`);
+        }
+        record(target, metric, gbits);
       }
       const keepalive = wrk(httpPort, ['-t', '2', '-c', '32']);
       const fresh = wrk(httpPort, ['-t', '2', '-c', '32', '-H', 'Connection: close']);
@@ -295,18 +321,22 @@ async function main(dir) {
     ['latency-p50', (t) => mean(t, 'latency-p50-us') - mean('direct', 'latency-p50-us'), 'time'],
   ];
   for (const [name, value, kind] of lines) {
-    for (const peer of ['ssh', 'haproxy', 'node-relay-pair'].filter((t) => t in targets)) {
+    for (const peer of ['ssh', 'haproxy', 'node-relay-pair', 'node-h2-tunnel'].filter((t) => t in targets)) {
       const ours = value('ours');
       const theirs = value(peer);
       const r = kind === 'rate' ? ours / theirs : theirs / ours;
       log(`RESULT ${name} ours=${sig(ours)} ${peer}=${sig(theirs)} ratio=${sig(r)}`);
     }
   }
-  // The ceiling of the design: the bare Node relay pair against ssh -R.
-  if ('node-relay-pair' in targets && 'ssh' in targets) for (const [name, value, kind] of lines.filter(([n]) => ['throughput-1stream', 'throughput-8streams', 'keepalive-rps', 'new-conn', 'latency-p50'].includes(n))) {
-    const relay = value('node-relay-pair');
-    const ssh = value('ssh');
-    log(`RESULT ceiling-${name} node-relay-pair=${sig(relay)} ssh=${sig(ssh)} ratio=${sig(kind === 'rate' ? relay / ssh : ssh / relay)}`);
+  // The ceilings of the design against ssh -R: the bare Node relay pair (two Node processes, no
+  // TLS, no HTTP/2) and the bare mTLS HTTP/2 tunnel (the same transport as ours, nothing else).
+  for (const [prefix, reference] of [['ceiling', 'node-relay-pair'], ['h2-ceiling', 'node-h2-tunnel']]) {
+    if (!(reference in targets && 'ssh' in targets)) continue;
+    for (const [name, value, kind] of lines.filter(([n]) => ['throughput-1stream', 'throughput-1stream-up', 'throughput-1stream-down', 'throughput-8streams', 'keepalive-rps', 'new-conn', 'latency-p50'].includes(n))) {
+      const bare = value(reference);
+      const ssh = value('ssh');
+      log(`RESULT ${prefix}-${name} ${reference}=${sig(bare)} ssh=${sig(ssh)} ratio=${sig(kind === 'rate' ? bare / ssh : ssh / bare)}`);
+    }
   }
   log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
   memoryResults();

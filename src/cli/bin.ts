@@ -1,4 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
+// Why the V8 flag: with the gateway's and agent's modules loaded, V8 sized the
+// old generation so tightly that a busy tunnel's short-lived buffers set off
+// a full collection every 50-100 ms (50 per 3 s transfer), and one stream
+// moved 3.0-3.6 Gbit/s instead of 4.5-5.1 (measured with iperf3 through the
+// tunnel, see BENCHMARKS.md). A larger initial old space avoids that; it
+// cannot be set from inside the process (v8.setFlagsFromString comes too
+// late), hence the shebang. `npm start` and the units run through it.
 /** Executable entry point of the `meshplane` command (package.json "bin"). */
 import { main } from './main.js';
 import type { CommandIO } from './context.js';
