@@ -21,6 +21,8 @@ import { addressesSeenBy } from '../dist/topology/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
+/** The node flags of the CLI's shebang (`#!/usr/bin/env -S node FLAGS`): the server runs with them, as installed. */
+const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slice(3);
 const OURS_PORT = 25353;
 const NSD_PORT = 25354;
 const CEILING_PORT = 25355;
@@ -158,7 +160,7 @@ async function main(dir) {
   // --- start-up time and memory of ours on the whole topology --------------
   const probeName = `${Object.values(topology.services)[0].name}.${topology.domain}`;
   const started = performance.now();
-  const ours = spawn(process.execPath, [BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${OURS_PORT}`, '--no-forward', '--no-watch', '--log-level', 'warn'], { stdio: 'inherit' });
+  const ours = spawn(process.execPath, [...CLI_NODE_ARGS, BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${OURS_PORT}`, '--no-forward', '--no-watch', '--log-level', 'warn'], { stdio: 'inherit' });
   if (!(await waitForAnswer(OURS_PORT, probeName, 30_000))) throw new Error('meshplane dns did not answer');
   const firstAnswerS = (performance.now() - started) / 1000;
   log(`ours: first answer ${sig(firstAnswerS)} s after start; RSS ${sig(rssMiB(ours.pid).rss)} MiB`);
