@@ -7,7 +7,7 @@
  * PROXY version the endpoint asks for.
  */
 import { spawn } from 'node:child_process';
-import { chownSync, readFileSync } from 'node:fs';
+import { chownSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import type { Topology } from '../src/topology/index.js';
@@ -18,9 +18,11 @@ const NOBODY = 65534;
 
 it('runs the gateway, agents and demo backend without root, and every printed curl command goes through its front', async () => {
   const script = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const [program, entry, ...rest] = script.split(' ');
-  expect(program).toBe('node');
-  const command = [process.execPath, join(REPO_ROOT, entry!), ...rest, '--dns-listen', '127.0.0.1:0'];
+  // The script runs the CLI through its shebang (which carries node's flags), as the installed command does.
+  const [entry, ...rest] = script.split(' ');
+  expect(entry).toBe('dist/cli/bin.js');
+  expect(statSync(join(REPO_ROOT, entry!)).mode & 0o111).not.toBe(0);
+  const command = [join(REPO_ROOT, entry!), ...rest, '--dns-listen', '127.0.0.1:0'];
   const dir = tempDir('up-noroot');
   const asRoot = process.getuid?.() === 0;
   if (asRoot) chownSync(dir.path, NOBODY, NOBODY);
