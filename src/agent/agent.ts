@@ -13,7 +13,7 @@ import { constants as http2Constants, performServerHandshake } from 'node:http2'
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
-import { HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, pipeBoth } from '../lib/tunnel-io.js';
+import { HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { answerHealthCheck } from './health-answer.js';
 import { proxyHeader } from './proxy-protocol.js';
@@ -222,7 +222,7 @@ export class Agent {
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number): void {
-    stream.on('error', ignore);
+    stream.on('error', ignoreError);
     if (headers[':method'] === 'GET' && headers[':path'] === REGISTRATION_PATH) {
       const hello: AgentHello = { agent_id: `${this.options.host}/${this.options.service}/${slot}`, host: this.options.host, service: this.options.service, credential: this.options.credential, version: this.options.version };
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
@@ -283,6 +283,3 @@ export class Agent {
     });
   }
 }
-
-/** Tunnel streams report nothing of their own: a reset just closes them. */
-function ignore(): void {}

@@ -115,7 +115,7 @@ export interface ServicesConfig {
   /** Every file read, the main file first, then includes in order. */
   readonly files: readonly string[];
   /**
-   * What a change to could change the config: every file an include named
+   * Where a change can change the config: every file an include named
    * (read or not: a missing or broken one counts once it is fixed), and the
    * directories that wildcard includes list (a new matching file there).
    */

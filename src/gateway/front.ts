@@ -11,7 +11,7 @@ import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { HEADER, pipeBoth } from '../lib/tunnel-io.js';
+import { HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import { readClientHello } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
 import type { BackendPicker } from './balance.js';
@@ -120,7 +120,7 @@ export class FrontListeners {
   private onConnection(socket: Socket, port: number): void {
     this.sockets.add(socket);
     socket.on('close', this.forgetSocket);
-    socket.on('error', ignore);
+    socket.on('error', ignoreError);
     const front = this.table.ports.get(port);
     if (front === undefined) {
       socket.destroy();
@@ -257,9 +257,6 @@ export class FrontListeners {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** Client connections never report errors of their own: a reset just closes them. */
-function ignore(): void {}
 
 function peerOf(socket: Socket): string {
   return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;

@@ -77,6 +77,9 @@ export interface AgentHello {
  */
 export const PIPE_BUFFER_BYTES = 256 * 1024;
 
+/** An error listener for tunnel streams and client sockets: they report nothing of their own, a reset just closes them. */
+export function ignoreError(): void {}
+
 /** One direction of a pipe: what `from` reads is written to `to`. */
 class PipeDirection {
   /** Within a turn of the event loop that already wrote once. */

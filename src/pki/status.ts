@@ -55,6 +55,8 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
   const names = existsSync(x509Dir) ? readdirSync(x509Dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : [];
   // The CA's own CRL (with --ca-dir) is the newest word on revocation; the one beside each credential is what its services use.
   const caCrl = caDir === undefined ? undefined : { path: join(caDir, 'crl.pem'), pem: read(join(caDir, 'crl.pem')), caPem: read(join(caDir, 'ca.pem')) };
+  // Read and verified once, not once per credential.
+  const caCrlSerials = caCrl === undefined ? undefined : trustedRevokedSerials(caCrl.pem, caCrl.path, caCrl.caPem);
   for (const name of names) {
     const paths = credentialPaths(root, name);
     const caPem = read(paths.ca);
@@ -62,10 +64,9 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
     const crlPem = read(paths.crl);
     if (crlPem !== undefined) addFile(files, paths.crl, 'crl', crlPem);
     const crls: Revocations[] = [];
-    for (const crl of [{ path: paths.crl, pem: crlPem, caPem }, ...(caCrl === undefined ? [] : [caCrl])]) {
-      const serials = trustedRevokedSerials(crl.pem, crl.path, crl.caPem);
-      if (serials !== undefined) crls.push({ path: crl.path, serials });
-    }
+    const besideSerials = trustedRevokedSerials(crlPem, paths.crl, caPem);
+    if (besideSerials !== undefined) crls.push({ path: paths.crl, serials: besideSerials });
+    if (caCrl !== undefined && caCrlSerials !== undefined) crls.push({ path: caCrl.path, serials: caCrlSerials });
     for (const kind of CERT_KINDS) {
       const path = paths.cert(kind);
       const certPem = read(path);
