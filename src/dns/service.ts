@@ -31,7 +31,9 @@ export interface DnsServiceOptions {
   readonly negativeTtl?: number;
   readonly udpSize?: number;
   readonly tcpIdleTimeoutMs?: number;
+  readonly tcpQueryTimeoutMs?: number;
   readonly tcpMaxConnections?: number;
+  readonly tcpMaxConnectionsPerSource?: number;
   /** Reload when the source files change (default true). */
   readonly watch?: boolean;
   readonly registry?: Registry | null;
@@ -78,7 +80,9 @@ export class DnsService {
       forwarder: this.forwarder,
       udpSize: this.options.udpSize,
       tcpIdleTimeoutMs: this.options.tcpIdleTimeoutMs,
+      tcpQueryTimeoutMs: this.options.tcpQueryTimeoutMs,
       tcpMaxConnections: this.options.tcpMaxConnections,
+      tcpMaxConnectionsPerSource: this.options.tcpMaxConnectionsPerSource,
       metrics: this.metrics,
       logger: this.options.logger,
     });
