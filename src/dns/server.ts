@@ -68,6 +68,8 @@ class TcpClient implements TcpSlot {
   fresh = true;
   inFlight = 0;
   timer: NodeJS.Timeout | null = null;
+  /** Out of the slots (and the gauge) already: closed by a limit, or gone. */
+  released = false;
 
   constructor(
     readonly socket: TcpSocket,
@@ -141,9 +143,8 @@ export class DnsServer {
     for (const socket of this.udpSockets) socket.close();
     for (const server of this.tcpServers) server.close();
     for (const client of [...this.tcpSlots.all()]) {
-      if (client.timer !== null) clearTimeout(client.timer);
+      this.releaseTcp(client);
       client.socket.destroy();
-      this.tcpSlots.delete(client);
     }
   }
 
@@ -282,12 +283,7 @@ export class DnsServer {
     this.tcpSlots.add(client);
     metrics?.tcpConnections(1);
     this.armTcp(client, client.waitStart);
-    socket.on('close', () => {
-      if (client.timer !== null) clearTimeout(client.timer);
-      client.timer = null;
-      this.tcpSlots.delete(client);
-      metrics?.tcpConnections(-1);
-    });
+    socket.on('close', () => this.releaseTcp(client));
     socket.on('end', () => socket.end());
 
     let buffered: Buffer = Buffer.alloc(0);
@@ -382,13 +378,21 @@ export class DnsServer {
 
   /** Closes a connection because of a limit: destroyed at once, counted and (sampled) logged. */
   private closeTcp(client: TcpClient, reason: TcpCloseReason): void {
-    if (client.timer !== null) clearTimeout(client.timer);
-    client.timer = null;
-    this.tcpSlots.delete(client);
+    this.releaseTcp(client);
     if (client.socket.destroyed) return;
     client.socket.destroy();
     this.options.metrics?.tcpClosed(reason);
     this.logLimit(reason, client.peer, client.source);
+  }
+
+  /** Frees the connection's slot at once (its 'close' event comes later), exactly once. */
+  private releaseTcp(client: TcpClient): void {
+    if (client.timer !== null) clearTimeout(client.timer);
+    client.timer = null;
+    if (client.released) return;
+    client.released = true;
+    this.tcpSlots.delete(client);
+    this.options.metrics?.tcpConnections(-1);
   }
 
   private logLimit(reason: TcpCloseReason, peer: string, source: string): void {
