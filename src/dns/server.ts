@@ -223,7 +223,8 @@ export class DnsServer {
     this.udpSockets.push(udp);
     const port = udp.address().port;
     udp.on('message', (message, rinfo) => this.onUdp(udp, message, rinfo.address, rinfo.port));
-    udp.on('error', (err) => this.options.logger.warn({ err, address: entry.address, port }, 'UDP socket error'));
+    // Failed sends surface here, once per reply (e.g. spoofed sources on an unreachable network): sampled.
+    udp.on('error', (err) => this.logSampled('warn', 'udp-error', { err, address: entry.address, port }, 'UDP socket error'));
 
     const tcp = createServer({ noDelay: true }, (socket) => this.onTcpConnection(socket));
     await new Promise<void>((resolve, reject) => {
