@@ -4,7 +4,10 @@
  * column, the key, and what would be valid, and all of them come at once.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { codes, load, removeTempInputs, where } from './support/inputs.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BASIC_INVENTORY, codes, load, removeTempInputs, where } from './support/inputs.js';
+import { meshplane, tempDir } from './support/run.js';
 
 afterAll(removeTempInputs);
 
@@ -187,6 +190,66 @@ describe('services.yml validation', () => {
       'services.yml': ['web:', '  num_instance: 2', '  ports: [70000]', 'Bad:', '  enabled: true', 'db:', '  scheduling_group: nosuch', ''].join('\n'),
     });
     expect(codes(config)).toEqual(['CONFIG_ERR_INVALID_NAME', 'CONFIG_ERR_UNKNOWN_GROUP', 'CONFIG_ERR_UNKNOWN_KEY', 'CONFIG_ERR_VALUE']);
+  });
+});
+
+describe('a services.yml that would serve nothing', () => {
+  const NO_SERVICES = 'CONFIG_ERR_NO_SERVICES';
+
+  it('refuses an empty, an all-comment and an anchors-only file, at line 1', () => {
+    for (const text of ['', '\n\n', '# services.yml\n# (truncated by an editor)\n', '.base: &base\n  num_instances: 1\n', 'include: services.d/*.yml\n']) {
+      const config = load({ 'services.yml': text, ...(text.startsWith('include') ? { 'services.d/.keep': '' } : {}) });
+      expect(config.ok, JSON.stringify(text)).toBe(false);
+      expect(where(config, NO_SERVICES), JSON.stringify(text)).toEqual(['services.yml:1:1 ']);
+      expect(config.diagnostics.errors[0]?.expected).toContain('allow_no_services: true');
+    }
+  });
+
+  it('refuses a file whose services are all disabled, at the first one', () => {
+    const config = load({ 'services.yml': '# comment\nweb:\n  enabled: false\ndb:\n  enabled: false\n' });
+    expect(where(config, NO_SERVICES)).toEqual(['services.yml:2:1 ']);
+    expect(config.diagnostics.errors[0]?.message).toContain('every service is disabled');
+  });
+
+  it('accepts an empty mesh when allow_no_services: true says it is intended, and says so in the topology', async () => {
+    const config = load({ 'services.yml': '# nothing runs here yet\nallow_no_services: true\n' });
+    expect(config.diagnostics.items).toEqual([]);
+    expect(config.services.allowNoServices).toBe(true);
+    const { compileTopology } = await import('../src/topology/index.js');
+    expect(compileTopology(config)).toMatchObject({ services: {}, allow_no_services: true });
+    // With services it changes nothing, and a normal topology does not carry the key at all.
+    expect(load({ 'services.yml': 'allow_no_services: true\nweb: {}\n' }).ok).toBe(true);
+    expect(Object.keys(compileTopology(load({ 'services.yml': 'web: {}\n' })))).not.toContain('allow_no_services');
+    expect(where(load({ 'services.yml': 'allow_no_services: yes please\n' }), 'CONFIG_ERR_TYPE')).toEqual(['services.yml:1:20 allow_no_services']);
+  });
+
+  it('adds nothing when the file could not be read, or when the services in it are broken anyway', () => {
+    expect(codes(load({}))).toEqual(['CONFIG_ERR_FILE_NOT_FOUND']);
+    expect(codes(load({ 'services.yml': 'web: [\n' }))).toEqual(['CONFIG_ERR_YAML_SYNTAX']);
+    expect(codes(load({ 'services.yml': 'Web_1:\n  enabled: false\n' }))).toEqual(['CONFIG_ERR_INVALID_NAME']);
+  });
+
+  it('makes meshplane check and compile fail with the code, file and line, for an empty and an all-comment file', () => {
+    const dir = tempDir('no-services');
+    try {
+      writeFileSync(join(dir.path, 'hosts.yml'), BASIC_INVENTORY);
+      for (const text of ['', '# all comments\n#web:\n#  ports: [80]\n']) {
+        writeFileSync(join(dir.path, 'services.yml'), text);
+        const check = meshplane(['check'], { cwd: dir.path });
+        expect(check.status).toBe(1);
+        expect(check.stdout).not.toContain('ok:');
+        expect(check.stderr).toMatch(/services\.yml:1:1: error CONFIG_ERR_NO_SERVICES /);
+        const compile = meshplane(['compile', '-o', join(dir.path, 'topology.json')], { cwd: dir.path });
+        expect(compile.status).toBe(1);
+        expect(compile.stderr).toContain('CONFIG_ERR_NO_SERVICES');
+      }
+      writeFileSync(join(dir.path, 'services.yml'), 'allow_no_services: true\n');
+      const check = meshplane(['check'], { cwd: dir.path });
+      expect(check.status).toBe(0);
+      expect(check.stdout).toMatch(/^ok: 3 hosts, 0 services/);
+    } finally {
+      dir.remove();
+    }
   });
 });
 

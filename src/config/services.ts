@@ -62,12 +62,12 @@ export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors
 /** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
 const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-/** Loads the file and its includes into one merged located tree. */
-export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; files: string[]; watch: ServicesConfig['watch'] } {
+/** Loads the file and its includes into one merged located tree; `read` is false when the main file could not be read as a map. */
+export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; read: boolean; files: string[]; watch: ServicesConfig['watch'] } {
   const files: string[] = [];
   const watch = { files: [] as string[], directories: [] as string[] };
   const tree = loadWithIncludes(normalize(file), [], diags, files, watch, undefined);
-  return { tree: tree ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, files, watch };
+  return { tree: tree ?? { kind: 'map', loc: { file, line: 1, col: 1 }, entries: new Map() }, read: tree !== undefined, files, watch };
 }
 
 interface WatchList {
@@ -124,16 +124,43 @@ function expandInclude(target: string, loc: Loc, path: string, diags: Diagnostic
 }
 
 export function readServices(file: string, diags: Diagnostics): ServicesConfig {
-  const { tree, files, watch } = loadServicesTree(file, diags);
+  const { tree, read, files, watch } = loadServicesTree(file, diags);
   const services = new Map<string, ServiceConfig>();
+  let allowNoServices = false;
+  let declared = 0;
   for (const [name, entry] of tree.entries) {
     // `.name:` keys are not services: they hold YAML anchors to reuse (`<<: *defaults`).
     if (name.startsWith('.')) continue;
+    if (name === 'allow_no_services') {
+      allowNoServices = readBool(entry.value, name, diags) ?? false;
+      continue;
+    }
+    declared++;
     if (!checkName(name, { loc: entry.keyLoc }, name, diags, 'service')) continue;
     const service = readService(name, entry.value, entry.keyLoc, diags);
     if (service !== undefined) services.set(name, service);
   }
-  return { file: normalize(file), files, watch, services };
+  if (read && !allowNoServices) checkSomethingServed(normalize(file), tree, declared, services, diags);
+  return { file: normalize(file), files, watch, services, allowNoServices };
+}
+
+/**
+ * An empty, all-comment or all-disabled services.yml compiles to a mesh
+ * with no service: every service name turns NXDOMAIN fleet-wide. That is
+ * far more often a truncated write or a failed copy than a wish, so it is
+ * an error unless `allow_no_services: true` says it is intended.
+ */
+function checkSomethingServed(file: string, tree: LMap, declared: number, services: ReadonlyMap<string, ServiceConfig>, diags: Diagnostics): void {
+  const expected = 'at least one enabled service, or "allow_no_services: true" at the top of services.yml if an empty mesh is intended';
+  if (declared === 0) {
+    diags.error('CONFIG_ERR_NO_SERVICES', { file, line: 1, col: 1 }, '', `${file} defines no service (it is empty, all comments, or only includes that matched nothing): nothing would be served`, { expected });
+    return;
+  }
+  // Services that failed to read are reported already; only a complete set of disabled ones is this error.
+  if (services.size < declared || [...services.values()].some((s) => s.enabled)) return;
+  const first = [...tree.entries].find(([name]) => services.has(name));
+  const loc = first?.[1].keyLoc ?? { file, line: 1, col: 1 };
+  diags.error('CONFIG_ERR_NO_SERVICES', loc, '', `every service is disabled (enabled: false): nothing would be served`, { found: `${services.size} service(s), none enabled`, expected });
 }
 
 function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): ServiceConfig | undefined {

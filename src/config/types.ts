@@ -121,4 +121,10 @@ export interface ServicesConfig {
    */
   readonly watch: { readonly files: readonly string[]; readonly directories: readonly string[] };
   readonly services: ReadonlyMap<string, ServiceConfig>;
+  /**
+   * `allow_no_services: true`: a services.yml with no enabled service is
+   * intended (an empty mesh). Without it, that is CONFIG_ERR_NO_SERVICES:
+   * an emptied or truncated file must not turn into "serve nothing".
+   */
+  readonly allowNoServices: boolean;
 }

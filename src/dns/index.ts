@@ -10,5 +10,11 @@ export type { TopologySource } from '../topology/index.js';
 export { DNS_PORT, expandWildcards, parseSocketAddress, resolversFromResolvConf } from './listen.js';
 export type { SocketAddress } from './listen.js';
 export { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
-export { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS, DEFAULT_UDP_SIZE } from './server.js';
+export {
+  DEFAULT_TCP_IDLE_TIMEOUT_MS,
+  DEFAULT_TCP_MAX_CONNECTIONS,
+  DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE,
+  DEFAULT_TCP_QUERY_TIMEOUT_MS,
+  DEFAULT_UDP_SIZE,
+} from './server.js';
 export type { BoundAddress } from './server.js';

@@ -32,6 +32,20 @@ function rcodeSlot(rcode: number): number {
   return rcode === RCODE.BADVERS ? 6 : 7;
 }
 
+/**
+ * Why the server closed a TCP connection (the `reason` label):
+ * - `idle`: no byte of a next query within the idle timeout;
+ * - `query_timeout`: a query begun but not complete within the query timeout;
+ * - `evicted_source`: closed to make room for a new connection from the same
+ *   source address, which had reached the per-source cap;
+ * - `evicted_global`: closed to make room for a new connection when the global
+ *   cap was reached (taken from the source holding the most connections);
+ * - `refused`: a new connection closed at once: at the cap, with nothing evictable;
+ * - `overflow`: the client sent more than we buffer without reading our replies.
+ */
+export const TCP_CLOSE_REASONS = ['idle', 'query_timeout', 'evicted_source', 'evicted_global', 'refused', 'overflow'] as const;
+export type TcpCloseReason = (typeof TCP_CLOSE_REASONS)[number];
+
 export interface DnsMetrics {
   /** One answered (or dropped-as-garbage) query. */
   query(view: string, type: number, rcode: number, seconds: number): void;
@@ -39,6 +53,8 @@ export interface DnsMetrics {
   forwarded(result: 'answered' | 'failed'): void;
   tcpConnections(delta: number): void;
   tcpRefused(): void;
+  /** A TCP connection we closed because of a limit. */
+  tcpClosed(reason: TcpCloseReason): void;
   zoneNames(count: number, views: number): void;
 }
 
@@ -80,9 +96,16 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
   const connections = new Gauge({ name: 'meshplane_dns_tcp_connections', help: 'Open TCP connections', registers: [registry] });
   const refused = new Counter({
     name: 'meshplane_dns_tcp_refused_total',
-    help: 'TCP connections closed at once because the connection cap was reached',
+    help: 'TCP connections closed at once because the connection cap was reached and no other connection could be evicted',
     registers: [registry],
   });
+  const closed = new Counter({
+    name: 'meshplane_dns_tcp_closed_total',
+    help: 'TCP connections the server closed because of a limit, by reason: idle, query_timeout, evicted_source, evicted_global, refused, overflow',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const reason of TCP_CLOSE_REASONS) closed.inc({ reason }, 0);
   const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
   const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
 
@@ -97,6 +120,7 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     forwarded: (result) => forwards.inc({ result }),
     tcpConnections: (delta) => connections.inc(delta),
     tcpRefused: () => refused.inc(),
+    tcpClosed: (reason) => closed.inc({ reason }),
     zoneNames(count, viewCount) {
       names.set(count);
       views.set(viewCount);

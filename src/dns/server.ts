@@ -21,6 +21,10 @@ import type { DnsMetrics } from './metrics.js';
 import { errorReply, isTransfer, zoneReply } from './reply.js';
 import type { ReplyLimits } from './reply.js';
 import { CLASS_ANY, CLASS_IN, CLASSIC_UDP_SIZE, RCODE, parseQuery } from './wire.js';
+import { TcpSlots, sourceKey } from './tcp-slots.js';
+import type { TcpSlot } from './tcp-slots.js';
+import type { TcpCloseReason } from './metrics.js';
+import { LogSampler } from '../lib/log-sampler.js';
 import type { View } from './views.js';
 import type { Zone } from './zone.js';
 
@@ -29,15 +33,23 @@ export interface DnsServerOptions {
   readonly forwarder: Forwarder | null;
   /** Largest UDP reply we send to EDNS askers (RFC 9715 advises 1232). */
   readonly udpSize?: number;
+  /** No byte of a next query this long after the connection opened or the last answer: closed. */
   readonly tcpIdleTimeoutMs?: number;
+  /** A query must be complete this long after its first byte (on a new connection: after opening), however it trickles. */
+  readonly tcpQueryTimeoutMs?: number;
+  /** Connections held at once; at the cap the oldest waiting one makes room (see tcp-slots.ts). */
   readonly tcpMaxConnections?: number;
+  /** Connections held at once from one source address (IPv6: one /64). */
+  readonly tcpMaxConnectionsPerSource?: number;
   readonly metrics?: DnsMetrics | null;
   readonly logger: Logger;
 }
 
 export const DEFAULT_UDP_SIZE = 1232;
 export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 10_000;
+export const DEFAULT_TCP_QUERY_TIMEOUT_MS = 5_000;
 export const DEFAULT_TCP_MAX_CONNECTIONS = 256;
+export const DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE = 64;
 const TCP_MAX_MESSAGE = 65535;
 /** Bytes a TCP client may have queued with us before we stop reading it. */
 const TCP_MAX_BUFFERED = 4 * (TCP_MAX_MESSAGE + 2);
@@ -45,6 +57,33 @@ const TCP_MAX_BUFFERED = 4 * (TCP_MAX_MESSAGE + 2);
 const MAX_FORWARDS_PER_CONNECTION = 64;
 
 type Transport = 'udp' | 'tcp';
+
+/** One TCP connection and where it stands against the limits. */
+class TcpClient implements TcpSlot {
+  /** Opening, or the last answer sent while nothing else was outstanding. */
+  waitStart: number;
+  /** When the bytes of the pending, incomplete query started counting (null: none pending). */
+  partialStart: number | null = null;
+  /** No query answered yet: the first one counts from the opening. */
+  fresh = true;
+  inFlight = 0;
+  timer: NodeJS.Timeout | null = null;
+  /** Out of the slots (and the gauge) already: closed by a limit, or gone. */
+  released = false;
+
+  constructor(
+    readonly socket: TcpSocket,
+    readonly source: string,
+    readonly peer: string,
+    now: number,
+  ) {
+    this.waitStart = now;
+  }
+
+  get busy(): boolean {
+    return this.inFlight > 0;
+  }
+}
 
 export interface BoundAddress extends SocketAddress {
   readonly transport: Transport;
@@ -58,7 +97,11 @@ export class DnsServer {
   private readonly classicUdpLimits: ReplyLimits;
   private readonly udpSockets: UdpSocket[] = [];
   private readonly tcpServers: TcpServer[] = [];
-  private readonly tcpClients = new Set<TcpSocket>();
+  private readonly tcpSlots: TcpSlots<TcpClient>;
+  private readonly tcpIdleMs: number;
+  private readonly tcpQueryMs: number;
+  /** Limit hits and per-packet failures: logged a few at a time, counted in full in the metrics. */
+  private readonly logSampler = new LogSampler({ windowMs: 10_000, perWindow: 5 });
   private readonly bound: BoundAddress[] = [];
   private closed = false;
 
@@ -70,6 +113,9 @@ export class DnsServer {
     this.udpLimits = { maxSize: udpSize, ourUdpSize: udpSize, recursionAvailable };
     this.tcpLimits = { maxSize: TCP_MAX_MESSAGE, ourUdpSize: udpSize, recursionAvailable };
     this.classicUdpLimits = { maxSize: CLASSIC_UDP_SIZE, ourUdpSize: udpSize, recursionAvailable };
+    this.tcpSlots = new TcpSlots(options.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS, options.tcpMaxConnectionsPerSource ?? DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE);
+    this.tcpIdleMs = options.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    this.tcpQueryMs = options.tcpQueryTimeoutMs ?? DEFAULT_TCP_QUERY_TIMEOUT_MS;
   }
 
   get addresses(): readonly BoundAddress[] {
@@ -96,8 +142,10 @@ export class DnsServer {
     this.closed = true;
     for (const socket of this.udpSockets) socket.close();
     for (const server of this.tcpServers) server.close();
-    for (const client of this.tcpClients) client.destroy();
-    this.tcpClients.clear();
+    for (const client of [...this.tcpSlots.all()]) {
+      this.releaseTcp(client);
+      client.socket.destroy();
+    }
   }
 
   /**
@@ -175,7 +223,8 @@ export class DnsServer {
     this.udpSockets.push(udp);
     const port = udp.address().port;
     udp.on('message', (message, rinfo) => this.onUdp(udp, message, rinfo.address, rinfo.port));
-    udp.on('error', (err) => this.options.logger.warn({ err, address: entry.address, port }, 'UDP socket error'));
+    // Failed sends surface here, once per reply (e.g. spoofed sources on an unreachable network): sampled.
+    udp.on('error', (err) => this.logSampled('warn', 'udp-error', { err, address: entry.address, port }, 'UDP socket error'));
 
     const tcp = createServer({ noDelay: true }, (socket) => this.onTcpConnection(socket));
     await new Promise<void>((resolve, reject) => {
@@ -199,8 +248,8 @@ export class DnsServer {
     try {
       reply = this.respond(message, address, 'udp');
     } catch (err) {
-      // A bug must cost one query, never the server.
-      this.options.logger.error({ err, peer: `${address}:${port}` }, 'failed to answer a query');
+      // A bug must cost one query, never the server (nor the disk: sampled).
+      this.logSampled('error', 'answer-failed', { err, peer: `${address}:${port}` }, 'failed to answer a query');
       return;
     }
     if (reply === null) return;
@@ -212,60 +261,66 @@ export class DnsServer {
       (r) => {
         if (r !== null && !this.closed) socket.send(r, port, address);
       },
-      (err: unknown) => this.options.logger.error({ err, peer: `${address}:${port}` }, 'failed to forward a query'),
+      (err: unknown) => this.logSampled('error', 'forward-failed', { err, peer: `${address}:${port}` }, 'failed to forward a query'),
     );
   }
 
   private onTcpConnection(socket: TcpSocket): void {
     const metrics = this.options.metrics ?? null;
-    if (this.tcpClients.size >= (this.options.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS)) {
+    const address = socket.remoteAddress ?? '';
+    const peer = `${address || '?'}:${socket.remotePort ?? 0}`;
+    const source = sourceKey(address);
+    const admission = this.tcpSlots.admit(source);
+    socket.on('error', () => undefined); // resets by the client end the connection; nothing to report
+    if (!admission.admit) {
       metrics?.tcpRefused();
+      metrics?.tcpClosed('refused');
+      this.logLimit('refused', peer, source);
       socket.destroy();
       return;
     }
-    this.tcpClients.add(socket);
+    if (admission.evict !== null) this.closeTcp(admission.evict, admission.reason!);
+    const client = new TcpClient(socket, source, peer, performance.now());
+    this.tcpSlots.add(client);
     metrics?.tcpConnections(1);
-    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    const source = socket.remoteAddress ?? '';
-    socket.setTimeout(this.options.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS, () => socket.destroy());
-    socket.on('error', () => undefined); // resets by the client end the connection; nothing to report
-    socket.on('close', () => {
-      this.tcpClients.delete(socket);
-      metrics?.tcpConnections(-1);
-    });
+    this.armTcp(client, client.waitStart);
+    socket.on('close', () => this.releaseTcp(client));
     socket.on('end', () => socket.end());
 
     let buffered: Buffer = Buffer.alloc(0);
-    let inFlight = 0;
     const send = (reply: Buffer | null): void => {
       if (reply === null || socket.destroyed) return;
       const frame = Buffer.allocUnsafe(2 + reply.length);
       frame.writeUInt16BE(reply.length, 0);
       reply.copy(frame, 2);
       // RFC 7766 6.2.1.1: replies may go out in any order; pause reading while the client is slow to read.
+      // The idle timer keeps running, so a client that never reads is closed like one that never writes.
       if (!socket.write(frame)) {
         socket.pause();
         socket.once('drain', () => {
-          if (inFlight < MAX_FORWARDS_PER_CONNECTION) socket.resume();
+          if (client.inFlight < MAX_FORWARDS_PER_CONNECTION) socket.resume();
         });
       }
     };
     socket.on('data', (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       if (buffered.length > TCP_MAX_BUFFERED) {
-        socket.destroy();
+        this.closeTcp(client, 'overflow');
         return;
       }
+      const wasBusy = client.busy;
+      let answered = 0;
       while (buffered.length >= 2) {
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) break;
         const message = buffered.subarray(2, 2 + length);
         buffered = buffered.subarray(2 + length);
+        answered++;
         let reply: ReturnType<DnsServer['respond']>;
         try {
-          reply = this.respond(message, source, 'tcp');
+          reply = this.respond(message, address, 'tcp');
         } catch (err) {
-          this.options.logger.error({ err, peer }, 'failed to answer a query');
+          this.logSampled('error', 'answer-failed', { err, peer }, 'failed to answer a query');
           socket.destroy();
           return;
         }
@@ -273,17 +328,85 @@ export class DnsServer {
           send(reply);
           continue;
         }
-        inFlight++;
+        client.inFlight++;
         reply
-          .then(send, (err: unknown) => this.options.logger.error({ err, peer }, 'failed to forward a query'))
+          .then(send, (err: unknown) => this.logSampled('error', 'forward-failed', { err, peer }, 'failed to forward a query'))
           .finally(() => {
-            inFlight--;
-            if (inFlight <= MAX_FORWARDS_PER_CONNECTION / 2 && socket.isPaused() && !socket.writableNeedDrain) socket.resume();
+            client.inFlight--;
+            if (client.inFlight === 0 && !socket.destroyed) {
+              // The answer went out: a new wait starts (also for a query begun meanwhile).
+              const now = performance.now();
+              client.waitStart = now;
+              if (client.partialStart !== null) client.partialStart = now;
+              this.armTcp(client, now);
+            }
+            if (client.inFlight <= MAX_FORWARDS_PER_CONNECTION / 2 && socket.isPaused() && !socket.writableNeedDrain) socket.resume();
           });
       }
       // Bound the forwarded queries one connection can have outstanding.
-      if (inFlight >= MAX_FORWARDS_PER_CONNECTION) socket.pause();
+      if (client.inFlight >= MAX_FORWARDS_PER_CONNECTION) socket.pause();
+      // The timer moves only when the state does: a trickled byte of a pending query never moves it.
+      const now = performance.now();
+      if (answered > 0) {
+        client.fresh = false;
+        client.waitStart = now;
+        client.partialStart = buffered.length > 0 ? now : null;
+        this.armTcp(client, now);
+      } else if (client.partialStart === null && buffered.length > 0) {
+        client.partialStart = client.fresh ? client.waitStart : now;
+        this.armTcp(client, now);
+      } else if (wasBusy !== client.busy) {
+        this.armTcp(client, now);
+      }
     });
+  }
+
+  /**
+   * (Re)sets a connection's one timer: while a query is pending, its query
+   * deadline; else the idle timeout (on a new connection at most the query
+   * timeout: a fresh connection owes us a query). None while busy forwarding.
+   */
+  private armTcp(client: TcpClient, now: number): void {
+    if (client.timer !== null) clearTimeout(client.timer);
+    client.timer = null;
+    if (client.busy || client.socket.destroyed) return;
+    const pending = client.partialStart !== null;
+    const due = pending ? client.partialStart! + this.tcpQueryMs : client.waitStart + (client.fresh ? Math.min(this.tcpIdleMs, this.tcpQueryMs) : this.tcpIdleMs);
+    const reason: TcpCloseReason = pending ? 'query_timeout' : 'idle';
+    client.timer = setTimeout(() => this.closeTcp(client, reason), Math.max(0, due - now));
+    client.timer.unref();
+  }
+
+  /** Closes a connection because of a limit: destroyed at once, counted and (sampled) logged. */
+  private closeTcp(client: TcpClient, reason: TcpCloseReason): void {
+    this.releaseTcp(client);
+    if (client.socket.destroyed) return;
+    client.socket.destroy();
+    this.options.metrics?.tcpClosed(reason);
+    this.logLimit(reason, client.peer, client.source);
+  }
+
+  /** Frees the connection's slot at once (its 'close' event comes later), exactly once. */
+  private releaseTcp(client: TcpClient): void {
+    if (client.timer !== null) clearTimeout(client.timer);
+    client.timer = null;
+    if (client.released) return;
+    client.released = true;
+    this.tcpSlots.delete(client);
+    this.options.metrics?.tcpConnections(-1);
+  }
+
+  private logLimit(reason: TcpCloseReason, peer: string, source: string): void {
+    // Idle closes are the normal end of a kept-open connection; the rest are a client misbehaving or a flood.
+    this.logSampled(reason === 'idle' ? 'debug' : 'warn', `tcp-${reason}`, { reason, peer, source, sourceConnections: this.tcpSlots.countOf(source), connections: this.tcpSlots.size }, 'DNS TCP connection closed by a limit');
+  }
+
+  private logSampled(level: 'debug' | 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
+    const logger = this.options.logger;
+    if (!logger.isLevelEnabled(level)) return;
+    const suppressed = this.logSampler.take(key);
+    if (suppressed === null) return;
+    logger[level](suppressed > 0 ? { ...fields, suppressed } : fields, message);
   }
 }
 

@@ -31,7 +31,9 @@ export interface DnsServiceOptions {
   readonly negativeTtl?: number;
   readonly udpSize?: number;
   readonly tcpIdleTimeoutMs?: number;
+  readonly tcpQueryTimeoutMs?: number;
   readonly tcpMaxConnections?: number;
+  readonly tcpMaxConnectionsPerSource?: number;
   /** Reload when the source files change (default true). */
   readonly watch?: boolean;
   readonly registry?: Registry | null;
@@ -55,6 +57,7 @@ export class DnsService {
   private closed = false;
   private debounce: NodeJS.Timeout | null = null;
   private servedText = '';
+  private servedServices = 0;
 
   constructor(options: DnsServiceOptions) {
     this.options = options;
@@ -78,7 +81,9 @@ export class DnsService {
       forwarder: this.forwarder,
       udpSize: this.options.udpSize,
       tcpIdleTimeoutMs: this.options.tcpIdleTimeoutMs,
+      tcpQueryTimeoutMs: this.options.tcpQueryTimeoutMs,
       tcpMaxConnections: this.options.tcpMaxConnections,
+      tcpMaxConnectionsPerSource: this.options.tcpMaxConnectionsPerSource,
       metrics: this.metrics,
       logger: this.options.logger,
     });
@@ -89,6 +94,11 @@ export class DnsService {
       throw err;
     }
     this.servedText = serializeTopology(topology);
+    this.servedServices = Object.keys(topology.services).length;
+    if (this.servedServices === 0 && topology.allow_no_services !== true) {
+      // Nothing better to serve at a start (refusing would take forwarding down too); say it loudly.
+      this.options.logger.warn({ code: 'TOPOLOGY_ERR_NO_SERVICES', source: this.options.source.description }, 'the topology has no service: every service name answers NXDOMAIN');
+    }
     this.metrics?.zoneNames(zone.nameCount, zone.views.views.length);
     this.syncWatchers();
     this.options.logger.info(
@@ -119,8 +129,17 @@ export class DnsService {
         log.info({ reason, source: this.options.source.description }, 'topology unchanged; nothing to reload');
         return 'unchanged';
       }
+      const services = Object.keys(topology.services).length;
+      if (services === 0 && this.servedServices > 0 && topology.allow_no_services !== true) {
+        throw new MeshplaneError(
+          'TOPOLOGY_ERR_NO_SERVICES',
+          `the new topology from ${this.options.source.description} has no service (the one served has ${this.servedServices}): every service name would answer NXDOMAIN. ` +
+            'An emptied or truncated input is the usual cause; if an empty mesh is intended, set "allow_no_services: true" in services.yml and compile again',
+        );
+      }
       zone = this.buildZone(topology);
       this.servedText = text;
+      this.servedServices = services;
     } catch (err) {
       this.metrics?.reload('failure');
       log.error({ err, reason, source: this.options.source.description, code: (err as { code?: string }).code }, 'reload failed; still serving the previous topology');

@@ -52,7 +52,15 @@ export interface Query {
  */
 export type ParseFailure =
   | { readonly kind: 'drop' }
-  | { readonly kind: 'formerr'; readonly id: number; readonly opcode: number; readonly recursionDesired: boolean }
+  | {
+      readonly kind: 'formerr';
+      readonly id: number;
+      readonly opcode: number;
+      readonly recursionDesired: boolean;
+      /** Set when the question itself was readable: the FORMERR echoes it (and the OPT, when there was one). */
+      readonly questionEnd?: number;
+      readonly edns?: Edns | null;
+    }
   | { readonly kind: 'notimp'; readonly id: number; readonly opcode: number; readonly recursionDesired: boolean };
 
 export type ParseResult = ({ readonly kind: 'query' } & Query) | ParseFailure;
@@ -129,6 +137,10 @@ export function parseQuery(packet: Uint8Array): ParseResult {
       offset = end;
     }
   }
+  // Bytes past the last record (RFC 1035 4.1: a message is its sections and nothing else). BIND and
+  // Knot answer FORMERR ("trailing garbage"); answering NOERROR would make us an amplifier for
+  // padded junk and hide broken clients.
+  if (offset !== packet.length) return { ...formerr, questionEnd, edns };
   return { kind: 'query', id, opcode, recursionDesired, name, questionEnd, type, qclass, edns };
 }
 

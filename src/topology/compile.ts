@@ -126,6 +126,8 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
     hosts,
     services: topologyServices,
     credentials,
+    // Only when set, so every other topology keeps its bytes.
+    ...(services.allowNoServices ? { allow_no_services: true as const } : {}),
   };
 }
 

@@ -16,6 +16,12 @@ export interface Topology {
   readonly hosts: Readonly<Record<string, TopologyHost>>;
   readonly services: Readonly<Record<string, TopologyService>>;
   readonly credentials: Readonly<Record<string, TopologyCredential>>;
+  /**
+   * Present (true) only when services.yml said `allow_no_services: true`: a
+   * topology without services is then intended, and daemons may reload into
+   * it. Without it, a running daemon keeps its services (TOPOLOGY_ERR_NO_SERVICES).
+   */
+  readonly allow_no_services?: true;
 }
 
 export interface TopologyOverlay {

@@ -4,6 +4,8 @@ import {
   DEFAULT_NEGATIVE_TTL,
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   DEFAULT_TCP_MAX_CONNECTIONS,
+  DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE,
+  DEFAULT_TCP_QUERY_TIMEOUT_MS,
   DEFAULT_TTL,
   DEFAULT_UDP_SIZE,
   DnsService,
@@ -45,8 +47,20 @@ broken one keeps the old one serving.
       --negative-ttl SECONDS   SOA minimum: caching of "no such name"
                                (default ${DEFAULT_NEGATIVE_TTL})
       --udp-size BYTES         largest UDP reply to EDNS askers (default ${DEFAULT_UDP_SIZE})
-      --tcp-idle-timeout SECS  close idle TCP connections (default ${DEFAULT_TCP_IDLE_TIMEOUT_MS / 1000})
-      --tcp-max-connections N  TCP connection cap (default ${DEFAULT_TCP_MAX_CONNECTIONS})
+      --tcp-idle-timeout SECS  close a TCP connection that sends no byte of a
+                               next query this long after the last answer
+                               (default ${DEFAULT_TCP_IDLE_TIMEOUT_MS / 1000})
+      --tcp-query-timeout SECS a TCP query must be complete this long after
+                               its first byte (a new connection: after it
+                               opens), however slowly it trickles
+                               (default ${DEFAULT_TCP_QUERY_TIMEOUT_MS / 1000})
+      --tcp-max-connections N  TCP connections held at once; at the cap the
+                               oldest waiting one is closed to make room
+                               (default ${DEFAULT_TCP_MAX_CONNECTIONS})
+      --tcp-max-connections-per-source N
+                               TCP connections held at once from one address
+                               (IPv6: one /64); past it the source's own oldest
+                               waiting one is closed (default ${DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE})
       --metrics ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics
       --no-watch               reload on SIGHUP only, not on file changes
       --log-level LEVEL        fatal|error|warn|info|debug (default info)`,
@@ -64,7 +78,9 @@ broken one keeps the old one serving.
         'negative-ttl': { type: 'string' },
         'udp-size': { type: 'string' },
         'tcp-idle-timeout': { type: 'string' },
+        'tcp-query-timeout': { type: 'string' },
         'tcp-max-connections': { type: 'string' },
+        'tcp-max-connections-per-source': { type: 'string' },
         metrics: { type: 'string' },
         'no-watch': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
@@ -90,8 +106,10 @@ broken one keeps the old one serving.
       ttl: seconds(values.ttl, '--ttl', 0),
       negativeTtl: seconds(values['negative-ttl'], '--negative-ttl', 0),
       udpSize: integer(values['udp-size'], '--udp-size', 512, 65535),
-      tcpIdleTimeoutMs: values['tcp-idle-timeout'] === undefined ? undefined : (seconds(values['tcp-idle-timeout'], '--tcp-idle-timeout', 1) ?? 0) * 1000,
+      tcpIdleTimeoutMs: millis(values['tcp-idle-timeout'], '--tcp-idle-timeout'),
+      tcpQueryTimeoutMs: millis(values['tcp-query-timeout'], '--tcp-query-timeout'),
       tcpMaxConnections: integer(values['tcp-max-connections'], '--tcp-max-connections', 1, 1_000_000),
+      tcpMaxConnectionsPerSource: integer(values['tcp-max-connections-per-source'], '--tcp-max-connections-per-source', 1, 1_000_000),
       watch: !values['no-watch'],
       registry,
       logger,
@@ -115,6 +133,14 @@ function integer(text: string | undefined, flag: string, min: number, max: numbe
   const value = Number(text);
   if (!/^\d+$/.test(text) || value < min || value > max) throw new UsageError(`${flag} must be an integer from ${min} to ${max}, not "${text}"`);
   return value;
+}
+
+/** A timeout in seconds (decimals allowed, 0.1 to 3600) as milliseconds. */
+function millis(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || value < 0.1 || value > 3600) throw new UsageError(`${flag} must be a number of seconds from 0.1 to 3600, not "${text}"`);
+  return Math.round(value * 1000);
 }
 
 function seconds(text: string | undefined, flag: string, min: number): number | undefined {
