@@ -271,9 +271,9 @@ describe('a flood on one port leaves the others serving (prlimit --nofile=1024)'
   it('1,100 idle connections on the registration port: capped, and fronts and admin still answer', async () => {
     const attack = await flood(ports.registration, 1100, floodSources);
     try {
-      await waitFor(() => attack.open() <= caps['registration']!, `at most ${caps['registration']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await curlFront(PORTS.a)).toBe('backend=b');
       expect(await curlAdmin(ports.admin)).toBe(200);
+      await waitFor(() => attack.open() <= caps['registration']!, `at most ${caps['registration']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await metric(ports.metrics, /meshplane_gateway_connections_limited_total\{listener="registration",port="\d+",reason="listener_full"\} (\d+)/)).toBeGreaterThan(0);
     } finally {
       await attack.end();
@@ -284,11 +284,11 @@ describe('a flood on one port leaves the others serving (prlimit --nofile=1024)'
     const attack = await flood(PORTS.a, 1100, floodSources);
     let agent: Daemon | null = null;
     try {
-      await waitFor(() => attack.open() <= caps['front']!, `at most ${caps['front']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await curlFront(PORTS.b)).toBe('backend=b');
       agent = startAgent('b2', ports.registration);
       await waitFor(() => registrations(gateway, 'b2') > 0, 'agent b2 registered during the flood', 10_000, gateway);
       expect(await curlAdmin(ports.admin)).toBe(200);
+      await waitFor(() => attack.open() <= caps['front']!, `at most ${caps['front']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await metric(ports.metrics, new RegExp(`meshplane_gateway_connections_limited_total\\{listener="front",port="${PORTS.a}",reason="listener_full"\\} (\\d+)`))).toBeGreaterThan(0);
     } finally {
       await attack.end();
@@ -301,10 +301,10 @@ describe('a flood on one port leaves the others serving (prlimit --nofile=1024)'
     const attack = await flood(ports.admin, 1100, floodSources);
     let agent: Daemon | null = null;
     try {
-      await waitFor(() => attack.open() <= caps['admin']!, `at most ${caps['admin']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await curlFront(PORTS.a)).toBe('backend=b');
       agent = startAgent('b2', ports.registration);
       await waitFor(() => registrations(gateway, 'b2') > before, 'agent b2 registered during the flood', 10_000, gateway);
+      await waitFor(() => attack.open() <= caps['admin']!, `at most ${caps['admin']} flood connections open (now ${attack.open()})`, 10_000, gateway);
       expect(await metric(ports.metrics, /meshplane_gateway_connections_limited_total\{listener="admin",port="\d+",reason="listener_full"\} (\d+)/)).toBeGreaterThan(0);
     } finally {
       await attack.end();
