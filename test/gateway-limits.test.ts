@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueMeshCredentials } from '../src/pki/index.js';
 import { writeTopology } from '../src/topology/index.js';
@@ -313,12 +314,12 @@ describe('a flood on one port leaves the others serving (prlimit --nofile=1024)'
   }, 60_000);
 });
 
-describe('deadlines and the TLS policy (--handshake-timeout 1 --head-timeout 1)', () => {
+describe('deadlines and the TLS policy (--handshake-timeout 1 --head-timeout 1 --admin-request-timeout 1)', () => {
   let gateway: Daemon;
   let ports: Ports;
 
   beforeAll(async () => {
-    gateway = startGatewayProcess(['--handshake-timeout', '1', '--head-timeout', '1']);
+    gateway = startGatewayProcess(['--handshake-timeout', '1', '--head-timeout', '1', '--admin-request-timeout', '1']);
     ports = portsOf(await gateway.ready);
   }, 30_000);
 
@@ -347,6 +348,28 @@ describe('deadlines and the TLS policy (--handshake-timeout 1 --head-timeout 1)'
       expect(ms).not.toBeNull();
       expect(ms!).toBeLessThan(3500);
     }
+  }, 20_000);
+
+  it('closes an admin connection whose request does not arrive whole by the deadline, however it dribbles', async () => {
+    const ms = await new Promise<number | null>((resolve) => {
+      const started = Date.now();
+      const socket = tlsConnect({ port: ports.admin, host: '127.0.0.1', servername: 'gateway.mesh.internal', rejectUnauthorized: false }, () => socket.write('GET /healthz HTTP/1.1\r\n'));
+      socket.on('error', () => undefined);
+      socket.on('data', () => undefined);
+      const poker = setInterval(() => socket.write('X'), 200);
+      const give = setTimeout(() => {
+        clearInterval(poker);
+        socket.destroy();
+        resolve(null);
+      }, 6000);
+      socket.once('close', () => {
+        clearTimeout(give);
+        clearInterval(poker);
+        resolve(Date.now() - started);
+      });
+    });
+    expect(ms).not.toBeNull();
+    expect(ms!).toBeLessThan(4000);
   }, 20_000);
 
   it('closes a front connection whose head does not arrive by the deadline, however it dribbles', async () => {
