@@ -89,11 +89,7 @@ registration port a quarter, the front ports the remainder equally.
       },
       strict: true,
     });
-    const source = daemonSource(values, io);
-    const topology = source.load();
-    const { logger, registry } = daemon('gateway', values['log-level']);
-    const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${topology.services[values.credential]?.ports[0] ?? 8443}`, 8443);
-    const tlsFiles = credentialTlsFiles(values['credentials-root'], values.credential, values.crl ?? defaultCrl(values['credentials-root'], values.credential));
+    // Flags first: a mistyped limit is a usage error whatever the topology.
     const count = (flag: keyof typeof values): number | undefined => positive(values, flag, 'a whole number above 0', (n) => Number.isInteger(n));
     const millis = (flag: keyof typeof values): number | undefined => {
       const seconds = positive(values, flag, 'seconds above 0', () => true);
@@ -109,6 +105,11 @@ registration port a quarter, the front ports the remainder equally.
     const logBurst = values['log-refusals'] === '0' ? 0 : count('log-refusals');
     const logInterval = millis('log-refusals-interval');
     const adminRequestTimeoutMs = millis('admin-request-timeout');
+    const source = daemonSource(values, io);
+    const topology = source.load();
+    const { logger, registry } = daemon('gateway', values['log-level']);
+    const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${topology.services[values.credential]?.ports[0] ?? 8443}`, 8443);
+    const tlsFiles = credentialTlsFiles(values['credentials-root'], values.credential, values.crl ?? defaultCrl(values['credentials-root'], values.credential));
     const gateway = new Gateway({
       topology,
       tls: tlsFiles,
