@@ -3,8 +3,10 @@
  * each cap, and how many lines a flood of events turns into.
  */
 import { describe, expect, it } from 'vitest';
-import { TcpSlots, sourceKey } from '../src/dns/tcp-slots.js';
-import { LogSampler } from '../src/lib/log-sampler.js';
+import { TcpSlots } from '../src/dns/tcp-slots.js';
+import { sourceKey } from '../src/lib/ip.js';
+import pino from 'pino';
+import { LogSampler, SUPPRESSED_MESSAGE } from '../src/lib/log-sampler.js';
 
 interface Slot {
   readonly name: string;
@@ -61,23 +63,14 @@ describe('TCP slots', () => {
 });
 
 describe('log sampler', () => {
-  it('logs the first few per key and window and then says how many it left out', () => {
-    let now = 0;
-    const sampler = new LogSampler({ windowMs: 1000, perWindow: 2, now: () => now });
-    const taken = Array.from({ length: 10 }, () => sampler.take('idle'));
-    expect(taken).toEqual([0, 0, null, null, null, null, null, null, null, null]);
-    expect(sampler.take('refused')).toBe(0); // keys are independent
-    now = 1000;
-    expect(sampler.take('idle')).toBe(8);
-    expect(sampler.take('idle')).toBe(0);
-    expect(sampler.take('idle')).toBeNull();
-  });
-
-  it('bounds the keys it tracks', () => {
-    const sampler = new LogSampler({ perWindow: 1, maxKeys: 2 });
-    expect(sampler.take('a')).toBe(0);
-    expect(sampler.take('b')).toBe(0);
-    expect(sampler.take('c')).toBe(0); // the shared overflow slot
-    expect(sampler.take('d')).toBeNull();
+  it('bounds the keys it tracks: a flood of distinct reasons shares one window', () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const sampler = new LogSampler(pino({ level: 'debug' }, sink), { burst: 1, intervalMs: 60_000, maxKeys: 2 });
+    for (const reason of ['a', 'b', 'c', 'd', 'e']) sampler.log('warn', reason, { reason }, 'DNS TCP connection closed by a limit');
+    sampler.close();
+    // a and b have windows of their own; c, d and e share the overflow window: one written, two suppressed.
+    expect(lines.filter((l) => l['msg'] === 'DNS TCP connection closed by a limit').map((l) => l['reason'])).toEqual(['a', 'b', 'c']);
+    expect(lines.filter((l) => l['msg'] === SUPPRESSED_MESSAGE)).toEqual([expect.objectContaining({ reason: '(other)', suppressed: 2 })]);
   });
 });

@@ -168,7 +168,8 @@ describe('data through one tunnel', () => {
   let agent: Daemon;
   let metrics: string;
   beforeAll(async () => {
-    gateway = startGateway(fixture);
+    // 1,000 connections at once from one loopback address: above the default per-source cap (a tenth of the port's).
+    gateway = startGateway(fixture, ['--max-connections', '4000', '--max-connections-per-source', '4000']);
     const line = await gateway.ready;
     metrics = metricsUrl(line);
     const port = registrationPort(line);

@@ -109,4 +109,15 @@ describe('HTTP request heads', () => {
     expect(readRequestHead(Buffer.from('GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'))).toMatchObject({ kind: 'invalid' });
     expect(readRequestHead(Buffer.from('CONNECT nowhere HTTP/1.1\r\n\r\n'))).toMatchObject({ kind: 'invalid' });
   });
+
+  it('refuses a line ending other than CRLF as soon as it arrives, but not the tunnel bytes after a CONNECT head', () => {
+    const bare = { kind: 'invalid', reason: 'line ending other than CRLF (bare LF or CR)' };
+    expect(readRequestHead(Buffer.from('GET / HTTP/1.1\nHost: a\n\n'))).toEqual(bare);
+    expect(readRequestHead(Buffer.from('GET / HTTP/1.1\n'))).toEqual(bare);
+    expect(readRequestHead(Buffer.from('GET / HTTP/1.1\r\nX: 1\nHost: b\r\nHost: a\r\n\r\n'))).toEqual(bare);
+    expect(readRequestHead(Buffer.from('GET / HTTP/1.1\r\nX: 1\rHost: b\r\n\r\n'))).toEqual(bare);
+    // A CR at the end may be the start of a CRLF still on its way.
+    expect(readRequestHead(Buffer.from('GET / HTTP/1.1\r'))).toEqual({ kind: 'incomplete' });
+    expect(readRequestHead(Buffer.from('CONNECT a.example:443 HTTP/1.1\r\n\r\n\n\r\x16'))).toMatchObject({ kind: 'request', host: 'a.example' });
+  });
 });

@@ -21,7 +21,8 @@ import type { DnsMetrics } from './metrics.js';
 import { errorReply, isTransfer, zoneReply } from './reply.js';
 import type { ReplyLimits } from './reply.js';
 import { CLASS_ANY, CLASS_IN, CLASSIC_UDP_SIZE, RCODE, parseQuery } from './wire.js';
-import { TcpSlots, sourceKey } from './tcp-slots.js';
+import { TcpSlots } from './tcp-slots.js';
+import { sourceKey } from '../lib/ip.js';
 import type { TcpSlot } from './tcp-slots.js';
 import type { TcpCloseReason } from './metrics.js';
 import { LogSampler } from '../lib/log-sampler.js';
@@ -101,13 +102,14 @@ export class DnsServer {
   private readonly tcpIdleMs: number;
   private readonly tcpQueryMs: number;
   /** Limit hits and per-packet failures: logged a few at a time, counted in full in the metrics. */
-  private readonly logSampler = new LogSampler({ windowMs: 10_000, perWindow: 5 });
+  private readonly logSampler: LogSampler;
   private readonly bound: BoundAddress[] = [];
   private closed = false;
 
   constructor(zone: Zone, options: DnsServerOptions) {
     this.zone = zone;
     this.options = options;
+    this.logSampler = new LogSampler(options.logger, { burst: 5, intervalMs: 10_000 });
     const udpSize = options.udpSize ?? DEFAULT_UDP_SIZE;
     const recursionAvailable = options.forwarder !== null;
     this.udpLimits = { maxSize: udpSize, ourUdpSize: udpSize, recursionAvailable };
@@ -140,6 +142,7 @@ export class DnsServer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.logSampler.close();
     for (const socket of this.udpSockets) socket.close();
     for (const server of this.tcpServers) server.close();
     for (const client of [...this.tcpSlots.all()]) {
@@ -402,11 +405,7 @@ export class DnsServer {
   }
 
   private logSampled(level: 'debug' | 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
-    const logger = this.options.logger;
-    if (!logger.isLevelEnabled(level)) return;
-    const suppressed = this.logSampler.take(key);
-    if (suppressed === null) return;
-    logger[level](suppressed > 0 ? { ...fields, suppressed } : fields, message);
+    if (this.options.logger.isLevelEnabled(level)) this.logSampler.log(level, key, fields, message);
   }
 }
 

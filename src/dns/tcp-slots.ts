@@ -19,8 +19,6 @@
  * answered is the last. A connection with a forwarded query in flight is
  * busy and not evicted; with nothing else to evict, the new one is refused.
  */
-import { isIPv4 } from 'node:net';
-import { parseIp } from '../lib/ip.js';
 
 export interface TcpSlot {
   /** From sourceKey(). */
@@ -32,18 +30,6 @@ export interface TcpSlot {
 }
 
 export type Admission<T> = { readonly admit: true; readonly evict: T | null; readonly reason: 'evicted_source' | 'evicted_global' | null } | { readonly admit: false };
-
-/** The per-source key of an address: IPv4 as is (IPv4-mapped IPv6 unmapped), IPv6 by its /64. */
-export function sourceKey(address: string): string {
-  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return address.slice(7);
-  if (isIPv4(address)) return address;
-  const parsed = parseIp(address.split('%')[0]!);
-  if (parsed === undefined || parsed.family !== 6) return address;
-  const prefix = parsed.value >> 64n;
-  const groups: string[] = [];
-  for (let shift = 48n; shift >= 0n; shift -= 16n) groups.push(((prefix >> shift) & 0xffffn).toString(16));
-  return `${groups.join(':')}::/64`;
-}
 
 export class TcpSlots<T extends TcpSlot> {
   private readonly bySource = new Map<string, Set<T>>();

@@ -12,8 +12,15 @@
  *          `gateway-admin`
  *   token  plain HTTP on a loopback address only, with a bearer token
  *          (development; the status page passes `?token=` on)
+ *
+ * A ConnectionGuard caps connections (in total and per source) and closes
+ * those that have not finished the TLS handshake by its deadline; a
+ * request must arrive whole within `requestTimeoutMs` of its first byte
+ * (Node's headersTimeout and requestTimeout, checked every second), and an
+ * idle keep-alive connection closes after 5 s.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import { fastify as Fastify } from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -21,6 +28,9 @@ import type { Logger } from 'pino';
 import { MeshplaneError } from '../errors.js';
 import { isLoopback, parseIp } from '../lib/ip.js';
 import { backendView } from './backend-view.js';
+import { ConnectionGuard, DEFAULT_ADMIN_REQUEST_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, rawSocket } from './limits.js';
+import type { LimitReason, ListenerLimits } from './limits.js';
+import { gatewayServerTls } from './tls-policy.js';
 import type { BackendView } from './backend-view.js';
 import type { Backend } from './registry.js';
 import { STATUS_PAGE_REFRESH_MS, statusPage } from './status-page.js';
@@ -35,12 +45,29 @@ export interface AdminTarget {
   status(): Record<string, unknown>;
 }
 
+/** What the admin API refused (the Gateway counts and logs it). */
+export interface AdminEvents {
+  /** A connection closed at a cap or at the TLS handshake deadline. */
+  limited(reason: LimitReason, peer: string): void;
+  /** A request refused by authentication (401, 403). */
+  refused(code: string, peer: string, detail: string): void;
+}
+
 export interface AdminOptions {
   readonly auth: AdminAuth;
   /** The gateway's credential (and CA, CRL) for HTTPS; required for mtls. */
   readonly tls?: SecureContextOptions;
   readonly logger: Logger;
+  /** Connection caps and the TLS handshake deadline (default ADMIN_DEFAULT_LIMITS). */
+  readonly limits?: ListenerLimits;
+  /** How long a request may take to arrive whole, from its first byte (default 10 s). */
+  readonly requestTimeoutMs?: number;
+  readonly events?: AdminEvents;
 }
+
+export const ADMIN_DEFAULT_LIMITS: ListenerLimits = { maxConnections: 64, maxPerSource: 16, deadlineMs: DEFAULT_HANDSHAKE_TIMEOUT_MS };
+const ADMIN_KEEPALIVE_MS = 5000;
+const ADMIN_ALPN = ['http/1.1'];
 
 export const DEFAULT_ADMIN_CREDENTIAL = 'gateway-admin';
 
@@ -59,11 +86,15 @@ const SERVICE_PATTERN = '^[A-Za-z0-9-]{1,63}$';
 
 export function buildAdminApi(target: AdminTarget, options: AdminOptions): FastifyInstance {
   if (options.auth.kind === 'mtls' && options.tls === undefined) throw new MeshplaneError('GW_ERR_ADMIN_CONFIG', 'the admin API over mutual TLS needs the gateway certificate, key and CA');
+  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_ADMIN_REQUEST_TIMEOUT_MS;
+  // Node checks these deadlines every connectionsCheckingInterval (30 s by default): make it 1 s.
+  const http = { headersTimeout: requestTimeout, connectionsCheckingInterval: 1000 };
+  const common = { logger: false, bodyLimit: 4096, requestTimeout, keepAliveTimeout: ADMIN_KEEPALIVE_MS } as const;
   const app = (
     options.auth.kind === 'mtls'
       ? // Certificates are judged in the auth hook, not the handshake: refusals then come back as JSON with a code.
-        Fastify({ logger: false, bodyLimit: 4096, https: { ...options.tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' } })
-      : Fastify({ logger: false, bodyLimit: 4096 })
+        Fastify({ ...common, https: { ...gatewayServerTls(options.tls!, ADMIN_ALPN), ...http, handshakeTimeout: options.limits?.deadlineMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS } })
+      : Fastify({ ...common, http })
   ) as unknown as FastifyInstance;
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string; validation?: unknown }, request, reply) => {
@@ -81,6 +112,7 @@ export function buildAdminApi(target: AdminTarget, options: AdminOptions): Fasti
       (request as FastifyRequest & { admin?: string }).admin = authenticate(request, options.auth);
       done();
     } catch (err) {
+      if (err instanceof AdminError) options.events?.refused(err.code, `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? 0}`, err.message);
       done(err as Error);
     }
   });
@@ -163,10 +195,21 @@ function registerRoutes(api: FastifyInstance, target: AdminTarget, logger: Logge
 /** The admin API on a socket: start() listens, close() is idempotent. */
 export class AdminServer {
   private readonly app: FastifyInstance;
+  private readonly guard: ConnectionGuard;
   private closed = false;
 
   constructor(target: AdminTarget, private readonly options: AdminOptions) {
     this.app = buildAdminApi(target, options);
+    const limits = options.limits ?? ADMIN_DEFAULT_LIMITS;
+    // Plain HTTP (token) has no handshake: the request timeout applies from the first byte.
+    this.guard = new ConnectionGuard('admin', options.auth.kind === 'mtls' ? limits : { ...limits, deadlineMs: null }, (reason, socket) => options.events?.limited(reason, peerOf(socket)));
+    const server = this.app.server as unknown as NetServer;
+    this.guard.attach(server);
+    if (options.auth.kind === 'mtls') {
+      server.on('secureConnection', (socket: TLSSocket) => this.guard.finished(rawSocket(socket)));
+      // Node keeps the socket of a handshake that timed out (its idle timeout) unless told otherwise.
+      server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    }
   }
 
   /** Listens; returns the port (port 0 picks one). */
@@ -184,14 +227,24 @@ export class AdminServer {
     return typeof bound === 'object' && bound !== null ? bound.port : port;
   }
 
-  /** New certificates or CRL (SIGHUP), for connections from now on. */
+  /** New caps (a reload). */
+  setLimits(limits: ListenerLimits): void {
+    this.guard.setLimits(this.options.auth.kind === 'mtls' ? limits : { ...limits, deadlineMs: null });
+  }
+
+  /** New certificates or CRL (SIGHUP), for connections from now on, with the same TLS policy. */
   setSecureContext(tls: SecureContextOptions): void {
-    if (this.options.auth.kind === 'mtls') (this.app.server as unknown as TlsServer).setSecureContext({ ...tls });
+    if (this.options.auth.kind === 'mtls') (this.app.server as unknown as TlsServer).setSecureContext(gatewayServerTls(tls, ADMIN_ALPN));
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.guard.destroyAll();
     await this.app.close();
   }
+}
+
+function peerOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
 }

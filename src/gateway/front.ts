@@ -14,6 +14,8 @@ import type { Logger } from 'pino';
 import { HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import { readClientHello } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
+import { ConnectionGuard } from './limits.js';
+import type { LimitReason, ListenerLimits } from './limits.js';
 import type { BackendPicker } from './balance.js';
 import type { Backend } from './registry.js';
 import type { FrontPort, Route, RoutingTable } from './routes.js';
@@ -28,13 +30,17 @@ export interface FrontEvents {
   failed(route: Route, backend: Backend): void;
   /** The backend's first byte back: it took the connection. */
   firstByte(backend: Backend, seconds: number): void;
+  /** A connection closed at once because the port, or its source, is at its cap. */
+  limited(port: number, reason: LimitReason, peer: string): void;
 }
 
 export interface FrontOptions {
   /** Addresses every front port listens on (default 0.0.0.0 and ::). */
   readonly addresses: readonly string[];
-  /** How long a client may take to send its hello or request head. */
+  /** How long a client may take to send its hello or request head (absolute, from accept). */
   readonly peekTimeoutMs: number;
+  /** Caps of each front port (all its addresses together). */
+  readonly limits: ListenerLimits;
   readonly domain: string;
 }
 
@@ -53,6 +59,8 @@ const RESPONSES: Partial<Record<FrontRefusal, string>> = {
 
 export class FrontListeners {
   private readonly servers = new Map<number, Server[]>();
+  private readonly guards = new Map<number, ConnectionGuard>();
+  private limits: ListenerLimits;
   private readonly sockets = new Set<Socket>();
   private table: RoutingTable;
   /** The 'close' listener of every client socket: one function, not one closure per connection. */
@@ -66,6 +74,7 @@ export class FrontListeners {
     private readonly logger: Logger,
   ) {
     this.table = table;
+    this.limits = options.limits;
     const sockets = this.sockets;
     this.forgetSocket = function (this: Socket): void {
       sockets.delete(this);
@@ -75,6 +84,12 @@ export class FrontListeners {
   /** Ports actually bound (port 0 in the table is not used: fronts are fixed ports). */
   get ports(): number[] {
     return [...this.servers.keys()];
+  }
+
+  /** New caps for every front port (a reload changed the number of ports, hence each one's share). */
+  setLimits(limits: ListenerLimits): void {
+    this.limits = limits;
+    for (const guard of this.guards.values()) guard.setLimits(limits);
   }
 
   /**
@@ -87,14 +102,18 @@ export class FrontListeners {
       if (!table.ports.has(port)) {
         for (const server of servers) server.close();
         this.servers.delete(port);
+        this.guards.delete(port);
         this.logger.info({ port }, 'front port closed');
       }
     }
     for (const port of table.ports.keys()) {
       if (this.servers.has(port)) continue;
       const servers: Server[] = [];
+      const guard = new ConnectionGuard('front', this.limits, (reason, socket) => this.events.limited(port, reason, peerOf(socket)));
+      this.guards.set(port, guard);
       for (const address of this.options.addresses) {
         const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket, port));
+        guard.attach(server);
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
           server.listen({ port, host: address, ipv6Only: address.includes(':') }, () => {
@@ -113,6 +132,7 @@ export class FrontListeners {
   close(): void {
     for (const servers of this.servers.values()) for (const server of servers) server.close();
     this.servers.clear();
+    this.guards.clear();
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
   }

@@ -12,10 +12,14 @@ import type { Logger } from 'pino';
 import { MeshplaneError } from '../errors.js';
 import { readCrl } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';
-import type { AdminTarget } from './admin.js';
+import { LogSampler } from '../lib/log-sampler.js';
+import type { LogSamplerOptions } from '../lib/log-sampler.js';
+import type { AdminEvents, AdminTarget } from './admin.js';
 import { Balancer } from './balance.js';
 import { DEFAULT_PEEK_TIMEOUT_MS, FrontListeners } from './front.js';
 import { HealthMonitor } from './health.js';
+import { ConnectionGuard, DEFAULT_HANDSHAKE_TIMEOUT_MS, connectionBudget, openFileLimit, perSourceCap } from './limits.js';
+import type { ConnectionBudget, LimitReason, LimitSettings, ListenerLimits } from './limits.js';
 import { GatewayMetrics, isServing } from './metrics.js';
 import { RegistrationListener } from './registration.js';
 import { BackendRegistry } from './registry.js';
@@ -39,6 +43,12 @@ export interface GatewayOptions {
   /** Addresses the front ports listen on. */
   readonly frontAddresses: readonly string[];
   readonly peekTimeoutMs?: number;
+  /** Connection caps and the TLS handshake deadline; what is absent comes from the descriptor budget. */
+  readonly limits?: LimitSettings;
+  /** RLIMIT_NOFILE to budget (default: the process's own, from /proc). */
+  readonly openFiles?: number | null;
+  /** How many refusal lines per reason get logged per interval. */
+  readonly logSampling?: LogSamplerOptions;
   readonly registry?: Registry | null;
   readonly logger: Logger;
 }
@@ -71,12 +81,17 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly balancer: Balancer;
   private readonly health: HealthMonitor;
+  private readonly sampler: LogSampler;
+  private readonly registrationGuard: ConnectionGuard;
+  private budget: ConnectionBudget;
   readonly startedAt = new Date();
 
   constructor(options: GatewayOptions) {
     this.options = options;
     this.topology = options.topology;
     this.logger = options.logger;
+    this.sampler = new LogSampler(this.logger, options.logSampling);
+    this.budget = this.computeBudget(this.topology);
     // Without a registry to report to, metrics still have somewhere to go.
     this.metrics = new GatewayMetrics(options.registry ?? new Registry(), this.backends, () =>
       Object.entries(this.topology.services)
@@ -103,7 +118,7 @@ export class Gateway {
       {
         refused: (reason, peer, detail) => {
           this.metrics.authFailure(reason);
-          this.logger.warn({ peer, reason, detail }, 'agent refused');
+          this.sampler.log('warn', reason, { peer, reason, detail }, 'agent refused');
         },
         registered: (backend, replaced) => {
           if (replaced !== undefined) this.forget(replaced);
@@ -120,13 +135,14 @@ export class Gateway {
     this.fronts = new FrontListeners(
       new RoutingTable(this.topology),
       this.balancer,
-      { addresses: options.frontAddresses, peekTimeoutMs: options.peekTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS, domain: this.topology.domain },
+      { addresses: options.frontAddresses, peekTimeoutMs: options.peekTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS, domain: this.topology.domain, limits: this.frontLimits() },
       {
         routed: (route) => this.metrics.connection(route.endpoint.port, 'routed'),
         refused: (port, reason, peer, detail, connection) => {
           this.metrics.connection(port, reason);
-          this.logger.info({ connection, port, peer, reason, detail }, 'client connection refused');
+          this.sampler.log('info', reason, { connection, port, peer, reason, detail }, 'client connection refused');
         },
+        limited: (port, reason, peer) => this.limited('front', port, reason, peer),
         failed: (route, backend) => this.balancer.failed(backend, route.endpoint),
         firstByte: (backend, seconds) => {
           this.balancer.succeeded(backend);
@@ -134,6 +150,63 @@ export class Gateway {
         },
       },
       this.logger,
+    );
+    this.registrationGuard = new ConnectionGuard('registration', this.registrationLimits(), (reason, socket) =>
+      this.limited('registration', this.registrationPort, reason, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`),
+    );
+  }
+
+  /** Splits the descriptor limit between the listeners (the front ports' share depends on how many there are). */
+  private computeBudget(topology: Topology): ConnectionBudget {
+    return connectionBudget(this.options.openFiles === undefined ? openFileLimit() : this.options.openFiles, new RoutingTable(topology).ports.size, this.options.limits);
+  }
+
+  private listenerLimits(cap: number, deadlineMs: number | null): ListenerLimits {
+    return { maxConnections: cap, maxPerSource: perSourceCap(cap, this.options.limits ?? {}), deadlineMs };
+  }
+
+  private frontLimits(): ListenerLimits {
+    // The routable head's deadline is the front's own (peekTimeoutMs), with its own refusal.
+    return this.listenerLimits(this.budget.front, null);
+  }
+
+  private registrationLimits(): ListenerLimits {
+    return this.listenerLimits(this.budget.registration, this.options.limits?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  }
+
+  /** The admin API's caps and handshake deadline (the CLI hands them to the AdminServer, again after a reload). */
+  adminLimits(): ListenerLimits {
+    return this.listenerLimits(this.budget.admin, this.options.limits?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  }
+
+  /** What the admin API reports: counted and logged like the other listeners' refusals. */
+  adminEvents(port: () => number): AdminEvents {
+    return {
+      limited: (reason, peer) => this.limited('admin', port(), reason, peer),
+      refused: (code, peer, detail) => {
+        this.metrics.adminRefused(code);
+        this.sampler.log('warn', code, { peer, code, detail }, 'admin request refused');
+      },
+    };
+  }
+
+  private limited(listener: string, port: number, reason: LimitReason, peer: string): void {
+    this.metrics.limited(listener, port, reason);
+    this.sampler.log('warn', `${listener}:${reason}`, { listener, port, peer, reason }, 'connection closed at a limit');
+  }
+
+  private logLimits(): void {
+    const b = this.budget;
+    this.logger.info(
+      {
+        open_files: b.openFiles,
+        reserve: b.reserve,
+        front_per_port: this.frontLimits(),
+        registration: this.registrationLimits(),
+        admin: this.adminLimits(),
+        head_timeout_ms: this.options.peekTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS,
+      },
+      'connection limits',
     );
   }
 
@@ -148,7 +221,7 @@ export class Gateway {
   async start(): Promise<void> {
     const tls = readTlsFiles(this.options.tls);
     try {
-      this.registrationPort = await this.registration.listen(tls, this.options.registration.address, this.options.registration.port);
+      this.registrationPort = await this.registration.listen(tls, this.options.registration.address, this.options.registration.port, this.registrationGuard);
       await this.fronts.apply(new RoutingTable(this.topology));
     } catch (err) {
       this.close();
@@ -158,6 +231,7 @@ export class Gateway {
       }
       throw err;
     }
+    this.logLimits();
     this.logger.info({ registration: `${this.options.registration.address}:${this.registrationPort}`, fronts: this.fronts.ports }, 'gateway ready');
   }
 
@@ -175,6 +249,9 @@ export class Gateway {
     this.topology = topology;
     this.registration.setTopology(topology);
     this.health.setTopology(topology);
+    this.budget = this.computeBudget(topology);
+    this.fronts.setLimits(this.frontLimits());
+    this.registrationGuard.setLimits(this.registrationLimits());
     await this.fronts.apply(new RoutingTable(topology));
     // Backends whose service no longer lists their credential, or whose certificate the new CRL
     // revokes, lose their tunnel (an agent the CRL refuses could otherwise serve until it reconnects).
@@ -183,6 +260,7 @@ export class Gateway {
       if (service === undefined || !service.credentials.includes(backend.credential) || service.gateway_endpoints.length === 0) this.kill(backend.id, 'no longer authorised by the topology');
       else if (revoked.has(backend.certificateSerial)) this.kill(backend.id, `certificate ${backend.certificateSerial} revoked by the CRL`);
     }
+    this.logLimits();
     this.logger.info({ fronts: this.fronts.ports, backends: this.backends.size }, 'gateway reloaded');
   }
 
@@ -221,6 +299,7 @@ export class Gateway {
   }
 
   close(): void {
+    this.sampler.close();
     this.health.close();
     this.registration.close();
     this.fronts.close();

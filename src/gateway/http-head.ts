@@ -3,6 +3,11 @@
  * the target and the Host header. The head is capped and the caller times
  * it out; the bytes are replayed to the backend unchanged (plain HTTP), or
  * consumed (CONNECT, whose tunnel starts after the head).
+ *
+ * Lines must end in CRLF. A bare LF (or a CR before anything but LF) makes
+ * the head invalid at once (HTTP 400): RFC 9112 2.2 lets a recipient accept
+ * bare LF, but the head goes on to a backend unchanged, and a gateway and a
+ * backend that disagree on where a line ends disagree on the Host.
  */
 
 export type HeadResult =
@@ -22,6 +27,7 @@ export type HeadResult =
 
 export const MAX_HEAD_BYTES = 16 * 1024;
 const INCOMPLETE: HeadResult = { kind: 'incomplete' };
+const BARE_LINE_ENDING: HeadResult = { kind: 'invalid', reason: 'line ending other than CRLF (bare LF or CR)' };
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export function readRequestHead(data: Buffer): HeadResult {
@@ -32,8 +38,9 @@ export function readRequestHead(data: Buffer): HeadResult {
     const firstSpace = data.indexOf(0x20);
     const method = data.subarray(0, firstSpace < 0 ? Math.min(data.length, 32) : firstSpace).toString('latin1');
     if (method.length > 0 && !TOKEN.test(method)) return { kind: 'invalid', reason: 'not an HTTP request' };
-    return INCOMPLETE;
+    return bareLineEnding(data, data.length) ? BARE_LINE_ENDING : INCOMPLETE;
   }
+  if (bareLineEnding(data, end + 4)) return BARE_LINE_ENDING;
   const lines = data.subarray(0, end).toString('latin1').split('\r\n');
   const [method = '', target = '', version = ''] = (lines[0] ?? '').split(' ');
   if (!TOKEN.test(method) || target === '' || !/^HTTP\/1\.[01]$/.test(version)) return { kind: 'invalid', reason: 'malformed request line' };
@@ -50,6 +57,13 @@ export function readRequestHead(data: Buffer): HeadResult {
   const { host, port } = splitAuthority(authority);
   if (method === 'CONNECT' && (host === null || port === null)) return { kind: 'invalid', reason: 'CONNECT needs host:port' };
   return { kind: 'request', method, target, host, port, headLength: end + 4 };
+}
+
+/** Is there an LF without a CR before it, or a CR followed by anything but LF, in the first `limit` bytes? */
+function bareLineEnding(data: Buffer, limit: number): boolean {
+  for (let i = data.indexOf(0x0a); i >= 0 && i < limit; i = data.indexOf(0x0a, i + 1)) if (i === 0 || data[i - 1] !== 0x0d) return true;
+  for (let i = data.indexOf(0x0d); i >= 0 && i < limit; i = data.indexOf(0x0d, i + 1)) if (i + 1 < data.length && data[i + 1] !== 0x0a) return true;
+  return false;
 }
 
 /** "http://host:port/path" -> "host:port" (absolute-form targets, RFC 9112 3.2.2). */

@@ -21,6 +21,8 @@ export function isServing(backend: Backend): boolean {
 export class GatewayMetrics {
   private readonly authFailures: Counter<'reason'>;
   private readonly connections: Counter<'port' | 'result'>;
+  private readonly connectionsLimited: Counter<'listener' | 'port' | 'reason'>;
+  private readonly adminRefusals: Counter<'code'>;
   private readonly ttfb: Histogram<BackendLabels>;
   private readonly checkDuration: Histogram<BackendLabels | 'endpoint'>;
   private readonly checks: Counter<BackendLabels | 'endpoint' | 'result'>;
@@ -38,6 +40,13 @@ export class GatewayMetrics {
     const registers = [registry];
     this.authFailures = new Counter({ name: 'meshplane_gateway_auth_failures_total', help: 'Agent registrations refused, by reason', labelNames: ['reason'], registers });
     this.connections = new Counter({ name: 'meshplane_gateway_connections_total', help: 'Client connections on the fronts, by port and result (routed or the refusal reason)', labelNames: ['port', 'result'], registers });
+    this.connectionsLimited = new Counter({
+      name: 'meshplane_gateway_connections_limited_total',
+      help: 'Connections closed by a limit: at the listener cap or the per-source cap (closed at accept), or at the TLS handshake deadline; by listener (front, registration, admin), port and reason',
+      labelNames: ['listener', 'port', 'reason'],
+      registers,
+    });
+    this.adminRefusals = new Counter({ name: 'meshplane_gateway_admin_refusals_total', help: 'Admin API requests refused by authentication, by error code', labelNames: ['code'], registers });
     this.ttfb = new Histogram({
       name: 'meshplane_gateway_backend_first_byte_seconds',
       help: "Time from opening a tunnelled connection to the backend's first byte back",
@@ -115,6 +124,14 @@ export class GatewayMetrics {
 
   connection(port: number, result: string): void {
     this.connections.inc({ port: String(port), result });
+  }
+
+  limited(listener: string, port: number, reason: string): void {
+    this.connectionsLimited.inc({ listener, port: String(port), reason });
+  }
+
+  adminRefused(code: string): void {
+    this.adminRefusals.inc({ code });
   }
 
   firstByte(backend: Backend, seconds: number): void {

@@ -14,10 +14,15 @@ import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:
 import type { Logger } from 'pino';
 import type { Topology } from '../topology/index.js';
 import { normaliseSerial } from '../pki/index.js';
-import { REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
+import { REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
+import { rawSocket } from './limits.js';
+import type { ConnectionGuard } from './limits.js';
 import { freshBackendState } from './registry.js';
 import type { Backend, BackendRegistry } from './registry.js';
+import { gatewayServerTls } from './tls-policy.js';
+
+const ALPN = ['h2'];
 
 export type RefusalReason =
   | 'no_certificate'
@@ -71,6 +76,7 @@ export function certificateRefusal(socket: TLSSocket): { reason: RefusalReason; 
 
 export class RegistrationListener {
   private server: TlsServer | null = null;
+  private guard: ConnectionGuard | null = null;
   private topology: Topology;
   private readonly sessions = new Set<ClientHttp2Session>();
 
@@ -87,19 +93,23 @@ export class RegistrationListener {
     this.topology = topology;
   }
 
-  async listen(tls: SecureContextOptions, host: string, port: number): Promise<number> {
-    const server = createServer({
-      ...tls,
-      requestCert: true,
-      // Verified in onAgent (certificateRefusal): same checks, but with a reason to log and tell.
-      rejectUnauthorized: false,
-      ALPNProtocols: ['h2'],
-      minVersion: 'TLSv1.2',
-      ciphers: TUNNEL_CIPHERS,
-      honorCipherOrder: true,
+  /**
+   * Listens behind `guard` (connection caps, and the TLS handshake's
+   * absolute deadline: its deadlineMs).
+   */
+  async listen(tls: SecureContextOptions, host: string, port: number, guard: ConnectionGuard): Promise<number> {
+    // Node's own handshakeTimeout is an idle timeout (every byte restarts it); the guard's deadline is not.
+    const server = createServer({ ...gatewayServerTls(tls, ALPN), handshakeTimeout: guard.current.deadlineMs ?? 120_000 });
+    guard.attach(server);
+    this.guard = guard;
+    server.on('secureConnection', (socket: TLSSocket) => {
+      guard.finished(rawSocket(socket));
+      this.onAgent(socket);
     });
-    server.on('secureConnection', (socket) => this.onAgent(socket));
-    server.on('tlsClientError', (err, socket) => {
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      // Node leaves the socket open when someone listens for this event.
+      socket.destroy();
+      if (guard.expired(rawSocket(socket))) return; // counted and logged as a handshake_timeout already
       const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
       this.events.refused(tlsRefusalReason(err), peer, err.message);
     });
@@ -115,13 +125,14 @@ export class RegistrationListener {
     return typeof address === 'object' && address !== null ? address.port : port;
   }
 
-  /** New certificates (or CRL) for connections from now on; live ones are untouched. */
+  /** New certificates (or CRL) for connections from now on, with the same TLS policy; live ones are untouched. */
   setSecureContext(tls: SecureContextOptions): void {
-    this.server?.setSecureContext({ ...tls });
+    this.server?.setSecureContext(gatewayServerTls(tls, ALPN));
   }
 
   close(): void {
     this.server?.close();
+    this.guard?.destroyAll();
     for (const session of this.sessions) session.destroy();
     this.sessions.clear();
   }

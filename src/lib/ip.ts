@@ -126,3 +126,20 @@ export function ipFromBytes(bytes: Uint8Array): string {
   for (const byte of bytes) value = (value << 8n) | BigInt(byte);
   return bytes.length === 4 ? formatIpv4(value) : formatIpv6(value);
 }
+
+/**
+ * Who counts as one client for per-source caps (DNS TCP, the gateway's
+ * listeners): an IPv4 address (also when IPv4-mapped), or an IPv6 /64, the
+ * smallest block a site is usually given, so one host cannot dodge a cap by
+ * rotating through its addresses.
+ */
+export function sourceKey(address: string): string {
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return address.slice(7);
+  if (isIPv4(address)) return address;
+  const parsed = parseIp(address.split('%')[0]!);
+  if (parsed === undefined || parsed.family !== 6) return address;
+  const prefix = parsed.value >> 64n;
+  const groups: string[] = [];
+  for (let shift = 48n; shift >= 0n; shift -= 16n) groups.push(((prefix >> shift) & 0xffffn).toString(16));
+  return `${groups.join(':')}::/64`;
+}

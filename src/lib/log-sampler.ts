@@ -1,70 +1,83 @@
 /**
- * Sampling for log lines that a stranger can cause once per packet or per
- * connection (limit hits, refusals): without it a flood becomes a flood of
- * log lines too, and fills the disk or drowns the journal. Per key (a reason,
- * usually), the first `perWindow` events of each window are logged; the rest
- * are only counted, and the next logged event of that key says how many were
- * left out since the last one. Metrics keep the exact totals; logs keep
- * examples.
+ * Log lines that survive a flood. Whatever a stranger can cause once per
+ * packet or per connection (refusals, limit hits, failed sends) goes through
+ * here: at most `burst` lines per key (a message and a reason, say "agent
+ * refused" / "tls_error") per interval; the rest are only counted, and at the
+ * end of the interval one `log lines suppressed` line per key says how many
+ * were dropped. Counters and metrics are the caller's and keep exact totals:
+ * this only decides what gets written. Used by the gateway and DNS.
  */
+import type { Logger } from 'pino';
 
 export interface LogSamplerOptions {
-  /** Length of a window in milliseconds (default 10 s). */
-  readonly windowMs?: number;
-  /** Events logged per key and window (default 5). */
-  readonly perWindow?: number;
-  /** Most distinct keys tracked; past it, unknown keys share one slot (default 64). */
+  /** Lines per key per interval (0: none, only the summaries). */
+  readonly burst: number;
+  readonly intervalMs: number;
+  /** Most distinct keys tracked per interval; past it, new keys share one (default 64). */
   readonly maxKeys?: number;
-  /** Clock in milliseconds, for tests. */
-  readonly now?: () => number;
 }
 
-interface Slot {
-  windowStart: number;
-  logged: number;
+export const DEFAULT_LOG_SAMPLING: LogSamplerOptions = { burst: 10, intervalMs: 10_000 };
+
+/** The summary line's message. */
+export const SUPPRESSED_MESSAGE = 'log lines suppressed';
+
+type Level = 'debug' | 'info' | 'warn' | 'error';
+
+interface Window {
+  readonly msg: string;
+  readonly reason: string;
+  written: number;
   suppressed: number;
 }
 
-const OVERFLOW_KEY = '\u0000other';
+const OVERFLOW_REASON = '(other)';
 
 export class LogSampler {
-  private readonly windowMs: number;
-  private readonly perWindow: number;
-  private readonly maxKeys: number;
-  private readonly now: () => number;
-  private readonly slots = new Map<string, Slot>();
+  private readonly windows = new Map<string, Window>();
+  private timer: NodeJS.Timeout | null = null;
 
-  constructor(options: LogSamplerOptions = {}) {
-    this.windowMs = options.windowMs ?? 10_000;
-    this.perWindow = options.perWindow ?? 5;
-    this.maxKeys = options.maxKeys ?? 64;
-    this.now = options.now ?? Date.now;
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: LogSamplerOptions = DEFAULT_LOG_SAMPLING,
+  ) {}
+
+  /** Writes `msg` with `fields` at `level` unless its key (msg and reason) is over its burst this interval. */
+  log(level: Level, reason: string, fields: Record<string, unknown>, msg: string): void {
+    const window = this.windowOf(msg, reason);
+    if (window.written < this.options.burst) {
+      window.written++;
+      this.logger[level](fields, msg);
+    } else {
+      window.suppressed++;
+    }
   }
 
-  /**
-   * Records one event. Returns null when it should not be logged, else the
-   * number of events of this key left out since the last logged one (log it
-   * as `suppressed`).
-   */
-  take(key: string): number | null {
-    const now = this.now();
-    let slot = this.slots.get(key);
-    if (slot === undefined) {
-      if (this.slots.size >= this.maxKeys && key !== OVERFLOW_KEY) return this.take(OVERFLOW_KEY);
-      slot = { windowStart: now, logged: 0, suppressed: 0 };
-      this.slots.set(key, slot);
+  /** Ends the interval: one summary line per key that dropped lines; the next interval starts empty. */
+  flush(): void {
+    for (const window of this.windows.values()) {
+      if (window.suppressed > 0) {
+        this.logger.warn({ event: window.msg, reason: window.reason, suppressed: window.suppressed, interval_ms: this.options.intervalMs }, SUPPRESSED_MESSAGE);
+      }
     }
-    if (now - slot.windowStart >= this.windowMs) {
-      slot.windowStart = now;
-      slot.logged = 0;
-    }
-    if (slot.logged >= this.perWindow) {
-      slot.suppressed++;
-      return null;
-    }
-    slot.logged++;
-    const suppressed = slot.suppressed;
-    slot.suppressed = 0;
-    return suppressed;
+    this.windows.clear();
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  close(): void {
+    this.flush();
+  }
+
+  private windowOf(msg: string, reason: string): Window {
+    const key = `${msg}\0${reason}`;
+    let window = this.windows.get(key);
+    if (window !== undefined) return window;
+    // Reasons may carry what a peer sent: bound the keys so a flood of distinct ones cannot grow the map.
+    if (this.windows.size >= (this.options.maxKeys ?? 64) && reason !== OVERFLOW_REASON) return this.windowOf(msg, OVERFLOW_REASON);
+    window = { msg, reason, written: 0, suppressed: 0 };
+    this.windows.set(key, window);
+    this.timer ??= setInterval(() => this.flush(), this.options.intervalMs).unref();
+    return window;
   }
 }

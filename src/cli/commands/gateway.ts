@@ -2,8 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AdminServer, DEFAULT_ADMIN_CREDENTIAL, DEFAULT_CREDENTIALS_ROOT_PATH, Gateway, credentialTlsFiles, readTlsFiles } from '../../gateway/index.js';
-import type { AdminAuth } from '../../gateway/index.js';
-import { MeshplaneError } from '../../errors.js';
+import type { AdminAuth, LimitSettings } from '../../gateway/index.js';
+import { MeshplaneError, UsageError } from '../../errors.js';
+import { DEFAULT_LOG_SAMPLING } from '../../lib/log-sampler.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
@@ -40,7 +41,26 @@ connections. Runs until SIGTERM or SIGINT.
                              repeatable (default ${DEFAULT_ADMIN_CREDENTIAL})
       --admin-token-file FILE  development instead: plain HTTP on a loopback
                              --admin address, "Authorization: Bearer <token>"
-      --log-level LEVEL      fatal|error|warn|info|debug (default info)`,
+      --log-level LEVEL      fatal|error|warn|info|debug (default info)
+
+Limits (see the gateway README, "Limits"); a connection over a cap is closed
+at once. Caps left unset split the open-file limit (RLIMIT_NOFILE): an
+eighth kept back, the admin port a sixteenth of the rest (at most 64), the
+registration port a quarter, the front ports the remainder equally.
+      --max-connections N    open connections per front port (all its addresses)
+      --max-agent-connections N  open connections on the registration port
+      --max-admin-connections N  open connections on the admin port
+      --max-connections-per-source N  per client address (IPv6: per /64) on each
+                             port (default a tenth of that port's cap, at least 8)
+      --handshake-timeout S  TLS handshake deadline, registration and admin
+                             ports, from accept (default 10)
+      --head-timeout S       deadline for a front connection's TLS hello or
+                             request head, from accept (default 10)
+      --admin-request-timeout S  deadline for an admin request, from its first
+                             byte (default 10)
+      --log-refusals N       refusal log lines per reason per interval; the rest
+                             are counted in one summary line (default 10)
+      --log-refusals-interval S  that interval (default 10)`,
   async run(args, io) {
     const { values } = parseArgs({
       args: [...args],
@@ -56,9 +76,34 @@ connections. Runs until SIGTERM or SIGINT.
         'admin-credential': { type: 'string', multiple: true },
         'admin-token-file': { type: 'string' },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
+        'max-connections': { type: 'string' },
+        'max-agent-connections': { type: 'string' },
+        'max-admin-connections': { type: 'string' },
+        'max-connections-per-source': { type: 'string' },
+        'handshake-timeout': { type: 'string' },
+        'head-timeout': { type: 'string' },
+        'admin-request-timeout': { type: 'string' },
+        'log-refusals': { type: 'string' },
+        'log-refusals-interval': { type: 'string' },
       },
       strict: true,
     });
+    // Flags first: a mistyped limit is a usage error whatever the topology.
+    const count = (flag: keyof typeof values): number | undefined => positive(values, flag, 'a whole number above 0', (n) => Number.isInteger(n));
+    const millis = (flag: keyof typeof values): number | undefined => {
+      const seconds = positive(values, flag, 'seconds above 0', () => true);
+      return seconds === undefined ? undefined : Math.round(seconds * 1000);
+    };
+    const limits: LimitSettings = {
+      maxConnections: count('max-connections'),
+      maxAgentConnections: count('max-agent-connections'),
+      maxAdminConnections: count('max-admin-connections'),
+      maxConnectionsPerSource: count('max-connections-per-source'),
+      handshakeTimeoutMs: millis('handshake-timeout'),
+    };
+    const logBurst = values['log-refusals'] === '0' ? 0 : count('log-refusals');
+    const logInterval = millis('log-refusals-interval');
+    const adminRequestTimeoutMs = millis('admin-request-timeout');
     const source = daemonSource(values, io);
     const topology = source.load();
     const { logger, registry } = daemon('gateway', values['log-level']);
@@ -69,6 +114,9 @@ connections. Runs until SIGTERM or SIGINT.
       tls: tlsFiles,
       registration: listen,
       frontAddresses: values['front-address'] ?? ['0.0.0.0'],
+      peekTimeoutMs: millis('head-timeout'),
+      limits,
+      logSampling: { burst: logBurst ?? DEFAULT_LOG_SAMPLING.burst, intervalMs: logInterval ?? DEFAULT_LOG_SAMPLING.intervalMs },
       registry,
       logger,
     });
@@ -80,8 +128,16 @@ connections. Runs until SIGTERM or SIGINT.
     let adminUrl = '';
     if (adminAddress !== null) {
       try {
-        admin = new AdminServer(gateway.adminTarget(), { auth: adminAuth, tls: adminAuth.kind === 'mtls' ? readTlsFiles(tlsFiles) : undefined, logger });
-        const port = await admin.start(adminAddress.address, adminAddress.port);
+        let adminPort = 0;
+        admin = new AdminServer(gateway.adminTarget(), {
+          auth: adminAuth,
+          tls: adminAuth.kind === 'mtls' ? readTlsFiles(tlsFiles) : undefined,
+          logger,
+          limits: gateway.adminLimits(),
+          requestTimeoutMs: adminRequestTimeoutMs,
+          events: gateway.adminEvents(() => adminPort),
+        });
+        const port = (adminPort = await admin.start(adminAddress.address, adminAddress.port));
         const host = adminAddress.address.includes(':') ? `[${adminAddress.address}]` : adminAddress.address;
         adminUrl = `; admin API at ${adminAuth.kind === 'mtls' ? 'https' : 'http'}://${host}:${port}/`;
       } catch (err) {
@@ -96,6 +152,7 @@ connections. Runs until SIGTERM or SIGINT.
         try {
           await gateway.reload(source.load());
           admin?.setSecureContext(readTlsFiles(tlsFiles));
+          admin?.setLimits(gateway.adminLimits());
         } catch (err) {
           logger.error({ err, code: (err as { code?: string }).code }, 'reload failed; still running with the previous topology and certificates');
         }
@@ -108,6 +165,15 @@ connections. Runs until SIGTERM or SIGINT.
     });
   },
 };
+
+/** A flag's number, checked; undefined when the flag is absent. */
+function positive(values: Record<string, unknown>, flag: string, what: string, ok: (n: number) => boolean): number | undefined {
+  const text = values[flag];
+  if (typeof text !== 'string') return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0 || !ok(n)) throw new UsageError(`--${flag} must be ${what}, not "${text}"`);
+  return n;
+}
 
 /** The CRL the PKI installs beside each credential, when there is one. */
 function defaultCrl(root: string, credential: string): string | null {
