@@ -97,12 +97,12 @@ function isDirectory(path: string): boolean {
   }
 }
 
-/** `mkdir -p` that always ends; failures are `cannot create directory DIR: reason` with `errorCode`. */
+/** `mkdir -p` that always ends; failures are `cannot write DIR: reason`, with `errorCode`. */
 export function makeDirs(dir: string, options: { mode?: number; errorCode?: string } = {}): void {
   try {
     makeDirsOrFail(dir, options.mode ?? 0o755);
   } catch (err) {
-    if (err instanceof WriteFailure) throw new MeshplaneError(options.errorCode ?? WRITE_ERROR_CODE, `cannot create directory ${dir}: ${err.message}`, { cause: err });
+    if (err instanceof WriteFailure) throw new MeshplaneError(options.errorCode ?? WRITE_ERROR_CODE, `cannot write ${dir}: ${err.message}`, { cause: err });
     throw err;
   }
 }

@@ -69,16 +69,28 @@ refused rather than forwarded.
       const { pid, started } = lock.tookOver;
       io.stderr(`meshplane: took over the stale lock ${relative(io.cwd, lock.path) || lock.path} of process ${pid} (started ${started}), which is no longer running\n`);
     }
+    // A signal before up serves: drop the lock, then die of the signal as before.
+    const early = (signal: NodeJS.Signals): void => {
+      lock.release();
+      process.kill(process.pid, signal);
+    };
+    const dropEarly = (): void => {
+      process.removeListener('SIGINT', early);
+      process.removeListener('SIGTERM', early);
+    };
+    process.once('SIGINT', early);
+    process.once('SIGTERM', early);
     try {
-      return await serve(io, { services, inventory, stateDir, dnsListen: values['dns-listen'] });
+      return await serve(io, { services, inventory, stateDir, dnsListen: values['dns-listen'], dropEarly });
     } finally {
+      dropEarly();
       lock.release();
     }
   },
 };
 
 /** Everything `up` does once it holds the state directory's lock. */
-async function serve(io: CommandIO, options: { services: string; inventory: string; stateDir: string; dnsListen: string }): Promise<number> {
+async function serve(io: CommandIO, options: { services: string; inventory: string; stateDir: string; dnsListen: string; dropEarly: () => void }): Promise<number> {
   const { services, inventory, stateDir } = options;
   const config = loadConfig({ services, inventory });
   if (!reportDiagnostics(config, io)) return EXIT_INVALID;
@@ -117,12 +129,16 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
   if (gateway !== null) {
     io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${relative(io.cwd, stateDir) || stateDir}). Try:\n${gateway.examples.map((line) => `  ${line}`).join('\n')}\n`);
   }
-  io.stdout('\nCtrl-C stops it.\n');
-
-  return await untilStopped(io, () => {
+  // The handlers are in place before the line that invites Ctrl-C (a signal right after it stops cleanly),
+  // and added before the early ones go: with no listener left for a moment, Node drops a signal that is
+  // still waiting to be handled.
+  const stopped = untilStopped(io, () => {
     gateway?.close();
     dns.close();
   });
+  options.dropEarly();
+  io.stdout('\nCtrl-C stops it.\n');
+  return await stopped;
 }
 
 /** A few dig commands that show views: the same name asked as different hosts. */
