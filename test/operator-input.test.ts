@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, REPO_ROOT, tempDir } from './support/run.js';
 import { topologyOf } from './pki/support.js';
 
@@ -47,6 +47,7 @@ function expectCannotWrite(result: Bounded, code: string, file: string, reason: 
 
 describe('output paths that cannot be written', () => {
   const aFile = join(work.path, 'services.yml');
+  beforeAll(() => writeFileSync(aFile, 'web: {}\n'));
 
   it('compile -o under a file: exit 1, "is not a directory", the file untouched', () => {
     writeFileSync(aFile, 'web: {}\n');
@@ -78,6 +79,18 @@ describe('output paths that cannot be written', () => {
     topologyOf(join(work.path, 'pki-in'), 'web:\n  ports: [8081]\n  service_credentials: [{ name: opweb }]\n', 'all:\n  vars: { domain: mesh.test }\n  hosts:\n    h1: { ip: 198.18.7.1 }\n');
     expectCannotWrite(bounded(['pki', 'init', '--ca-dir', join(aFile, 'ca'), '-t', topology]), 'PKI_ERR_WRITE', join(aFile, 'ca'), / is not a directory\n/);
     expectCannotWrite(bounded(['pki', 'init', '--ca-dir', '/proc/nope/ca', '-t', topology]), 'PKI_ERR_WRITE', '/proc/nope/ca', /\(ENOENT\)/);
+  });
+
+  it('overlay keygen under a file, pki sign --out-dir and pki status --metrics-file under /proc: exit 1, nothing spins', () => {
+    const example = join(work.path, 'example.json');
+    expect(bounded(['compile', ...EXAMPLE, '-o', example]).status).toBe(0);
+    const keys = join(aFile, 'root');
+    expectCannotWrite(bounded(['overlay', 'keygen', '-t', example, '--host', 'host1', '--out', keys]), 'CLI_ERR_CANNOT_WRITE', join(keys, 'etc/tinc/vpn0/rsa_key.priv'), / is not a directory\n/);
+    const ca = join(work.path, 'example-ca');
+    expect(bounded(['pki', 'init', '--ca-dir', ca, '-t', example]).status).toBe(0);
+    mkdirSync(join(work.path, 'csrs'));
+    expectCannotWrite(bounded(['pki', 'sign', '--ca-dir', ca, '-t', example, '--csr-dir', join(work.path, 'csrs'), '--out-dir', '/proc/nope/out']), 'PKI_ERR_WRITE', '/proc/nope/out', /\(ENOENT\)/);
+    expectCannotWrite(bounded(['pki', 'status', '--credentials-root', join(work.path, 'none'), '--metrics-file', '/proc/nope/m.prom']), 'PKI_ERR_WRITE', '/proc/nope/m.prom', /\(ENOENT\)/);
   });
 });
 

@@ -158,11 +158,12 @@ export async function signBatch(options: BatchOptions): Promise<BatchResult> {
   const stagingDir = `${options.outDir}.partial-${process.pid}`;
   removeStaleStaging(options.outDir);
   try {
-    rmSync(stagingDir, { recursive: true, force: true });
     makeDirs(dirname(stagingDir), { errorCode: 'PKI_ERR_WRITE' });
+    rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir);
   } catch (err) {
-    if (err instanceof MeshplaneError) throw err;
+    // Name the directory the operator gave (the reason says which part of its path is wrong).
+    if (err instanceof MeshplaneError) throw new MeshplaneError(err.code, `cannot write ${options.outDir}: ${(err.cause as Error).message}`, { cause: err });
     throw new MeshplaneError('PKI_ERR_WRITE', `cannot create ${stagingDir}: ${(err as Error).message}`, { cause: err });
   }
   const workerData = { caDir: options.caDir, topology: options.topology, jobs: options.jobs, counter, stagingDir, now: options.now?.getTime(), lifetimeMs: options.lifetimeMs };
