@@ -64,7 +64,8 @@ function currentState(path: string): { bytes: Buffer; mode: number } | undefined
     const mode = statSync(path).mode & 0o7777;
     return { bytes: readFileSync(path), mode };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // ENOTDIR: a part of the path is a file (--out under a file); the write then says so.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
     throw err;
   }
 }

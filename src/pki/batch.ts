@@ -16,14 +16,18 @@
  * is atomic for readers (they see the previous batch or this one) and costs
  * one file creation per host, where creating files is most of the time a
  * batch takes on a busy disk. The files are not fsynced: signed certificates
- * can always be signed again.
+ * can always be signed again. (The one place that does not write through
+ * writeFileAtomic: its files are new names in a private directory that no
+ * reader sees until the rename.) Staging directories of a killed batch are
+ * removed by the next one.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MeshplaneError } from '../errors.js';
+import { makeDirs, processAlive } from '../lib/atomic-write.js';
 import type { Topology } from '../topology/index.js';
 import { loadCa } from './ca.js';
 import { MODES } from './files.js';
@@ -152,10 +156,14 @@ export async function signBatch(options: BatchOptions): Promise<BatchResult> {
   const extra = existsSync(WORKER_FILE) ? Math.min(threads - 1, Math.floor(options.jobs.length / MIN_JOBS_PER_THREAD)) : 0;
   const counter = new Int32Array(new SharedArrayBuffer(4));
   const stagingDir = `${options.outDir}.partial-${process.pid}`;
+  removeStaleStaging(options.outDir);
   try {
+    makeDirs(dirname(stagingDir), { errorCode: 'PKI_ERR_WRITE' });
     rmSync(stagingDir, { recursive: true, force: true });
-    mkdirSync(stagingDir, { recursive: true });
+    mkdirSync(stagingDir);
   } catch (err) {
+    // Name the directory the operator gave (the reason says which part of its path is wrong).
+    if (err instanceof MeshplaneError) throw new MeshplaneError(err.code, `cannot write ${options.outDir}: ${(err.cause as Error).message}`, { cause: err });
     throw new MeshplaneError('PKI_ERR_WRITE', `cannot create ${stagingDir}: ${(err as Error).message}`, { cause: err });
   }
   const workerData = { caDir: options.caDir, topology: options.topology, jobs: options.jobs, counter, stagingDir, now: options.now?.getTime(), lifetimeMs: options.lifetimeMs };
@@ -173,6 +181,25 @@ export async function signBatch(options: BatchOptions): Promise<BatchResult> {
   replaceDir(stagingDir, options.outDir);
   const signed = outcomes.reduce((sum, o) => sum + o.signed, 0);
   return { signed, hosts: readdirSync(options.outDir).length, failures, threads: 1 + extra };
+}
+
+/**
+ * Removes `<outDir>.partial-<pid>` and `<outDir>.old-<pid>` directories left
+ * by a batch that was killed (its process is gone).
+ */
+function removeStaleStaging(outDir: string): void {
+  const prefix = `${basename(outDir)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(outDir));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(?:partial|old)-(\d+)$/.exec(name.slice(prefix.length))?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid && !processAlive(Number(pid))) rmSync(join(dirname(outDir), name), { recursive: true, force: true });
+  }
 }
 
 /** Renames `staging` to `target`, replacing a previous `target`. */

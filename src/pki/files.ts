@@ -12,13 +12,15 @@
  * Every file is written to a temporary file in the same directory, given its
  * mode and owner, fsynced, then renamed over the target (and the directory
  * fsynced): readers see the old file or the new one, never half of one, and
- * never a file with the wrong owner. Without root, ownership and groups are
- * skipped; modes are still applied.
+ * never a file with the wrong owner. Owners (root:<name>-credentials) and
+ * groups are only set under /etc/credentials or when asked for
+ * (wantsSystemOwners); modes are always applied.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { chmodSync, chownSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { MeshplaneError } from '../errors.js';
+import { describeFsError, fsyncDir, makeDirs, removeStaleTemps, writeFileAtomic } from '../lib/atomic-write.js';
 import type { CertKind } from './sans.js';
 
 export const DEFAULT_CREDENTIALS_ROOT = '/etc/credentials';
@@ -78,13 +80,29 @@ function lookupGid(group: string): number | undefined {
 }
 
 /**
- * The owner of a credential's keys: root and `<name>-credentials`, the group
- * created (as a system group) when missing. Undefined when not root, or when
- * `manage` is false (local state directories): files then stay owned by the
- * current user.
+ * Whether files under `root` get system owners (root:`<name>-credentials`,
+ * the group created when missing). `asked` is the caller's explicit choice
+ * (`--system-owners` / `--no-system-owners`); without one, only the system
+ * credentials root (/etc/credentials) gets them, so issuing into a scratch
+ * directory as root never creates groups in /etc/group nor chowns files.
  */
-export function credentialOwner(name: string, manage = true): Owner | undefined {
-  if (!manage || !isRoot()) return undefined;
+export function wantsSystemOwners(root: string, asked: boolean | undefined): boolean {
+  return asked ?? resolve(root) === DEFAULT_CREDENTIALS_ROOT;
+}
+
+/**
+ * The owner of a credential's keys: root and `<name>-credentials`, the group
+ * created (as a system group) when missing. Undefined when `manage` is false
+ * (a scratch root, a local state directory): files then stay owned by the
+ * current user. Without root: undefined when ownership is only the default
+ * (development), PKI_ERR_NOT_ROOT when it was asked for explicitly.
+ */
+export function credentialOwner(name: string, manage: boolean, explicit = false): Owner | undefined {
+  if (!manage) return undefined;
+  if (!isRoot()) {
+    if (explicit) throw new MeshplaneError('PKI_ERR_NOT_ROOT', `system owners (root:${credentialGroup(name)}) were asked for, but only root can set them; run as root or leave out --system-owners`);
+    return undefined;
+  }
   const group = credentialGroup(name);
   let gid = lookupGid(group);
   if (gid === undefined) {
@@ -98,62 +116,26 @@ export function credentialOwner(name: string, manage = true): Owner | undefined 
 }
 
 /**
- * Creates `path` (and parents) and sets its mode and owner even when it
- * already existed. Also removes temporary files left by a writer that was
- * killed before its rename (their process is gone).
+ * Creates `path` (and parents, with a `mkdir -p` that always ends) and sets
+ * its mode and owner even when it already existed. Also removes temporary
+ * files left by a writer that was killed before its rename (its process is
+ * gone, or the file is older than 10 minutes).
  */
 export function ensureDir(path: string, mode: number, owner?: Owner): void {
+  makeDirs(path, { mode, errorCode: 'PKI_ERR_WRITE' });
   try {
-    mkdirSync(path, { recursive: true, mode });
     chmodSync(path, mode);
     if (owner !== undefined) chownSync(path, owner.uid, owner.gid);
-    for (const name of readdirSync(path)) {
-      const pid = TEMP_NAME.exec(name)?.[1];
-      if (pid !== undefined && !processAlive(Number(pid))) rmSync(join(path, name), { force: true });
-    }
   } catch (err) {
-    throw writeError(path, err);
+    throw new MeshplaneError('PKI_ERR_WRITE', `cannot write ${path}: ${describeFsError(err)}`, { cause: err });
   }
+  removeStaleTemps(path);
 }
 
-/** `.<file>.<pid>.<ms>.<random>.tmp`, as writeFileSecure names its temporary files. */
-const TEMP_NAME = /^\..+\.(\d+)\.\d+\.[a-z0-9]+\.tmp$/;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Atomic write with exact mode and owner (see the module comment). */
+/** Atomic write with exact mode and owner (see the module comment and src/lib/atomic-write.ts). */
 export function writeFileSecure(path: string, data: string | Uint8Array, mode: number, owner?: Owner, options: { durable?: boolean } = {}): void {
   // durable: false skips the fsyncs (still atomic by rename) for bulk outputs that can be remade, such as batch-signed certificates.
-  const durable = options.durable !== false;
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}.tmp`);
-  try {
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-    const fd = openSync(temp, 'wx', 0o600);
-    try {
-      const buffer = typeof data === 'string' ? Buffer.from(data) : data;
-      let offset = 0;
-      while (offset < buffer.length) offset += writeSync(fd, buffer, offset);
-      // fchmod after open: the umask must not change the mode we promise.
-      fchmodSync(fd, mode);
-      if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
-      if (durable) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, path);
-    if (durable) fsyncDir(dir);
-  } catch (err) {
-    rmSync(temp, { force: true });
-    throw writeError(path, err);
-  }
+  writeFileAtomic(path, data, { mode, owner, durable: options.durable, errorCode: 'PKI_ERR_WRITE' });
 }
 
 /** Removes `path` (if present) durably: the unlink is on disk before anything written after it. */
@@ -163,21 +145,27 @@ export function removeFileDurable(path: string): void {
     rmSync(path, { force: true });
     fsyncDir(dirname(path));
   } catch (err) {
-    throw writeError(path, err);
+    throw new MeshplaneError('PKI_ERR_WRITE', `cannot remove ${path}: ${describeFsError(err)}`, { cause: err });
   }
 }
 
-/** Puts a directory's entries (a rename, an unlink) on disk. */
-function fsyncDir(dir: string): void {
-  const dirFd = openSync(dir, 'r');
+/**
+ * The directories of a credentials root that hold pki's files
+ * (`x509/<name>/` and its `client/`, `server/`), for the stale temporary
+ * file sweep at the start of a command.
+ */
+export function credentialDirs(root: string): string[] {
+  const dirs: string[] = [];
+  const x509 = join(root, 'x509');
+  let names: string[];
   try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
+    names = readdirSync(x509);
+  } catch {
+    return dirs;
   }
-}
-
-function writeError(path: string, err: unknown): MeshplaneError {
-  if (err instanceof MeshplaneError) return err;
-  return new MeshplaneError('PKI_ERR_WRITE', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
+  for (const name of names) {
+    const dir = join(x509, name);
+    dirs.push(dir, join(dir, 'client'), join(dir, 'server'));
+  }
+  return dirs;
 }

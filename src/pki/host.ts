@@ -16,7 +16,7 @@ import type { Topology, TopologyCredential, TopologyHost } from '../topology/ind
 import { trustedRevokedSerials } from './crl.js';
 import { makeCsr } from './csr.js';
 import type { Owner } from './files.js';
-import { MODES, credentialOwner, credentialPaths, ensureDir, publicOwner, removeFileDurable, writeFileSecure } from './files.js';
+import { MODES, credentialOwner, credentialPaths, ensureDir, publicOwner, removeFileDurable, wantsSystemOwners, writeFileSecure } from './files.js';
 import { generateKeyPair, publicKeyOf } from './keys.js';
 import { renewalReason } from './renewal.js';
 import type { CertKind, San } from './sans.js';
@@ -52,7 +52,11 @@ export interface RequestOptions {
   readonly now?: Date;
   /** Write the CSR to <kind>/request.csr (default true). */
   readonly writeCsr?: boolean;
-  /** chown to root:<name>-credentials, creating the group (default true; only as root). */
+  /**
+   * chown to root:<name>-credentials, creating the group: true asks for it
+   * (PKI_ERR_NOT_ROOT without root), false never; default only under
+   * /etc/credentials and as root (see wantsSystemOwners).
+   */
   readonly manageOwnership?: boolean;
 }
 
@@ -69,7 +73,7 @@ export interface RequestResult {
 export async function requestCertificate(options: RequestOptions): Promise<RequestResult> {
   const { host, credential } = lookupHostCredential(options.topology, options.host, options.credential, options.kind);
   const paths = credentialPaths(options.root, credential.name);
-  const owner = credentialOwner(credential.name, options.manageOwnership);
+  const owner = credentialOwner(credential.name, wantsSystemOwners(options.root, options.manageOwnership), options.manageOwnership === true);
   prepareDirs(paths, options.kind, owner);
   let keyPem = readIfExists(paths.key(options.kind));
   let keyCreated = false;
@@ -106,6 +110,7 @@ export interface InstallOptions {
   readonly caPem: string;
   readonly crlPem?: string;
   readonly now?: Date;
+  /** As in RequestOptions. */
   readonly manageOwnership?: boolean;
 }
 
@@ -124,7 +129,7 @@ export function installCertificate(options: InstallOptions): { changed: boolean 
   const problem = trustProblem(certPem, options.caPem, options.now ?? new Date(), keyPem);
   if (problem !== undefined) throw new MeshplaneError(problem.code, `not installing the ${options.kind} certificate of ${options.credential}: ${problem.reason}`);
 
-  const owner = credentialOwner(options.credential, options.manageOwnership);
+  const owner = credentialOwner(options.credential, wantsSystemOwners(options.root, options.manageOwnership), options.manageOwnership === true);
   prepareDirs(paths, options.kind, owner);
   const rootOwner = publicOwner(owner);
   // CA first: whoever reads the new certificate can already verify it.

@@ -19,7 +19,7 @@ export type { Signer } from './signer.js';
 export { generateKeyPair } from './keys.js';
 export { clientSans, serverSans, entitledSans, kindsOf, sanKey, toSan, CERT_KINDS } from './sans.js';
 export type { CertKind, San } from './sans.js';
-export { credentialPaths, credentialGroup, DEFAULT_CREDENTIALS_ROOT, MODES } from './files.js';
+export { credentialPaths, credentialGroup, credentialDirs, DEFAULT_CREDENTIALS_ROOT, MODES, wantsSystemOwners } from './files.js';
 export { requestCertificate, installCertificate } from './host.js';
 export type { RequestOptions, RequestResult, InstallOptions } from './host.js';
 export { renewalReason } from './renewal.js';

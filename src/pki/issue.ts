@@ -28,7 +28,7 @@ export interface IssueHostOptions {
   readonly lifetimeMs?: number;
   /** Reissue even when the certificate is good. */
   readonly force?: boolean;
-  /** chown keys to root:<name>-credentials, creating groups (default true; only as root). */
+  /** chown keys to root:<name>-credentials, creating groups: see RequestOptions.manageOwnership (default: only under /etc/credentials). */
   readonly manageOwnership?: boolean;
 }
 

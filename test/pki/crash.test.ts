@@ -12,7 +12,7 @@ import { CLI } from '../support/run.js';
 import { scratch, topologyOf } from './support.js';
 
 const dir = scratch('crash');
-/** Unique credential names: as root, `pki issue` creates their <name>-credentials groups (removed afterwards). */
+/** Unique credential names (any <name>-credentials group a run may have created is removed afterwards). */
 const tag = `${(process.pid % 46656).toString(36)}${Math.random().toString(36).slice(2, 4)}`;
 const NAMES = [`mpcr${tag}`, `mpcr${tag}-adm`];
 afterAll(() => {

@@ -3,7 +3,7 @@
  * work is done by src/pki; this file parses options and prints results.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { MeshplaneError, UsageError } from '../../errors.js';
@@ -14,6 +14,7 @@ import {
   REVOCATION_REASONS,
   VALIDITY,
   batchJobs,
+  credentialDirs,
   credentialStatus,
   formatDuration,
   initCa,
@@ -32,7 +33,7 @@ import type { Command, CommandIO } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { INPUT_OPTIONS, INPUT_USAGE, topologyFrom } from '../inputs.js';
 import { renderTable } from '../table.js';
-import { writeFileAtomic } from '../../lib/atomic-write.js';
+import { removeStaleTemps, writeFileAtomic } from '../../lib/atomic-write.js';
 
 const TOPOLOGY_OPTIONS = { ...INPUT_OPTIONS, topology: { type: 'string', short: 't' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
 const TOPOLOGY_USAGE = `  -t, --topology FILE    compiled Topology (from "meshplane compile -o FILE")
@@ -47,7 +48,7 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
              --ca-dir DIR [-t FILE] [--permit-ip CIDR]... [--permit-dns NAME]...
   request  on a host: make the key if missing and a CSR when (re)issuing is due
              --host NAME --credential NAME --kind client|server [-t FILE]
-             [--credentials-root DIR] [--out FILE] [--force]
+             [--credentials-root DIR] [--out FILE] [--force] [--[no-]system-owners]
   sign     on the controller: check CSRs against the topology and sign them
              --ca-dir DIR --host NAME --csr FILE [--out FILE] [--kind K] [-t FILE]
              --ca-dir DIR --csr-dir CSRS --out-dir OUT [--threads N] [-t FILE]
@@ -56,9 +57,10 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
   install  on a host: check a certificate against its key and the CA, install it
              (FILE may be the host's batch file: the matching certificate is taken)
              --credential NAME --kind client|server --cert FILE --ca FILE
-             [--crl FILE] [--credentials-root DIR]
+             [--crl FILE] [--credentials-root DIR] [--[no-]system-owners]
   issue    request + sign + install on this machine for every credential of a host
              --ca-dir DIR --host NAME [-t FILE] [--credentials-root DIR] [--force]
+             [--[no-]system-owners]
   revoke   revoke a certificate and re-sign the CRL (DIR/crl.pem)
              --ca-dir DIR (--serial HEX | --cert FILE) [--reason REASON]
   status   list installed credentials with expiry; write Prometheus metrics
@@ -67,8 +69,15 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
 Common options:
 ${TOPOLOGY_USAGE}
       --credentials-root DIR   where x509/<name>/ lives (default ${DEFAULT_CREDENTIALS_ROOT})
+      --system-owners          as root, keys root:<name>-credentials (group created
+                               when missing), other files root:root; the default
+                               under ${DEFAULT_CREDENTIALS_ROOT} only
+      --no-system-owners       never chown nor create groups, even there
       --lifetime DURATION      leaf lifetime for sign/issue, e.g. 90d, 12h (default ${VALIDITY.leafDefaultDays}d, ${formatDuration(VALIDITY.leafMinMs)}..${VALIDITY.leafMaxDays}d)
       --reason REASON          ${REVOCATION_REASONS.join(', ')} (default unspecified)
+
+Temporary files that a killed run left in the credential and CA directories
+are removed at the start (and named on stderr).
 
 Exit status: 0 ok; 1 refused or failed (error code printed, see docs/errors.md;
 "status" also exits 1 when a certificate is expired, invalid or revoked); 2 usage.`;
@@ -100,6 +109,34 @@ function readInput(path: string, what: string): string {
 
 const at = (io: CommandIO, path: string): string => resolve(io.cwd, path);
 
+const OWNER_OPTIONS = {
+  'system-owners': { type: 'boolean' },
+  'no-system-owners': { type: 'boolean' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+/** --system-owners -> true, --no-system-owners -> false, neither -> undefined (the default for the root). */
+function systemOwners(values: { 'system-owners'?: boolean; 'no-system-owners'?: boolean }): boolean | undefined {
+  if (values['system-owners'] === true && values['no-system-owners'] === true) throw new UsageError('give --system-owners or --no-system-owners, not both');
+  if (values['system-owners'] === true) return true;
+  if (values['no-system-owners'] === true) return false;
+  return undefined;
+}
+
+/**
+ * Removes the temporary files a killed pki run left (kill -9 between
+ * writing a temporary file and renaming it) in the credential directories
+ * under `root` and in `caDir`, and, for an output FILE, its own temporary
+ * files beside it; says on stderr what it removed.
+ */
+function sweepStaleTemps(io: CommandIO, where: { root?: string; caDir?: string; files?: readonly string[] }): void {
+  const removed = [
+    ...(where.root === undefined ? [] : credentialDirs(where.root).flatMap((dir) => removeStaleTemps(dir))),
+    ...(where.caDir === undefined ? [] : removeStaleTemps(where.caDir)),
+    ...(where.files ?? []).flatMap((file) => removeStaleTemps(dirname(file), { file: basename(file) })),
+  ];
+  for (const { path, pid } of removed) io.stderr(`meshplane pki: removed ${path}, a temporary file left by process ${pid} (no longer running, or older than 10 minutes)\n`);
+}
+
 const init: Handler = async (args, io) => {
   const { values } = parse(args, {
     ...TOPOLOGY_OPTIONS,
@@ -110,6 +147,7 @@ const init: Handler = async (args, io) => {
   const caDir = at(io, required(values['ca-dir'], '--ca-dir'));
   const topology = topologyFrom(values, io);
   if (topology === undefined) return EXIT_INVALID;
+  sweepStaleTemps(io, { caDir });
   const { ca, action } = await initCa({ caDir, topology, permitIps: values['permit-ip'], permitDns: values['permit-dns'] });
   const constraints = ca.constraints ?? { dns: [], ip: [] };
   io.stdout(`meshplane pki: CA ${action} in ${caDir} (${ca.cert.subject}, expires ${ca.cert.notAfter.toISOString()})\n`);
@@ -126,14 +164,17 @@ const request: Handler = async (args, io) => {
     'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT },
     out: { type: 'string', short: 'o' },
     force: { type: 'boolean', default: false },
+    ...OWNER_OPTIONS,
   });
   const host = required(values.host, '--host');
   const credential = required(values.credential, '--credential');
   const kind = kindOf(values.kind);
+  const manageOwnership = systemOwners(values);
   const topology = topologyFrom(values, io);
   if (topology === undefined) return EXIT_INVALID;
   const root = at(io, values['credentials-root']);
-  const result = await requestCertificate({ root, topology, host, credential, kind, caPem: undefined, force: values.force, writeCsr: values.out === undefined });
+  sweepStaleTemps(io, { root, files: values.out === undefined ? [] : [at(io, values.out)] });
+  const result = await requestCertificate({ root, topology, host, credential, kind, caPem: undefined, force: values.force, writeCsr: values.out === undefined, manageOwnership });
   if (result.keyCreated) io.stdout(`meshplane pki: created private key for ${credential} ${kind}\n`);
   if (result.csrPem === undefined) {
     io.stdout(`meshplane pki: ${credential} ${kind}: certificate is up to date, no request made\n`);
@@ -181,6 +222,7 @@ const sign: Handler = async (args, io) => {
   const csrPath = at(io, required(values.csr, '--csr'));
   const topology = topologyFrom(values, io);
   if (topology === undefined) return EXIT_INVALID;
+  sweepStaleTemps(io, { caDir, files: values.out === undefined ? [] : [at(io, values.out)] });
   const signer = new LeafSigner(loadCa(caDir));
   const signed = signer.signCsr(topology, {
     csrPem: readInput(csrPath, 'CSR'),
@@ -205,13 +247,17 @@ const install: Handler = (args, io) => {
     ca: { type: 'string' },
     crl: { type: 'string' },
     'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT },
+    ...OWNER_OPTIONS,
   });
   const credential = required(values.credential, '--credential');
   const kind = kindOf(values.kind);
+  const manageOwnership = systemOwners(values);
   const certPem = readInput(at(io, required(values.cert, '--cert')), 'certificate');
   const caPem = readInput(at(io, required(values.ca, '--ca')), 'CA certificate');
   const crlPem = values.crl === undefined ? undefined : readInput(at(io, values.crl), 'CRL');
-  const { changed } = installCertificate({ root: at(io, values['credentials-root']), credential, kind, certPem, caPem, crlPem });
+  const root = at(io, values['credentials-root']);
+  sweepStaleTemps(io, { root });
+  const { changed } = installCertificate({ root, credential, kind, certPem, caPem, crlPem, manageOwnership });
   io.stdout(`meshplane pki: ${credential} ${kind}: ${changed ? 'certificate installed' : 'certificate already installed, nothing changed'}\n`);
   return Promise.resolve(EXIT_OK);
 };
@@ -224,13 +270,17 @@ const issue: Handler = async (args, io) => {
     'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT },
     lifetime: { type: 'string' },
     force: { type: 'boolean', default: false },
+    ...OWNER_OPTIONS,
   });
   const caDir = at(io, required(values['ca-dir'], '--ca-dir'));
   const host = required(values.host, '--host');
   const lifetimeMs = values.lifetime === undefined ? undefined : parseLifetime(values.lifetime);
+  const manageOwnership = systemOwners(values);
   const topology = topologyFrom(values, io);
   if (topology === undefined) return EXIT_INVALID;
-  const results = await issueHost({ ca: loadCa(caDir), topology, host, root: at(io, values['credentials-root']), lifetimeMs, force: values.force });
+  const root = at(io, values['credentials-root']);
+  sweepStaleTemps(io, { root, caDir });
+  const results = await issueHost({ ca: loadCa(caDir), topology, host, root, lifetimeMs, force: values.force, manageOwnership });
   if (results.length === 0) io.stdout(`meshplane pki: host ${host} needs no credentials\n`);
   else {
     io.stdout(
@@ -256,6 +306,7 @@ const revokeCommand: Handler = async (args, io) => {
   if ((values.serial === undefined) === (values.cert === undefined)) throw new UsageError('give exactly one of --serial HEX or --cert FILE');
   if (!(REVOCATION_REASONS as readonly string[]).includes(values.reason)) throw new UsageError(`--reason must be one of ${REVOCATION_REASONS.join(', ')}, not "${values.reason}"`);
   const serial = values.serial ?? inspectCert(readInput(at(io, values.cert as string), 'certificate'), values.cert as string).serial;
+  sweepStaleTemps(io, { caDir });
   const ca = loadCa(caDir);
   const { added, entry } = await revoke(ca, serial, values.reason as RevocationReason);
   io.stdout(`meshplane pki: serial ${entry.serial} ${added ? 'revoked' : 'was already revoked'} (${entry.reason}); CRL written to ${ca.files.crl}\n`);
@@ -285,6 +336,7 @@ const status: Handler = (args, io) => {
     io.stdout(rows.length === 0 ? `meshplane pki: no credentials under ${at(io, values['credentials-root'])}\n` : `${renderTable(['CREDENTIAL', 'KIND', 'STATUS', 'EXPIRES', 'LEFT', 'DETAIL'], rows)}\n`);
   }
   if (values['metrics-file'] !== undefined) {
+    sweepStaleTemps(io, { files: [at(io, values['metrics-file'])] });
     writeStatusMetrics(at(io, values['metrics-file']), report, now);
     if (!values.json) io.stdout(`meshplane pki: metrics written to ${values['metrics-file']}\n`);
   }

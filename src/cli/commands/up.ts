@@ -13,6 +13,7 @@ import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { reportDiagnostics } from '../inputs.js';
 import { renderTable } from '../table.js';
 import { startLocalGateway } from '../local-mesh.js';
+import { lockStateDir } from '../state-lock.js';
 import type { LocalMesh } from '../local-mesh.js';
 
 /** The package root, where the example inputs ship. */
@@ -41,7 +42,8 @@ refused rather than forwarded.
 
   -s, --services FILE    services.yml to use
   -i, --inventory FILE   inventory to use
-      --state-dir DIR    where generated state goes (default ./.meshplane)
+      --state-dir DIR    where generated state goes (default ./.meshplane); locked
+                         while up runs (DIR/lock): a second up on it stops at once
       --dns-listen ADDR:PORT  DNS address (default ${UP_DNS_LISTEN})`,
   async run(args, io) {
     const { values } = parseArgs({
@@ -60,52 +62,84 @@ refused rather than forwarded.
     const inventory = values.inventory !== undefined ? resolve(io.cwd, values.inventory) : useLocal ? local.inventory : EXAMPLE_INVENTORY;
     io.stdout(`meshplane: inputs ${relative(io.cwd, services) || services} and ${relative(io.cwd, inventory) || inventory}\n`);
 
-    const config = loadConfig({ services, inventory });
-    if (!reportDiagnostics(config, io)) return EXIT_INVALID;
-    const topology = compileTopology(config);
+    // The lock comes before anything is written: a second up on the same state directory changes nothing.
     const stateDir = resolve(io.cwd, values['state-dir']);
-    const topologyFile = join(stateDir, 'topology.json');
-    writeTopology(topologyFile, topology);
-    io.stdout(`meshplane: topology written to ${relative(io.cwd, topologyFile)} (domain ${topology.domain})\n\n`);
-    io.stdout(
-      `${renderTable(
-        ['HOST', 'IPS', 'SERVICES (* = master)'],
-        Object.values(topology.hosts).map((h) => [h.name, h.ips.join(' '), h.services.map((s) => (h.masters.includes(s) ? `${s}*` : s)).join(', ')]),
-      )}\n`,
-    );
-
-    const logger = createLogger();
-    const registry = new Registry();
-    const dns = new DnsService({
-      source: configSource(services, inventory),
-      host: null,
-      listen: [parseSocketAddress(values['dns-listen'])],
-      upstreams: [],
-      registry,
-      logger: logger.child({ component: 'dns' }),
-    });
-    await dns.start();
-    const bound = dns.addresses[0]!;
-    io.stdout(`\nDNS for ${topology.domain} on ${bound.address}:${bound.port} (UDP and TCP). Try:\n${digExamples(topology, bound.address, bound.port)}`);
-
-    let gateway: LocalMesh | null = null;
+    const lock = lockStateDir(stateDir);
+    if (lock.tookOver !== undefined) {
+      const { pid, started } = lock.tookOver;
+      io.stderr(`meshplane: took over the stale lock ${relative(io.cwd, lock.path) || lock.path} of process ${pid} (started ${started}), which is no longer running\n`);
+    }
+    // A signal before up serves: drop the lock, then die of the signal as before.
+    const early = (signal: NodeJS.Signals): void => {
+      lock.release();
+      process.kill(process.pid, signal);
+    };
+    const dropEarly = (): void => {
+      process.removeListener('SIGINT', early);
+      process.removeListener('SIGTERM', early);
+    };
+    process.once('SIGINT', early);
+    process.once('SIGTERM', early);
     try {
-      gateway = await startLocalGateway(topology, stateDir, registry, logger);
-    } catch (err) {
-      dns.close();
-      throw err;
+      return await serve(io, { services, inventory, stateDir, dnsListen: values['dns-listen'], dropEarly });
+    } finally {
+      dropEarly();
+      lock.release();
     }
-    if (gateway !== null) {
-      io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${relative(io.cwd, stateDir) || stateDir}). Try:\n${gateway.examples.map((line) => `  ${line}`).join('\n')}\n`);
-    }
-    io.stdout('\nCtrl-C stops it.\n');
-
-    return await untilStopped(io, () => {
-      gateway?.close();
-      dns.close();
-    });
   },
 };
+
+/** Everything `up` does once it holds the state directory's lock. */
+async function serve(io: CommandIO, options: { services: string; inventory: string; stateDir: string; dnsListen: string; dropEarly: () => void }): Promise<number> {
+  const { services, inventory, stateDir } = options;
+  const config = loadConfig({ services, inventory });
+  if (!reportDiagnostics(config, io)) return EXIT_INVALID;
+  const topology = compileTopology(config);
+  const topologyFile = join(stateDir, 'topology.json');
+  writeTopology(topologyFile, topology);
+  io.stdout(`meshplane: topology written to ${relative(io.cwd, topologyFile)} (domain ${topology.domain})\n\n`);
+  io.stdout(
+    `${renderTable(
+      ['HOST', 'IPS', 'SERVICES (* = master)'],
+      Object.values(topology.hosts).map((h) => [h.name, h.ips.join(' '), h.services.map((s) => (h.masters.includes(s) ? `${s}*` : s)).join(', ')]),
+    )}\n`,
+  );
+
+  const logger = createLogger();
+  const registry = new Registry();
+  const dns = new DnsService({
+    source: configSource(services, inventory),
+    host: null,
+    listen: [parseSocketAddress(options.dnsListen)],
+    upstreams: [],
+    registry,
+    logger: logger.child({ component: 'dns' }),
+  });
+  await dns.start();
+  const bound = dns.addresses[0]!;
+  io.stdout(`\nDNS for ${topology.domain} on ${bound.address}:${bound.port} (UDP and TCP). Try:\n${digExamples(topology, bound.address, bound.port)}`);
+
+  let gateway: LocalMesh | null = null;
+  try {
+    gateway = await startLocalGateway(topology, stateDir, registry, logger);
+  } catch (err) {
+    dns.close();
+    throw err;
+  }
+  if (gateway !== null) {
+    io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${relative(io.cwd, stateDir) || stateDir}). Try:\n${gateway.examples.map((line) => `  ${line}`).join('\n')}\n`);
+  }
+  // The handlers are in place before the line that invites Ctrl-C (a signal right after it stops cleanly),
+  // and added before the early ones go: with no listener left for a moment, Node drops a signal that is
+  // still waiting to be handled.
+  const stopped = untilStopped(io, () => {
+    gateway?.close();
+    dns.close();
+  });
+  options.dropEarly();
+  io.stdout('\nCtrl-C stops it.\n');
+  return await stopped;
+}
 
 /** A few dig commands that show views: the same name asked as different hosts. */
 function digExamples(topology: Topology, address: string, port: number): string {
