@@ -13,7 +13,7 @@ import { constants as http2Constants, performServerHandshake } from 'node:http2'
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
-import { HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { ABORT_MAX_BODY_BYTES, ABORT_PATH, HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { answerHealthCheck } from './health-answer.js';
 import { proxyHeader } from './proxy-protocol.js';
@@ -55,6 +55,15 @@ export const DEFAULT_PING_INTERVAL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A tunnel that lived this long resets the backoff. */
 const STABLE_AFTER_MS = 10_000;
+
+/** The CONNECT streams of a session by id, to find those the gateway asks to abort. */
+type Tunnels = Map<number, ServerHttp2Stream>;
+const TUNNELS = Symbol('meshplane.agent.tunnels');
+type TunnelStream = ServerHttp2Stream & { [TUNNELS]: Tunnels };
+
+function forgetTunnel(this: TunnelStream): void {
+  if (this.id !== undefined) this[TUNNELS].delete(this.id);
+}
 
 export class Agent {
   private readonly options: AgentOptions;
@@ -174,6 +183,7 @@ export class Agent {
         // Tunnel frames are small and latency-bound (a HEADERS frame per new connection): no Nagle.
         socket.setNoDelay(true);
         const session = performServerHandshake(socket, { ...TUNNEL_SESSION_OPTIONS });
+        const tunnels: Tunnels = new Map();
         this.sessions.add(session);
         this.connectedCount++;
         session.on('error', () => undefined);
@@ -184,7 +194,7 @@ export class Agent {
             // session already gone
           }
         });
-        session.on('stream', (stream, headers) => this.onStream(stream, headers, slot));
+        session.on('stream', (stream, headers) => this.onStream(stream, headers, slot, tunnels));
         session.on('goaway', (code: number, _lastStreamId: number, data?: Buffer) => {
           if (data !== undefined && data.length > 0) this.logger.error({ gateway: `${gateway.address}:${gateway.port}`, code, reason: data.toString() }, 'the gateway refused this agent');
         });
@@ -221,7 +231,7 @@ export class Agent {
     return timer;
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number): void {
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number, tunnels: Tunnels): void {
     stream.on('error', ignoreError);
     if (headers[':method'] === 'GET' && headers[':path'] === REGISTRATION_PATH) {
       const hello: AgentHello = { agent_id: `${this.options.host}/${this.options.service}/${slot}`, host: this.options.host, service: this.options.service, credential: this.options.credential, version: this.options.version };
@@ -233,10 +243,19 @@ export class Agent {
       answerHealthCheck(stream, headers, this.options.backend, this.options.proxyProtocol);
       return;
     }
+    if (headers[':method'] === 'POST' && headers[':path'] === ABORT_PATH) {
+      abortTunnels(stream, tunnels);
+      return;
+    }
     if (headers[':method'] !== 'CONNECT') {
       stream.respond({ ':status': 404 });
       stream.end();
       return;
+    }
+    if (stream.id !== undefined) {
+      tunnels.set(stream.id, stream);
+      (stream as TunnelStream)[TUNNELS] = tunnels;
+      stream.once('close', forgetTunnel);
     }
     this.toBackend(stream, headers);
   }
@@ -282,4 +301,35 @@ export class Agent {
       pipeBoth(stream, socket);
     });
   }
+}
+
+/**
+ * The gateway's request to abort tunnelled connections whose clients went
+ * away (its body: stream ids, comma-separated). The agent resets each with
+ * CANCEL, which closes its backend connection at once (the pipe resets it);
+ * the gateway does not reset them itself, since nghttp2 ends a server
+ * session that receives too many RST_STREAM (see ABORT_PATH).
+ */
+function abortTunnels(request: ServerHttp2Stream, tunnels: Tunnels): void {
+  let body = '';
+  request.setEncoding('latin1');
+  request.on('data', (chunk: string) => {
+    body += chunk;
+    if (body.length > ABORT_MAX_BODY_BYTES) {
+      request.removeAllListeners('data');
+      request.respond({ ':status': 413 }, { endStream: true });
+    }
+  });
+  request.on('end', () => {
+    if (request.headersSent) return;
+    for (const text of body.split(',')) {
+      const stream = tunnels.get(Number(text));
+      if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+    }
+    // Node sends a CANCEL reset made inside a session callback once that callback is done: answer
+    // after that, so the gateway sees the resets before the answer.
+    setImmediate(() => {
+      if (!request.closed && !request.destroyed) request.respond({ ':status': 204 }, { endStream: true });
+    });
+  });
 }
