@@ -12,8 +12,9 @@ import { connect as netConnect } from 'node:net';
 import { constants as http2Constants, performServerHandshake } from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { ABORT_MAX_BODY_BYTES, ABORT_PATH, HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { answerHealthCheck } from './health-answer.js';
 import { proxyHeader } from './proxy-protocol.js';
@@ -55,15 +56,36 @@ export const DEFAULT_PING_INTERVAL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A tunnel that lived this long resets the backoff. */
 const STABLE_AFTER_MS = 10_000;
+/** How long drain() waits for sessions to report 'close' after it cut them at the deadline. */
+const DRAIN_CLOSE_GRACE_MS = 2000;
+
+/** The CONNECT streams of a session by id, to find those the gateway asks to abort. */
+type Tunnels = Map<number, ServerHttp2Stream>;
+const TUNNELS = Symbol('meshplane.agent.tunnels');
+type TunnelStream = ServerHttp2Stream & { [TUNNELS]: Tunnels };
+
+/** Ends a tunnel now: the session, and its socket (which a session closed gracefully would only end). */
+function kill(session: ServerHttp2Session, socket: TLSSocket): void {
+  session.destroy();
+  socket.destroy();
+}
+
+function forgetTunnel(this: TunnelStream): void {
+  if (this.id !== undefined) this[TUNNELS].delete(this.id);
+}
 
 export class Agent {
   private readonly options: AgentOptions;
   private readonly logger: Logger;
-  private readonly sessions = new Set<ServerHttp2Session>();
+  /** Live sessions and their sockets (a session closed gracefully only ends its socket, and waits for the gateway to close it). */
+  private readonly sessions = new Map<ServerHttp2Session, TLSSocket>();
   private readonly loops: Promise<void>[] = [];
   private readonly wakeups = new Set<() => void>();
   private stopping = false;
   private connectedCount = 0;
+  /** Keeps the process alive from start() until stop(), whatever the tunnels are doing. */
+  private lifeline: NodeJS.Timeout | null = null;
+  private loopsDone: Promise<void> = Promise.resolve();
 
   constructor(options: AgentOptions) {
     this.options = options;
@@ -75,11 +97,29 @@ export class Agent {
     return this.connectedCount;
   }
 
+  /** Told to stop (drain() or close()). */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /**
+   * Settles when every dial loop has ended: after a stop, or (a bug) when a
+   * loop failed; then it rejects with the loop's error.
+   */
+  get done(): Promise<void> {
+    return this.loopsDone;
+  }
+
   start(): void {
+    // The dial loops wait on sockets, timers and session events; should they ever all be waiting
+    // on something that holds no handle (a session that stopped reading, say), Node would exit
+    // with status 0 in the middle of a run. An agent runs until it is told to stop.
+    this.lifeline = setInterval(() => undefined, 1 << 30);
     const slots = this.options.connections ?? 1;
     for (const gateway of this.options.gateways) {
       for (let slot = 0; slot < slots; slot++) this.loops.push(this.dialLoop(gateway, slot));
     }
+    this.loopsDone = Promise.all(this.loops).then(() => undefined);
   }
 
   /**
@@ -88,14 +128,19 @@ export class Agent {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.stop();
-    const closing = [...this.sessions].map((session) => new Promise<void>((resolve) => {
+    const closing = [...this.sessions.keys()].map((session) => new Promise<void>((resolve) => {
       session.once('close', () => resolve());
       session.close();
     }));
-    const timer = setTimeout(() => {
-      for (const session of this.sessions) session.destroy();
-    }, deadlineMs);
-    await Promise.all(closing);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        for (const [session, socket] of this.sessions) kill(session, socket);
+        // A session that was cut reports 'close' soon; do not wait for one that never does.
+        timer = setTimeout(resolve, DRAIN_CLOSE_GRACE_MS);
+      }, deadlineMs);
+    });
+    await Promise.race([Promise.all(closing), deadline]);
     clearTimeout(timer);
     await Promise.all(this.loops);
   }
@@ -103,11 +148,13 @@ export class Agent {
   /** Immediate stop. */
   close(): void {
     this.stop();
-    for (const session of this.sessions) session.destroy();
+    for (const [session, socket] of this.sessions) kill(session, socket);
   }
 
   private stop(): void {
     this.stopping = true;
+    if (this.lifeline !== null) clearInterval(this.lifeline);
+    this.lifeline = null;
     for (const wake of this.wakeups) wake();
   }
 
@@ -173,10 +220,29 @@ export class Agent {
         socket.setKeepAlive(true, 15_000);
         // Tunnel frames are small and latency-bound (a HEADERS frame per new connection): no Nagle.
         socket.setNoDelay(true);
+        const where = `${gateway.address}:${gateway.port}`;
         const session = performServerHandshake(socket, { ...TUNNEL_SESSION_OPTIONS });
-        this.sessions.add(session);
+        const tunnels: Tunnels = new Map();
+        this.sessions.set(session, socket);
         this.connectedCount++;
-        session.on('error', () => undefined);
+        // However the tunnel ends, the dial loop goes on, once. 'close' alone is not enough: a
+        // session that sent GOAWAY itself (nghttp2 does, e.g. on a flood of stream resets) stops
+        // reading once its streams are done, and then sees neither the gateway's GOAWAY nor its
+        // closed connection; only the PINGs going unanswered tell.
+        let ended = false;
+        const pinger = this.keepAlive(session, where, () => {
+          kill(session, socket);
+          end('the gateway did not answer PING');
+        });
+        const end = (reason: string): void => {
+          if (ended) return;
+          ended = true;
+          clearInterval(pinger);
+          this.connectedCount--;
+          if (!this.stopping) this.logger.warn({ gateway: where, slot, reason }, 'tunnel closed; reconnecting');
+          resolve();
+        };
+        session.on('error', (err: Error) => this.logger.debug({ gateway: where, slot, err: err.message }, 'tunnel error'));
         session.once('localSettings', () => {
           try {
             session.setLocalWindowSize(TUNNEL_SESSION_WINDOW);
@@ -184,44 +250,46 @@ export class Agent {
             // session already gone
           }
         });
-        session.on('stream', (stream, headers) => this.onStream(stream, headers, slot));
+        session.on('stream', (stream, headers) => this.onStream(stream, headers, slot, tunnels));
         session.on('goaway', (code: number, _lastStreamId: number, data?: Buffer) => {
-          if (data !== undefined && data.length > 0) this.logger.error({ gateway: `${gateway.address}:${gateway.port}`, code, reason: data.toString() }, 'the gateway refused this agent');
+          if (data !== undefined && data.length > 0) this.logger.error({ gateway: where, code, reason: data.toString() }, 'the gateway refused this agent');
+          // Node closes the session by itself (NO_ERROR: gracefully, the open streams finish on
+          // it). New connections come on a new tunnel: dial it now.
+          end(`the gateway sent GOAWAY (code ${code})`);
         });
-        const pinger = this.keepAlive(session, gateway);
-        this.logger.info({ gateway: `${gateway.address}:${gateway.port}`, slot }, 'tunnel up');
+        this.logger.info({ gateway: where, slot }, 'tunnel up');
         session.once('close', () => {
-          clearInterval(pinger);
           this.sessions.delete(session);
-          this.connectedCount--;
-          if (!this.stopping) this.logger.warn({ gateway: `${gateway.address}:${gateway.port}`, slot }, 'tunnel closed; reconnecting');
-          resolve();
+          end('closed');
+        });
+        socket.once('close', () => {
+          session.destroy();
+          end('connection closed');
         });
       });
     });
   }
 
-  private keepAlive(session: ServerHttp2Session, gateway: Address): NodeJS.Timeout {
+  /** PINGs the gateway; `dead` runs when a PING is still unanswered at the next one, or cannot be sent. */
+  private keepAlive(session: ServerHttp2Session, where: string, dead: () => void): NodeJS.Timeout {
     let awaitingPong = false;
-    const timer = setInterval(() => {
-      if (session.destroyed) return;
-      if (awaitingPong) {
-        this.logger.warn({ gateway: `${gateway.address}:${gateway.port}` }, 'gateway did not answer PING; reconnecting');
-        session.destroy();
+    // Not unref'd: while a tunnel is up, this timer is what finds it dead.
+    return setInterval(() => {
+      if (awaitingPong || session.destroyed) {
+        if (!session.destroyed) this.logger.warn({ gateway: where }, 'gateway did not answer PING; reconnecting');
+        dead();
         return;
       }
       awaitingPong = true;
       try {
         session.ping(() => (awaitingPong = false));
       } catch {
-        session.destroy();
+        dead();
       }
     }, this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
-    timer.unref();
-    return timer;
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number): void {
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, slot: number, tunnels: Tunnels): void {
     stream.on('error', ignoreError);
     if (headers[':method'] === 'GET' && headers[':path'] === REGISTRATION_PATH) {
       const hello: AgentHello = { agent_id: `${this.options.host}/${this.options.service}/${slot}`, host: this.options.host, service: this.options.service, credential: this.options.credential, version: this.options.version };
@@ -233,10 +301,19 @@ export class Agent {
       answerHealthCheck(stream, headers, this.options.backend, this.options.proxyProtocol);
       return;
     }
+    if (headers[':method'] === 'POST' && headers[':path'] === ABORT_PATH) {
+      abortTunnels(stream, tunnels);
+      return;
+    }
     if (headers[':method'] !== 'CONNECT') {
       stream.respond({ ':status': 404 });
       stream.end();
       return;
+    }
+    if (stream.id !== undefined) {
+      tunnels.set(stream.id, stream);
+      (stream as TunnelStream)[TUNNELS] = tunnels;
+      stream.once('close', forgetTunnel);
     }
     this.toBackend(stream, headers);
   }
@@ -282,4 +359,35 @@ export class Agent {
       pipeBoth(stream, socket);
     });
   }
+}
+
+/**
+ * The gateway's request to abort tunnelled connections whose clients went
+ * away (its body: stream ids, comma-separated). The agent resets each with
+ * CANCEL, which closes its backend connection at once (the pipe resets it);
+ * the gateway does not reset them itself, since nghttp2 ends a server
+ * session that receives too many RST_STREAM (see ABORT_PATH).
+ */
+function abortTunnels(request: ServerHttp2Stream, tunnels: Tunnels): void {
+  let body = '';
+  request.setEncoding('latin1');
+  request.on('data', (chunk: string) => {
+    body += chunk;
+    if (body.length > ABORT_MAX_BODY_BYTES) {
+      request.removeAllListeners('data');
+      request.respond({ ':status': 413 }, { endStream: true });
+    }
+  });
+  request.on('end', () => {
+    if (request.headersSent) return;
+    for (const text of body.split(',')) {
+      const stream = tunnels.get(Number(text));
+      if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+    }
+    // Node sends a CANCEL reset made inside a session callback once that callback is done: answer
+    // after that, so the gateway sees the resets before the answer.
+    setImmediate(() => {
+      if (!request.closed && !request.destroyed) request.respond({ ':status': 204 }, { endStream: true });
+    });
+  });
 }

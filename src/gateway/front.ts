@@ -10,8 +10,10 @@ import { constants as http2Constants } from 'node:http2';
 import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { CUT, HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { abortTunnelStream } from './tunnel-abort.js';
 import { readClientHello } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
 import { ConnectionGuard } from './limits.js';
@@ -249,6 +251,7 @@ export class FrontListeners {
     backend.openStreams++;
     const tunnel = new Tunnel(this, connection, route, backend, connection.isConnect ? replay : EMPTY);
     (stream as TunnelStream)[TUNNEL] = tunnel;
+    (stream as TunnelStream)[CUT] = cutTunnelStream;
     stream.on('close', onTunnelClose);
     stream.on('error', onTunnelError);
     stream.on('response', onTunnelResponse);
@@ -305,6 +308,8 @@ class Tunnel {
   /** The backend sent its first byte. */
   answered = false;
   endedUnanswered = false;
+  /** The client went away: the agent was asked to reset the stream (no failure of the backend's). */
+  aborted = false;
   constructor(
     readonly front: FrontListeners,
     readonly connection: Connection,
@@ -316,11 +321,34 @@ class Tunnel {
 }
 
 const TUNNEL = Symbol('meshplane.front.tunnel');
-type TunnelStream = ClientHttp2Stream & { [TUNNEL]: Tunnel };
+type TunnelStream = ClientHttp2Stream & { [TUNNEL]: Tunnel; [CUT]: (stream: Duplex) => void };
 
 function onTunnelError(this: TunnelStream, err: Error): void {
   const tunnel = this[TUNNEL];
-  if (!tunnel.responded) tunnel.front.tunnelFailed(tunnel, err.message);
+  if (!tunnel.responded && !tunnel.aborted) tunnel.front.tunnelFailed(tunnel, err.message);
+}
+
+/**
+ * How the pipe cuts a tunnel stream when its client went away (reset, or
+ * closed while the stream could still deliver): the gateway does not reset
+ * it but has the agent do so (tunnel-abort.ts), and discards whatever still
+ * arrives until then. A stream that is closing anyway is just destroyed.
+ */
+function cutTunnelStream(duplex: Duplex): void {
+  const stream = duplex as TunnelStream;
+  if (stream.closed || stream.destroyed) {
+    stream.destroy();
+    return;
+  }
+  abortTunnel(stream);
+}
+
+function abortTunnel(stream: TunnelStream): void {
+  const tunnel = stream[TUNNEL];
+  if (tunnel.aborted) return;
+  tunnel.aborted = true;
+  stream.resume();
+  abortTunnelStream(tunnel.backend.session, stream);
 }
 
 function onTunnelResponse(this: TunnelStream, headers: IncomingHttpHeaders): void {
@@ -335,6 +363,11 @@ function onTunnelResponse(this: TunnelStream, headers: IncomingHttpHeaders): voi
   }
   tunnel.front.tunnelRouted(tunnel);
   const { socket, isConnect } = tunnel.connection;
+  // The client went away while the agent was answering: nothing to pipe, the backend connection goes too.
+  if (socket.destroyed) {
+    abortTunnel(this);
+    return;
+  }
   if (isConnect) {
     socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
     if (tunnel.replay.length > 0) this.write(tunnel.replay);
@@ -366,5 +399,5 @@ function onTunnelClose(this: TunnelStream): void {
   const tunnel = this[TUNNEL];
   if (tunnel.counted) tunnel.backend.openStreams--;
   tunnel.counted = false;
-  if (tunnel.responded && !tunnel.answered && (this.rstCode === http2Constants.NGHTTP2_CONNECT_ERROR || tunnel.endedUnanswered)) tunnel.front.tunnelRefusedLate(tunnel);
+  if (!tunnel.aborted && tunnel.responded && !tunnel.answered && (this.rstCode === http2Constants.NGHTTP2_CONNECT_ERROR || tunnel.endedUnanswered)) tunnel.front.tunnelRefusedLate(tunnel);
 }

@@ -268,8 +268,8 @@ export class RegistrationListener {
       if (this.registry.remove(backend.id)) this.events.deregistered(backend, 'connection closed');
     });
     // A draining agent (GOAWAY) takes no new connections; the open ones finish on the session.
-    session.on('goaway', () => {
-      if (this.registry.remove(backend.id)) this.events.deregistered(backend, 'agent is draining');
+    session.on('goaway', (code: number) => {
+      if (this.registry.remove(backend.id)) this.events.deregistered(backend, code === http2Constants.NGHTTP2_NO_ERROR ? 'agent is draining' : `agent sent GOAWAY with error code ${code}`);
     });
     socket.setKeepAlive(true, 15_000);
     this.logger.debug({ backend: backend.id, peer }, 'tunnel up');

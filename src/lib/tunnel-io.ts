@@ -57,6 +57,21 @@ export const HEALTH_BODY_MAX_BYTES = 1024;
 /** Path the gateway asks an agent for what it serves, right after the TLS handshake. */
 export const REGISTRATION_PATH = '/.well-known/meshplane/agent';
 
+/**
+ * Path of the gateway's request (POST) that aborts tunnelled connections
+ * whose clients went away: the body lists their stream ids (decimal,
+ * comma-separated) and the agent resets those streams itself. The gateway
+ * must not reset them: the agent is the HTTP/2 server, and nghttp2 ends a
+ * server session that receives RST_STREAM faster than a token bucket allows
+ * (burst 1000, 33/s: the CVE-2023-44487 "rapid reset" guard, which Node 20
+ * cannot tune), so a burst of aborting clients would take the whole tunnel
+ * down. RST_STREAM the server sends is not limited.
+ */
+export const ABORT_PATH = '/.well-known/meshplane/abort';
+/** The most stream ids one abort request carries (about 10 bytes each). */
+export const ABORT_MAX_IDS = 4096;
+export const ABORT_MAX_BODY_BYTES = ABORT_MAX_IDS * 11;
+
 export interface AgentHello {
   readonly agent_id: string;
   readonly host: string;
@@ -79,6 +94,21 @@ export const PIPE_BUFFER_BYTES = 256 * 1024;
 
 /** An error listener for tunnel streams and client sockets: they report nothing of their own, a reset just closes them. */
 export function ignoreError(): void {}
+
+/**
+ * On a piped stream: how the pipe cuts it when the other side failed or
+ * closed early (default: destroy(), which resets an HTTP/2 stream). The
+ * gateway sets it on its tunnel streams, so that a client that went away
+ * does not make the gateway send RST_STREAM (see ABORT_PATH).
+ */
+export const CUT = Symbol('meshplane.pipe.cut');
+type Cuttable = Duplex & { [CUT]?: (stream: Duplex) => void };
+
+function cut(stream: Duplex): void {
+  const custom = (stream as Cuttable)[CUT];
+  if (custom === undefined) stream.destroy();
+  else custom(stream);
+}
 
 /** One direction of a pipe: what `from` reads is written to `to`. */
 class PipeDirection {
@@ -114,7 +144,8 @@ type Piped = Duplex & { [OUTBOUND]: PipeDirection };
  * its directions are done and its writes are flushed, so no tail of data is
  * cut off. When one side closes while the other can still send to it, that
  * other side is destroyed (nothing could reach the closed one); an error on
- * either destroys both. `onClose` runs once both have closed.
+ * either destroys both (or cuts them their own way: CUT). `onClose` runs
+ * once both have closed.
  *
  * The listeners are shared functions that find their state on the stream,
  * not closures per pipe: a gateway holds thousands of idle pipes, and
@@ -183,8 +214,8 @@ function onEnd(this: Piped): void {
 function onError(this: Piped, err: Error): void {
   const { pipe } = this[OUTBOUND];
   pipe.firstError ??= err;
-  pipe.a.destroy();
-  pipe.b.destroy();
+  cut(pipe.a);
+  cut(pipe.b);
 }
 
 function onSourceClose(this: Piped): void {
@@ -197,7 +228,7 @@ function onSourceClose(this: Piped): void {
   if (!to.readableEnded) {
     // (Not after a FIN: libuv cannot reset a socket that is shutting down.)
     if (wasCut(this) && to instanceof Socket && !to.writableEnded) to.resetAndDestroy();
-    else to.destroy();
+    else cut(to);
   }
   pipe.closed++;
   if (pipe.closed === 2) pipe.onClose?.(pipe.firstError);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent, DEFAULT_BACKOFF, agentSettings, readAgentTls, resolveGateways } from '../../agent/index.js';
-import { UsageError } from '../../errors.js';
+import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
 import type { Command } from '../context.js';
@@ -105,7 +105,19 @@ Topology:
     io.stdout(
       `meshplane agent: ${settings.service} on ${settings.host} as ${settings.credential}, backend ${settings.backend.address}:${settings.backend.port}, gateway ${gateways.map((g) => `${g.address}:${g.port}`).join(', ')}\n`,
     );
-    return await runUntilSignalled(logger, { stop: (signal) => (signal === 'SIGTERM' ? agent.drain(drainSeconds * 1000) : agent.close()) });
+    const signalled = runUntilSignalled(logger, { stop: (signal) => (signal === 'SIGTERM' ? agent.drain(drainSeconds * 1000) : agent.close()) });
+    // The agent runs until a signal stops it. Should its dial loops ever end otherwise (a bug),
+    // it says so and exits non-zero rather than leaving quietly.
+    const broken = agent.done
+      .then(() => (agent.stopped ? signalled : Promise.reject(new Error('every tunnel loop ended, yet no signal stopped the agent'))))
+      .catch((err: unknown) => {
+        if (agent.stopped) return signalled;
+        const message = err instanceof Error ? err.message : String(err);
+        logger.fatal({ err: message }, 'the agent stopped unexpectedly');
+        agent.close();
+        throw new MeshplaneError('AGENT_ERR_STOPPED', `the agent stopped unexpectedly: ${message}`, { cause: err });
+      });
+    return await Promise.race([signalled, broken]);
   },
 };
 
