@@ -7,8 +7,13 @@
 // cannot be set from inside the process (v8.setFlagsFromString comes too
 // late), hence the shebang. `npm start` and the units run through it.
 /** Executable entry point of the `meshplane` command (package.json "bin"). */
-import { main } from './main.js';
 import type { CommandIO } from './context.js';
+import { holdHangups } from './early-signals.js';
+
+// Before the command's modules load (hence the dynamic import): a SIGHUP from now on no longer kills a
+// daemon that is still starting (src/cli/early-signals.ts).
+holdHangups();
+const { main } = await import('./main.js');
 
 // `meshplane compile | head` closes the pipe early: stop quietly, like other CLIs.
 for (const stream of [process.stdout, process.stderr]) {

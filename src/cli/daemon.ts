@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../lib/log.js';
 import { serveMetrics } from '../lib/metrics-http.js';
 import { parseSocketAddress } from '../lib/socket-address.js';
+import { takeHeldHangup } from './early-signals.js';
 
 export interface Daemon {
   readonly logger: Logger;
@@ -39,5 +40,10 @@ export function runUntilSignalled(logger: Logger, handlers: { reload?: () => unk
     process.on('SIGHUP', onHangup);
     process.once('SIGTERM', () => onStop('SIGTERM'));
     process.once('SIGINT', () => onStop('SIGINT'));
+    // A reload asked for while the daemon was starting: it may have read the old files, so do it now.
+    if (takeHeldHangup()) {
+      logger.info('SIGHUP arrived during start-up; reloading now');
+      onHangup();
+    }
   });
 }

@@ -15,8 +15,11 @@ import { overlayCommand } from './commands/overlay.js';
 import { showCommand } from './commands/show.js';
 import { upCommand } from './commands/up.js';
 import { pkiCommand } from './commands/pki.js';
+import { releaseHangups } from './early-signals.js';
 
 const COMMANDS: readonly Command[] = [checkCommand, compileCommand, showCommand, dnsCommand, overlayCommand, pkiCommand, gatewayCommand, agentCommand, upCommand];
+/** Daemons that take SIGHUP (a reload; the agent ignores it): they replay one held during start-up. */
+const TAKES_HANGUPS = new Set<Command>([dnsCommand, gatewayCommand, agentCommand]);
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -50,6 +53,7 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
     io.stderr(`meshplane: error CLI_ERR_USAGE: unknown command "${name}"\n\n${overview()}`);
     return EXIT_USAGE;
   }
+  if (!TAKES_HANGUPS.has(command)) releaseHangups();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout(`${command.usage}\n`);
     return 0;
