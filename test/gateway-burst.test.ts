@@ -62,7 +62,8 @@ async function answersThroughEveryFront(tag: string): Promise<void> {
 beforeAll(async () => {
   fixture = await prepareBurstMesh(work.path);
   haproxy = startProxyProtocolHaproxy(work.path, join(fixture.root('b1'), 'x509', 'site', 'server'), { site: P.siteBackend, app: P.appBackend });
-  gateway = startGateway(fixture);
+  // The bursts come from one address, 127.0.0.1: lift the per-source cap (its own tests are in gateway-limits).
+  gateway = startGateway(fixture, ['--max-connections', '8000', '--max-connections-per-source', '8000']);
   const line = await gateway.ready;
   metrics = metricsUrl(line);
   for (const service of ['site', 'app']) {
@@ -88,12 +89,17 @@ describe('clients that reset their connections in bursts', () => {
   it(`keeps the tunnels, the agents and the backends sound through ${ROUNDS} rounds of ${CLIENTS} aborting clients on each front`, async () => {
     const hello = await recordClientHello('site.burst.test');
     const httpRequest = Buffer.from(`GET /burst HTTP/1.1\r\nHost: app.burst.test\r\n\r\n`);
+    // The backend answers and closes at once; the client resets after the first byte back, so many
+    // tunnels are cut after the backend's FIN (its connection must still close, not sit in CLOSE-WAIT).
+    const closingRequest = Buffer.from(`GET /burst HTTP/1.1\r\nHost: app.burst.test\r\nConnection: close\r\n\r\n`);
     const connectRequest = Buffer.from(`CONNECT app.mesh.internal:${P.appBackend} HTTP/1.1\r\nHost: app.mesh.internal:${P.appBackend}\r\n\r\nGET /burst HTTP/1.1\r\nHost: app\r\n\r\n`);
     const routedBefore = sum(await scrape(), /^meshplane_gateway_connections_total\{.*result="routed"\}/);
     const answered: number[][] = [];
+    const closing: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       // One in four resets right after sending (often before the agent answered), the rest on the first byte back.
       answered.push(await Promise.all([abortingBurst(P.connect, CLIENTS, connectRequest, 4), abortingBurst(P.http, CLIENTS, httpRequest, 4), abortingBurst(P.tls, CLIENTS, hello, 4)]));
+      closing.push(await abortingBurst(P.http, CLIENTS / 4, closingRequest, 0));
     }
     const routed = sum(await scrape(), /^meshplane_gateway_connections_total\{.*result="routed"\}/) - routedBefore;
 
@@ -120,6 +126,7 @@ describe('clients that reset their connections in bursts', () => {
     expect((gateway.output().match(/"msg":"backend registered"/g) ?? []).length).toBe(2);
     // Most clients got as far as an answer, so the bursts went through the tunnels.
     for (const counts of answered) for (const count of counts) expect(count, `answered per round and front: ${JSON.stringify(answered)}`).toBeGreaterThan(CLIENTS / 2);
+    for (const count of closing) expect(count, `answered per round, closing backend: ${JSON.stringify(closing)}`).toBeGreaterThan(CLIENTS / 8);
     expect(routed).toBeGreaterThan(ROUNDS * CLIENTS * 3 * 0.5);
   }, 240_000);
 });

@@ -229,6 +229,12 @@ function onSourceClose(this: Piped): void {
     // (Not after a FIN: libuv cannot reset a socket that is shutting down.)
     if (wasCut(this) && to instanceof Socket && !to.writableEnded) to.resetAndDestroy();
     else cut(to);
+  } else if (!to.writableEnded && (wasCut(this) || !this.readableEnded)) {
+    // `to` already sent its FIN, and this side closed without one (cut, or gone before its end):
+    // end() will never come, so `to` would sit half-closed for good (a backend connection in
+    // CLOSE-WAIT on the agent, one per client that reset after the backend closed).
+    if (to instanceof Socket) to.resetAndDestroy();
+    else cut(to);
   }
   pipe.closed++;
   if (pipe.closed === 2) pipe.onClose?.(pipe.firstError);

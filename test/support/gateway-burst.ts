@@ -128,10 +128,14 @@ export async function abortingBurst(port: number, count: number, request: Buffer
   return answered;
 }
 
-/** Established TCP connections to these local ports (the agent's backend connections), from `ss`. */
+/**
+ * TCP connections to these local ports that are not finished (the agent's
+ * backend connections), from `ss`: established ones and half-closed ones too
+ * (CLOSE-WAIT: the backend closed, the agent never did), not TIME-WAIT.
+ */
 export async function connectionsTo(ports: readonly number[]): Promise<number> {
   const filter = ports.map((p) => `dport = :${p}`).join(' or ');
-  const child = spawn('ss', ['-Htn', 'state', 'established', `( ${filter} )`]);
+  const child = spawn('ss', ['-Htn', 'state', 'connected', 'exclude', 'time-wait', `( ${filter} )`]);
   let out = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   await once(child, 'close');
