@@ -15,6 +15,7 @@ import type { Topology } from '../src/topology/index.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, writeMesh } from './support/dns.js';
 import type { MeshSpec } from './support/dns.js';
 import { CLI, tempDir } from './support/run.js';
+import { sleep, waitFor as waitUntil, within } from './support/wait.js';
 
 const work = tempDir('dns-lifecycle');
 let topology: Topology;
@@ -45,12 +46,8 @@ async function startService(file: string, options: Partial<ConstructorParameters
   return { service, server: service.addresses[0]! };
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  await waitUntil(check, { what: 'condition not reached', interval: 50 });
 }
 
 describe('views for askers', () => {
@@ -85,8 +82,10 @@ describe('TCP limits', () => {
         const socket = connect(server.port, server.address);
         socket.on('close', () => resolve(Date.now() - started));
       });
+      // Not before the 300 ms timeout (timers never fire early); the ceiling leaves a busy
+      // machine its margin and still tells "closed for idleness" from "never closed".
       expect(closedAfter).toBeGreaterThanOrEqual(250);
-      expect(closedAfter).toBeLessThan(3000);
+      expect(closedAfter).toBeLessThan(300 + 10_000);
     } finally {
       service.close();
     }
@@ -104,14 +103,10 @@ describe('TCP limits', () => {
       const first = await open();
       const second = await open();
       const third = await open();
-      const thirdClosed = await new Promise<boolean>((resolve) => {
-        third.on('close', () => resolve(true));
-        setTimeout(() => resolve(false), 2000);
-      });
-      expect(thirdClosed).toBe(true);
+      await within(new Promise((resolve) => third.on('close', resolve)), { what: 'the connection over the cap closed' });
       first.destroy();
-      await new Promise((r) => setTimeout(r, 100));
-      const replies = await tcpExchange(server, [buildQuery('app.mesh.internal', 1)]);
+      // A slot is free once the server has seen the close: until then a new connection is refused.
+      const replies = await waitUntil(() => tcpExchange(server, [buildQuery('app.mesh.internal', 1)]), { what: 'an answer on a freed slot', interval: 50 });
       expect(replies[0]![3]! & 0xf).toBe(0);
       second.destroy();
     } finally {
@@ -166,8 +161,8 @@ describe('reload', () => {
       expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
 
       writeFileSync(file, serializeTopology(withExtraHost(work.path)));
-      // --no-watch: nothing changes until SIGHUP.
-      await new Promise((r) => setTimeout(r, 400));
+      // --no-watch: nothing changes until SIGHUP (a watcher would have reloaded within this time).
+      await sleep(400);
       expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
       child.kill('SIGHUP');
       await waitFor(async () => addressesOf(await dig(server, ['app.mesh.internal'])).length === 5);
