@@ -254,7 +254,10 @@ describe('WireGuard (wg0: h1 h2 h4)', () => {
 });
 
 describe('firewall (meshplane.nft loaded in every mesh host)', () => {
-  it('keeps service ports open to mesh hosts over the overlays (and to gateway hosts for gateway endpoints) and closes them to a host outside the mesh', () => {
+  it('keeps service ports open to mesh hosts over the overlays (and to gateway hosts for gateway endpoints) and closes them to a host outside the mesh', async () => {
+    // Every step blocks (spawnSync): let the event loop turn between them, or a busy machine
+    // keeps vitest's worker from answering its own RPC for over 60 s.
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     // Before: the outsider reaches h1's service on the public address, and on
     // the overlay address too once it routes that network to h1.
     must('ip', ['-n', nsName('out'), 'route', 'add', '100.64.30.0/24', 'via', PUBLIC.h1]);
@@ -264,7 +267,9 @@ describe('firewall (meshplane.nft loaded in every mesh host)', () => {
     expect(ask('h2', PUBLIC.h1, GATEWAY_SERVICE_PORT).ok).toBe(true);
     expect(canConnect('out', PUBLIC.h1, '655')).toBe(true);
 
+    await turn();
     for (const host of MESH) {
+      await turn();
       const file = join(rootOf(host), 'etc/nftables.d/meshplane.nft');
       const check = inNs(host, ['nft', '-c', '-f', file]);
       expect(check.status, check.stderr).toBe(0);
@@ -274,15 +279,19 @@ describe('firewall (meshplane.nft loaded in every mesh host)', () => {
 
     // Every mesh host reaches every other one at the address it should use.
     for (const [a, b] of pairs([...MESH])) {
+      await turn();
       expect(ask(a, SEEN_BY[a][b]), `${a} -> ${b} at ${SEEN_BY[a][b]}`).toEqual({ ok: true, reply: `${b} from-${a}` });
     }
+    await turn();
     // The outsider does not, on either address, nor on the overlay daemon's port.
     expect(ask('out', PUBLIC.h1, SERVICE_PORT, 1500).ok).toBe(false);
     expect(ask('out', VPN0.h1 as string, SERVICE_PORT, 1500).ok).toBe(false);
     expect(canConnect('out', PUBLIC.h1, '655', 1500)).toBe(false);
+    await turn();
     // A host that shares an overlay with h1 must use it...
     expect(ask('h3', PUBLIC.h1, SERVICE_PORT, 1500).ok).toBe(false);
     expect(ask('h2', PUBLIC.h1, GATEWAY_SERVICE_PORT, 1500).ok).toBe(false);
+    await turn();
     // ...except a gateway host, for a service with gateway endpoints.
     expect(ask('h3', PUBLIC.h1, GATEWAY_SERVICE_PORT)).toEqual({ ok: true, reply: 'web-h1 from-h3' });
     expect(ask('h2', VPN0.h1 as string, GATEWAY_SERVICE_PORT)).toEqual({ ok: true, reply: 'web-h1 from-h2' });
