@@ -11,21 +11,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LOOPBACK_MESH, writeMesh } from './support/dns.js';
 import { startDaemon, stopAllDaemons } from './support/gateway.js';
+import { waitFor } from './support/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-hangup-'));
 afterAll(async () => {
   await stopAllDaemons();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Polls `check` every 2 ms until it holds; fails with `what` after 30 s (a ceiling for a busy machine). */
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 /** True once the process has a SIGHUP handler (bit 1 of SigCgt in /proc/PID/status). */
 function catchesHangup(pid: number): boolean {
@@ -42,12 +34,12 @@ describe('SIGHUP during start-up', () => {
     const paths = writeMesh(dir, LOOPBACK_MESH);
     const dns = startDaemon(['dns', '-s', paths.services, '-i', paths.inventory, '--listen', '127.0.0.1:0', '--no-forward', '--no-watch'], 'serving on');
     const pid = dns.child.pid!;
-    await until(() => catchesHangup(pid) || dns.child.exitCode !== null, 'the daemon to catch SIGHUP');
+    await waitFor(() => catchesHangup(pid) || dns.child.exitCode !== null, { what: 'the daemon to catch SIGHUP', interval: 2 });
     // The point of the test: the handler is there before the daemon serves.
     expect(dns.output()).not.toContain('serving on');
     dns.child.kill('SIGHUP');
     await dns.ready;
-    await until(() => dns.output().includes('SIGHUP arrived during start-up'), 'the held SIGHUP to be replayed');
+    await waitFor(() => dns.output().includes('SIGHUP arrived during start-up'), { what: 'the held SIGHUP to be replayed' });
     expect(dns.child.exitCode).toBeNull();
     expect(dns.child.signalCode).toBeNull();
   });

@@ -29,6 +29,7 @@ import type { MeshSpec } from './support/dns.js';
 import { createNetwork, waitForOutput } from './support/netns.js';
 import type { TestNetwork } from './support/netns.js';
 import { CLI, tempDir } from './support/run.js';
+import { waitFor } from './support/wait.js';
 
 const MESH: MeshSpec = {
   overlays: [
@@ -156,16 +157,9 @@ beforeAll(async () => {
   writeFileSync(join(work.path, 'resolv-edns.conf'), 'nameserver 198.18.1.1\nsearch mesh.internal\noptions timeout:2 attempts:2 edns0\n');
 
   // NSD takes a moment to load its zone.
-  const deadline = Date.now() + 10_000;
-  while ((await net.exec(net.hub, 'dig', ['+short', '+time=1', '+tries=1', '-p', '5300', '@198.18.1.2', 'www.example.test'])).stdout.trim() !== '198.18.1.200') {
-    if (Date.now() > deadline) throw new Error('NSD did not come up');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  while ((await net.exec(ns2, 'dig', ['+short', '+time=1', '+tries=1', '@198.18.1.97', 'www.decoy.test'])).stdout.trim() !== '198.18.1.252') {
-    if (Date.now() > deadline) throw new Error('the decoy NSD did not come up');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}, 60_000);
+  await waitFor(async () => (await net.exec(net.hub, 'dig', ['+short', '+time=1', '+tries=1', '-p', '5300', '@198.18.1.2', 'www.example.test'])).stdout.trim() === '198.18.1.200', { what: 'NSD answering', interval: 100 });
+  await waitFor(async () => (await net.exec(ns2, 'dig', ['+short', '+time=1', '+tries=1', '@198.18.1.97', 'www.decoy.test'])).stdout.trim() === '198.18.1.252', { what: 'the decoy NSD answering', interval: 100 });
+}, 120_000);
 
 afterAll(() => {
   net?.destroy();

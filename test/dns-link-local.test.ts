@@ -31,7 +31,7 @@ async function startDns(args: readonly string[]): Promise<void> {
 }
 
 async function digIn(port: number, args: readonly string[]): Promise<{ status: string; addresses: string[] }> {
-  const result = await runAsync('ip', ['netns', 'exec', NS, 'dig', '@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', ...args]);
+  const result = await runAsync('ip', ['netns', 'exec', NS, 'dig', '@127.0.0.1', '-p', String(port), '+time=10', '+tries=1', ...args]);
   const reply = parseDig(result.stdout);
   return { status: reply.status, addresses: addressesOf(reply).sort() };
 }
@@ -56,7 +56,7 @@ describe.runIf(isRoot)('forwarding to a link-local resolver', () => {
     await startDns(['--topology', `${other}/topology.json`, '--listen', '[fe80::53%ll0]:53', '--no-forward']);
     await startDns(['--topology', `${mesh}/topology.json`, '--listen', '127.0.0.1:5301', '--resolv-conf', `${work.path}/resolv.conf`]);
     await startDns(['--topology', `${mesh}/topology.json`, '--listen', '127.0.0.1:5302', '--forward', '[fe80::53%ll0]:53']);
-  }, 30_000);
+  }, 120_000);
 
   afterAll(() => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');

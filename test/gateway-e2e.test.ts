@@ -13,6 +13,7 @@ import { runAsync } from './support/dns.js';
 import { PORTS, metricsUrl, prepareGatewayMesh, registrationPort, startAgent, startGateway, stopAllDaemons, startHaproxy } from './support/gateway.js';
 import type { Daemon, GatewayFixture } from './support/gateway.js';
 import { tempDir } from './support/run.js';
+import { waitFor as waitUntil } from './support/wait.js';
 
 const work = tempDir('gateway-e2e');
 let fixture: GatewayFixture;
@@ -32,12 +33,8 @@ async function scrape(): Promise<string> {
   return (await runAsync('curl', ['-sf', metrics])).stdout;
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n--- gateway ---\n${gateway.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function waitFor(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  await waitUntil(check, { what, interval: 50, explain: () => `--- gateway ---\n${gateway.output()}` });
 }
 
 const backends = async (service: string): Promise<number> => Number(new RegExp(`meshplane_gateway_backends\\{service="${service}"\\} (\\d+)`).exec(await scrape())?.[1] ?? 0);
@@ -134,7 +131,7 @@ function lines(socket: Socket): { until(pattern: RegExp): Promise<boolean> } {
   socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
   return {
     async until(pattern) {
-      await waitFor(() => pattern.test(text), `${String(pattern)} on the tunnelled connection (got ${JSON.stringify(text)})`, 5000);
+      await waitFor(() => pattern.test(text), `${String(pattern)} on the tunnelled connection (got ${JSON.stringify(text)})`);
       return true;
     },
   };

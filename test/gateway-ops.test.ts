@@ -20,6 +20,7 @@ import type { Daemon } from './support/gateway.js';
 import { OPS_PORTS, closedPort, prepareOpsMesh, startOpsAgent, startTestBackend } from './support/gateway-ops.js';
 import type { OpsFixture, TestBackend } from './support/gateway-ops.js';
 import { tempDir } from './support/run.js';
+import { SOON_MS, sleep, waitFor as waitUntil, within } from './support/wait.js';
 
 const work = tempDir('gateway-ops');
 let fixture: OpsFixture;
@@ -137,17 +138,13 @@ async function scrape(): Promise<string> {
   return (await runAsync('curl', ['-sf', metricsUrl])).stdout;
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n--- gateway ---\n${gateway.output().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = SOON_MS): Promise<void> {
+  await waitUntil(check, { what, deadline: timeoutMs, interval: 50, explain: () => `--- gateway ---\n${gateway.output().slice(-4000)}` });
 }
 
 /** pino writes asynchronously: wait for the line rather than expect it at once. */
 async function logged(pattern: RegExp): Promise<void> {
-  await waitFor(() => pattern.test(gateway.output()), `log line ${String(pattern)}`, 5000);
+  await waitFor(() => pattern.test(gateway.output()), `log line ${String(pattern)}`);
 }
 
 /** All three pool backends in this state, on every endpoint. */
@@ -199,7 +196,7 @@ beforeAll(async () => {
   lonely.health = { status: 503, body: 'maintenance', load: null };
   others.push(lonely);
   agents.push(startOpsAgent(fixture, 'lonely', fixture.hostsOf('lonely')[0]!, registration, lonely.port));
-  await waitFor(async () => (await allPoolHealth('healthy')) && (await backendsOf('flaky')).length === 2 && (await backendsOf('lonely')).length === 1, 'agents registered and pool healthy', 20_000);
+  await waitFor(async () => (await allPoolHealth('healthy')) && (await backendsOf('flaky')).length === 2 && (await backendsOf('lonely')).length === 1, 'agents registered and pool healthy');
 }, 60_000);
 
 afterAll(async () => {
@@ -229,7 +226,7 @@ describe('health checks steer traffic', () => {
     expect(counts['backend=b2'] ?? 0).toBeGreaterThan(counts['backend=b3'] ?? 0);
     expect(counts['backend=b3'] ?? 0).toBeLessThan(30);
     expect(pool.get('b1')!.hits + pool.get('b2')!.hits + pool.get('b3')!.hits).toBe(300);
-  }, 30_000);
+  });
 
   it('sends no new connection to a backend that turns unhealthy, keeps the reason, and sends traffic again once it recovers', async () => {
     const b1 = pool.get('b1')!;
@@ -250,7 +247,7 @@ describe('health checks steer traffic', () => {
     await logged(new RegExp(`"backend":"${view.id}".*"from":"unhealthy","to":"healthy"`));
     const back = await spread('pool.example.test', 100);
     expect(back['backend=b1']).toBeGreaterThan(40);
-  }, 30_000);
+  });
 
   it('keeps a client on one backend with balance: source, whichever other backend goes', async () => {
     const clients = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 10}`);
@@ -267,8 +264,8 @@ describe('health checks steer traffic', () => {
     const victim = (await backendsOf('pool')).find((b) => `backend=${b.host}` !== host)!;
     expect((await admin('DELETE', `/backends/${victim.id}`)).status).toBe(200);
     for (let i = 0; i < 5; i++) expect((await get('sticky.example.test', client)).body.trim()).toBe(host);
-    await waitFor(() => allPoolHealth('healthy'), 'the killed agent back', 15_000);
-  }, 40_000);
+    await waitFor(() => allPoolHealth('healthy'), 'the killed agent back');
+  });
 });
 
 describe('when no backend can take a client', () => {
@@ -301,7 +298,7 @@ describe('when no backend can take a client', () => {
     await logged(/"connection":"[0-9a-z]+","port":24543,"peer":"127\.0\.0\.1:\d+","reason":"no_healthy_backend","detail":"no healthy backend for service lonely.*"msg":"client connection refused"/);
     for (const backend of pool.values()) backend.health = { status: 200, body: 'ok', load: backend.name === 'b1' ? 1 : backend.name === 'b2' ? 5 : 20 };
     await waitFor(() => allPoolHealth('healthy'), 'pool healthy again');
-  }, 30_000);
+  });
 });
 
 describe('outlier ejection', () => {
@@ -318,14 +315,15 @@ describe('outlier ejection', () => {
     const during = await spread('flaky.example.test', 10);
     expect(during).toEqual({ [`backend=flaky-${fixture.hostsOf('flaky')[0]}`]: 10 });
     // After the base time it is tried again, fails again, and is ejected for twice as long.
-    await new Promise((r) => setTimeout(r, 1100));
+    const until = Date.parse(String((await backendsOf('flaky')).find((b) => b.id === bad.id)!.ejected_until));
+    await sleep(Math.max(0, until - Date.now()) + 10);
     expect((await backendsOf('flaky')).find((b) => b.id === bad.id)!.ejected_until).toBeNull();
     let again = 0;
     for (let i = 0; i < 20 && again < 3; i++) if (await fails('flaky.example.test')) again++;
     expect(again).toBe(3);
     expect(await scrape()).toMatch(/meshplane_gateway_connections_total\{port="24580",result="routed"\} [1-9]/);
     await logged(new RegExp(`"backend":"${bad.id}","service":"flaky","failures":3,"ejected_ms":2000`));
-  }, 30_000);
+  });
 });
 
 describe('admin API over mutual TLS', () => {
@@ -388,7 +386,7 @@ describe('admin API over mutual TLS', () => {
     expect(Object.keys(one.body).sort()).toEqual(['agent_address', 'agent_id', 'checks', 'connected_since', 'credential', 'ejected_until', 'health', 'host', 'id', 'load', 'open_connections', 'rtt_ms', 'service']);
     expect(await scrape()).toMatch(new RegExp(`meshplane_gateway_backend_open_connections\\{service="pool",backend="${victim.id}"\\} 1\n`));
     // RTT arrives with the first PING (every 3 s), in the metrics and the API.
-    await waitFor(async () => new RegExp(`meshplane_gateway_backend_rtt_seconds\\{service="pool",backend="${victim.id}"\\} [0-9.e-]+`).test(await scrape()), 'an RTT for the victim', 8000);
+    await waitFor(async () => new RegExp(`meshplane_gateway_backend_rtt_seconds\\{service="pool",backend="${victim.id}"\\} [0-9.e-]+`).test(await scrape()), 'an RTT for the victim');
     expect((await curlAdmin([adminUrl(`/backends/${victim.id}`)])).body['rtt_ms']).toEqual(expect.any(Number));
     expect(await scrape()).toMatch(/meshplane_gateway_backend_first_byte_seconds_count\{service="pool",backend="[0-9a-f]+"\} [1-9]/);
 
@@ -400,10 +398,10 @@ describe('admin API over mutual TLS', () => {
     const gone = await curlAdmin([adminUrl(`/backends/${victim.id}`)]);
     expect(gone).toMatchObject({ status: 404, body: { code: 'GW_ERR_BACKEND_NOT_FOUND' } });
     // The client's connection went with the tunnel.
-    await Promise.race([clientClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the tunnelled client connection outlived the kill')), 3000))]);
+    await within(clientClosed, { what: 'the tunnelled client connection closed after the kill' });
     await logged(new RegExp(`"backend":"${victim.id}".*"reason":"killed through the admin API by gateway-admin from 127\\.0\\.0\\.1".*"msg":"backend killed"`));
     await waitFor(async () => (await backendsOf('pool')).some((b) => b.host === victim.host && b.id !== victim.id), `${victim.host} back as a new connection id`);
-  }, 30_000);
+  });
 });
 
 describe('logs', () => {
@@ -431,5 +429,5 @@ describe('logs', () => {
       expect(body.length).toBeGreaterThan(40);
       expect(flat.includes(body.slice(0, 40)), file).toBe(false);
     }
-  }, 30_000);
+  });
 });

@@ -15,6 +15,7 @@ import { silentLogger } from './support/dns.js';
 import { prepareOpsMesh, startTestBackend } from './support/gateway-ops.js';
 import type { OpsFixture, TestBackend } from './support/gateway-ops.js';
 import { tempDir } from './support/run.js';
+import { waitFor as waitUntil } from './support/wait.js';
 
 const TOKEN = 'status-page-token-0123456789';
 const work = tempDir('gateway-status-page');
@@ -46,12 +47,8 @@ function startAgent(host: string, backend: TestBackend): Agent {
   return agent;
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+async function waitFor(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  await waitUntil(check, { what, interval: 100 });
 }
 
 beforeAll(async () => {
@@ -97,11 +94,11 @@ describe('status page', () => {
     await browser!.evaluate(`window.__sameDocument = true`);
     const response = await fetch(`${adminUrl}/backends/${b1.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } });
     expect(response.status).toBe(200);
-    await waitFor(async () => !(await rows()).some((r) => r.id === b1.id), 'the killed backend gone from the page', 6000);
+    await waitFor(async () => !(await rows()).some((r) => r.id === b1.id), 'the killed backend gone from the page');
     expect(await browser!.evaluate<boolean>('window.__sameDocument === true')).toBe(true);
     // The other one is still there (the killed agent may already be back, under a new id).
     expect((await rows()).map((r) => r.id)).toContain(live.find((b) => b.host === 'b2')!.id);
-  }, 30_000);
+  });
 
   it('shows an error instead of data when opened without the token', async () => {
     await browser!.open(`${adminUrl}/`);

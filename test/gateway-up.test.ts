@@ -32,7 +32,8 @@ it('runs the gateway, agents and demo backend without root, and every printed cu
   child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not up within 30 s:\n${out}`)), 30_000);
+      // A ceiling: `up` issues every credential and starts DNS, the gateway and the agents (about 5 s quiet).
+      const timer = setTimeout(() => reject(new Error(`not up within 90 s:\n${out}`)), 90_000);
       child.stdout.on('data', () => {
         if (out.includes('Ctrl-C stops it')) {
           clearTimeout(timer);
@@ -65,4 +66,4 @@ it('runs the gateway, agents and demo backend without root, and every printed cu
     dir.remove();
   }
   expect(child.exitCode).toBe(0);
-}, 60_000);
+}, 180_000);

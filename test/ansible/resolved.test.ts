@@ -9,7 +9,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSy
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, tempDir } from '../support/run.js';
-import { ANSIBLE_DIR, changedOn, describeFailure, execStart, playbook } from './support.js';
+import { ANSIBLE_DIR, PLAYBOOK_DEADLINE_MS, changedOn, describeFailure, execStart, playbook } from './support.js';
 
 const work = tempDir('ansible-resolved');
 afterAll(() => work.remove());
@@ -52,5 +52,5 @@ describe('the dns role with systemd-resolved', () => {
     // resolved is restarted (here: notified; with systemd the handler restarts it).
     expect(report.tasks.some((t) => t.name.endsWith(' : Restart systemd-resolved') && t.hosts.r1 !== undefined)).toBe(true);
     expect(changedOn(report, 'Point systemd-resolved at the DNS server')).toEqual(['r1']);
-  }, 120_000);
+  }, PLAYBOOK_DEADLINE_MS + 60_000);
 });

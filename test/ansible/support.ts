@@ -37,6 +37,13 @@ export interface Controller {
   readonly varsFile: string;
 }
 
+/**
+ * A ceiling for one ansible-playbook run over the five test hosts: about a minute on a quiet
+ * machine; beside two CPU hogs and other test runs one took 8 to over 10 min (Ansible
+ * forks a Python per task and host).
+ */
+export const PLAYBOOK_DEADLINE_MS = 900_000;
+
 /** ansible-playbook with the JSON callback, the two inventories (static + meshplane script) and the test vars. */
 export function playbook(controller: Controller, extra: readonly string[] = [], command = 'ansible-playbook', play = join(ANSIBLE_DIR, 'site.yml')): Promise<PlaybookReport> {
   const args = ['-i', controller.inventory, '-i', join(ANSIBLE_DIR, 'inventory/meshplane'), play, '-e', `@${controller.varsFile}`, ...extra];
@@ -47,7 +54,7 @@ export function playbook(controller: Controller, extra: readonly string[] = [], 
       {
         cwd: controller.dir,
         encoding: 'utf8',
-        timeout: 240_000,
+        timeout: PLAYBOOK_DEADLINE_MS,
         maxBuffer: 256 * 1024 * 1024,
         env: {
           ...process.env,

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, REPO_ROOT, meshplane, tempDir } from '../support/run.js';
 import { Lab, inNs, must, mustInNs, nsName, waitFor } from './support/lab.js';
+import { SOON_MS } from '../support/wait.js';
 
 const FIXTURES = join(REPO_ROOT, 'test/overlay/fixtures/lab');
 const ECHO = join(REPO_ROOT, 'test/overlay/support/tcp-echo.mjs');
@@ -60,14 +61,18 @@ function ping(from: string, address: string): boolean {
   return inNs(from, ['ping', '-c', '1', '-W', '1', address]).status === 0;
 }
 
-/** Sends a line to the echo service at address:port from `from`; the reply names the host that answered. */
-function ask(from: string, address: string, port = SERVICE_PORT, timeoutMs = 2000): { ok: boolean; reply: string } {
+/**
+ * Sends a line to the echo service at address:port from `from`; the reply names the host that answered.
+ * The default timeout is a ceiling for an answer that should come, on a busy machine too; a check
+ * that the firewall drops the packets passes a short one (a drop never answers, however long).
+ */
+function ask(from: string, address: string, port = SERVICE_PORT, timeoutMs = 10_000): { ok: boolean; reply: string } {
   const result = inNs(from, [process.execPath, ECHO, 'ask', address, port, `from-${from}`, String(timeoutMs)]);
   return { ok: result.status === 0, reply: result.stdout.trim() };
 }
 
-function canConnect(from: string, address: string, port: string): boolean {
-  return inNs(from, [process.execPath, ECHO, 'connect', address, port, '1500']).status === 0;
+function canConnect(from: string, address: string, port: string, timeoutMs = 10_000): boolean {
+  return inNs(from, [process.execPath, ECHO, 'connect', address, port, String(timeoutMs)]).status === 0;
 }
 
 function cli(args: string[]): string {
@@ -98,7 +103,7 @@ async function startWireguard(host: string, root: string, name = `wireguard-${ho
   const child = lab.start(name, host, ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, 'sh', join(root, 'etc/wireguard')], logOf(name));
   wireguard.set(name, child);
   const pid = child.pid as number;
-  const socketReady = await waitFor(() => existsSync(`/proc/${pid}/root/run/wireguard/wg0.sock`), 10_000, 50);
+  const socketReady = await waitFor(() => existsSync(`/proc/${pid}/root/run/wireguard/wg0.sock`), SOON_MS, 50);
   if (!socketReady) throw new Error(`wireguard-go in ${host} did not create its socket: ${readFileSync(logOf(name), 'utf8')}`);
   const conf = readFileSync(join(root, 'etc/wireguard/wg0.conf'), 'utf8');
   const value = (key: string): string | undefined => new RegExp(`^${key} = (.+)$`, 'm').exec(conf)?.[1];
@@ -150,7 +155,7 @@ describe('tinc (vpn0: h1 h2 h3)', () => {
     for (const host of ['h1', 'h2', 'h3'] as const) startTinc(host, rootOf(host));
     for (const [a, b] of pairs(['h1', 'h2', 'h3'])) {
       const address = VPN0[b] as string;
-      expect(await waitFor(() => ping(a, address), 20_000), `${a} pings ${b} at ${address}`).toBe(true);
+      expect(await waitFor(() => ping(a, address), SOON_MS), `${a} pings ${b} at ${address}`).toBe(true);
       expect(ask(a, address), `${a} -> ${b} over vpn0`).toEqual({ ok: true, reply: `${b} from-${a}` });
     }
     // tinc-up applied the overlay's MTU, and no script failed.
@@ -190,9 +195,9 @@ describe('tinc (vpn0: h1 h2 h3)', () => {
     const rogue = startTinc('h4', rogueRoot, 'tincd-rogue-h4');
     try {
       // The rogue daemon is up with its overlay address and really tries to connect...
-      expect(await waitFor(() => inNs('h4', ['ip', 'addr', 'show', 'vpn0']).stdout.includes('100.64.30.4/24'), 10_000)).toBe(true);
+      expect(await waitFor(() => inNs('h4', ['ip', 'addr', 'show', 'vpn0']).stdout.includes('100.64.30.4/24'), SOON_MS)).toBe(true);
       // ...and the members turn it away: they have no hosts/h4.
-      expect(await waitFor(() => readFileSync(logOf('tincd-h1'), 'utf8').includes('unknown identity (h4)'), 15_000)).toBe(true);
+      expect(await waitFor(() => readFileSync(logOf('tincd-h1'), 'utf8').includes('unknown identity (h4)'), SOON_MS)).toBe(true);
       for (const address of Object.values(VPN0)) expect(ping('h4', address), `h4 pings ${address}`).toBe(false);
       expect(ask('h4', VPN0.h1 as string, SERVICE_PORT, 1500).ok).toBe(false);
     } finally {
@@ -206,7 +211,7 @@ describe('WireGuard (wg0: h1 h2 h4)', () => {
     for (const host of ['h1', 'h2', 'h4'] as const) await startWireguard(host, rootOf(host));
     for (const [a, b] of pairs(['h1', 'h2', 'h4'])) {
       const address = WG0[b] as string;
-      expect(await waitFor(() => ping(a, address), 20_000), `${a} pings ${b} at ${address}`).toBe(true);
+      expect(await waitFor(() => ping(a, address), SOON_MS), `${a} pings ${b} at ${address}`).toBe(true);
       expect(ask(a, address), `${a} -> ${b} over wg0`).toEqual({ ok: true, reply: `${b} from-${a}` });
     }
     expect(mustInNs('h4', ['ip', 'link', 'show', 'wg0'])).toContain('mtu 1380');
@@ -225,8 +230,8 @@ describe('WireGuard (wg0: h1 h2 h4)', () => {
     expect(wg('h1', 'show wg0 public-key').trim()).toBe('(none)');
     besideWireguard('h1', reload as string);
     expect(wg('h1', 'show wg0 public-key').trim()).toBe(publicKey);
-    expect(await waitFor(() => ping('h1', WG0.h2 as string), 10_000)).toBe(true);
-  }, 30_000);
+    expect(await waitFor(() => ping('h1', WG0.h2 as string), SOON_MS)).toBe(true);
+  }, 60_000);
 
   it('a host not on wg0 cannot reach it, even with a WireGuard configuration and key of its own', async () => {
     const rogueRoot = join(work.path, 'rogue', 'h3');
@@ -249,7 +254,10 @@ describe('WireGuard (wg0: h1 h2 h4)', () => {
 });
 
 describe('firewall (meshplane.nft loaded in every mesh host)', () => {
-  it('keeps service ports open to mesh hosts over the overlays (and to gateway hosts for gateway endpoints) and closes them to a host outside the mesh', () => {
+  it('keeps service ports open to mesh hosts over the overlays (and to gateway hosts for gateway endpoints) and closes them to a host outside the mesh', async () => {
+    // Every step blocks (spawnSync): let the event loop turn between them, or a busy machine
+    // keeps vitest's worker from answering its own RPC for over 60 s.
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     // Before: the outsider reaches h1's service on the public address, and on
     // the overlay address too once it routes that network to h1.
     must('ip', ['-n', nsName('out'), 'route', 'add', '100.64.30.0/24', 'via', PUBLIC.h1]);
@@ -259,7 +267,9 @@ describe('firewall (meshplane.nft loaded in every mesh host)', () => {
     expect(ask('h2', PUBLIC.h1, GATEWAY_SERVICE_PORT).ok).toBe(true);
     expect(canConnect('out', PUBLIC.h1, '655')).toBe(true);
 
+    await turn();
     for (const host of MESH) {
+      await turn();
       const file = join(rootOf(host), 'etc/nftables.d/meshplane.nft');
       const check = inNs(host, ['nft', '-c', '-f', file]);
       expect(check.status, check.stderr).toBe(0);
@@ -269,15 +279,19 @@ describe('firewall (meshplane.nft loaded in every mesh host)', () => {
 
     // Every mesh host reaches every other one at the address it should use.
     for (const [a, b] of pairs([...MESH])) {
+      await turn();
       expect(ask(a, SEEN_BY[a][b]), `${a} -> ${b} at ${SEEN_BY[a][b]}`).toEqual({ ok: true, reply: `${b} from-${a}` });
     }
+    await turn();
     // The outsider does not, on either address, nor on the overlay daemon's port.
     expect(ask('out', PUBLIC.h1, SERVICE_PORT, 1500).ok).toBe(false);
     expect(ask('out', VPN0.h1 as string, SERVICE_PORT, 1500).ok).toBe(false);
-    expect(canConnect('out', PUBLIC.h1, '655')).toBe(false);
+    expect(canConnect('out', PUBLIC.h1, '655', 1500)).toBe(false);
+    await turn();
     // A host that shares an overlay with h1 must use it...
     expect(ask('h3', PUBLIC.h1, SERVICE_PORT, 1500).ok).toBe(false);
     expect(ask('h2', PUBLIC.h1, GATEWAY_SERVICE_PORT, 1500).ok).toBe(false);
+    await turn();
     // ...except a gateway host, for a service with gateway endpoints.
     expect(ask('h3', PUBLIC.h1, GATEWAY_SERVICE_PORT)).toEqual({ ok: true, reply: 'web-h1 from-h3' });
     expect(ask('h2', VPN0.h1 as string, GATEWAY_SERVICE_PORT)).toEqual({ ok: true, reply: 'web-h1 from-h2' });
@@ -331,7 +345,7 @@ describe('DNS (meshplane dns in every mesh host, on 127.0.0.1:53)', () => {
       lab.start(`dns-${host}`, host, [process.execPath, CLI, 'dns', '--topology', topologyFile, '--host', host, '--listen', '127.0.0.1:53', '--no-forward'], logOf(`dns-${host}`));
     }
     for (const host of MESH) {
-      expect(await waitFor(() => getent(host, 'api.mesh.internal').length > 0, 15_000), `dns server in ${host} answers (log: ${logOf(`dns-${host}`)})`).toBe(true);
+      expect(await waitFor(() => getent(host, 'api.mesh.internal').length > 0, SOON_MS), `dns server in ${host} answers (log: ${logOf(`dns-${host}`)})`).toBe(true);
     }
     for (const a of MESH) {
       expect(getent(a, 'api.mesh.internal').sort(), `${a}: api.mesh.internal`).toEqual(Object.values(SEEN_BY[a]).sort());

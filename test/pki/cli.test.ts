@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, makeCsr, writeStatusMetrics } from '../../src/pki/index.js';
 import { writeTopology } from '../../src/topology/index.js';
-import { meshplane, run } from '../support/run.js';
+import { CLI, meshplane, run, runWithoutBlocking } from '../support/run.js';
 import { exampleTopology, openssl, scratch, topologyOf } from './support.js';
 
 const dir = scratch('cli');
@@ -203,20 +203,23 @@ describe('meshplane pki sign --csr-dir (batch)', () => {
     writeFileSync(join(csrDir, 'f007', 'payroll.client.csr'), await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'payroll', kind: 'client', sans: [] }));
     mkdirSync(join(csrDir, 'nothost'));
     writeFileSync(join(csrDir, 'nothost', 'app.client.csr'), good);
-    const result = meshplane(['pki', 'sign', '--ca-dir', fleetCa, '-t', fleetTopology, '--csr-dir', csrDir, '--out-dir', outDir, '--threads', '2']);
+    // Without blocking: 120 signatures and 120 openssl runs took minutes on a busy machine, and a
+    // worker blocked for 60 s misses vitest's own RPC deadline.
+    const result = await runWithoutBlocking(process.execPath, [CLI, 'pki', 'sign', '--ca-dir', fleetCa, '-t', fleetTopology, '--csr-dir', csrDir, '--out-dir', outDir, '--threads', '2']);
     expect(result.status).toBe(1);
     expect(result.stdout).toMatch(new RegExp(`signed ${HOSTS} certificate\\(s\\) for ${HOSTS} host\\(s\\) into .* \\(2 thread\\(s\\)\\); 2 refused`));
     expect(result.stderr.split('\n').filter(Boolean).map((line) => /error (PKI_ERR_\w+)/.exec(line)?.[1])).toEqual(['PKI_ERR_UNKNOWN_CREDENTIAL', 'PKI_ERR_UNKNOWN_HOST']);
     const files = readdirSync(outDir).sort();
     expect(files.length).toBe(HOSTS);
     expect(files[0]).toBe('f000.pem');
-    const verify = run('openssl', ['verify', '-CAfile', join(fleetCa, 'ca.pem'), '-purpose', 'sslclient', ...files.map((f) => join(outDir, f))]);
+    const verify = await runWithoutBlocking('openssl', ['verify', '-CAfile', join(fleetCa, 'ca.pem'), '-purpose', 'sslclient', ...files.map((f) => join(outDir, f))]);
     expect(verify.stdout.split('\n').filter((l) => l.endsWith(': OK')).length).toBe(HOSTS);
-    const serials = new Set(files.map((f) => run('openssl', ['x509', '-noout', '-serial', '-in', join(outDir, f)]).stdout));
+    const serials = new Set<string>();
+    for (const f of files) serials.add((await runWithoutBlocking('openssl', ['x509', '-noout', '-serial', '-in', join(outDir, f)])).stdout);
     expect(serials.size).toBe(HOSTS);
     const first = readFileSync(join(outDir, files[0]!), 'utf8');
     rmSync(join(csrDir, 'nothost'), { recursive: true });
-    const again = meshplane(['pki', 'sign', '--ca-dir', fleetCa, '-t', fleetTopology, '--csr-dir', csrDir, '--out-dir', outDir, '--threads', '1']);
+    const again = await runWithoutBlocking(process.execPath, [CLI, 'pki', 'sign', '--ca-dir', fleetCa, '-t', fleetTopology, '--csr-dir', csrDir, '--out-dir', outDir, '--threads', '1']);
     expect(again.stdout).toContain('(1 thread(s)); 1 refused');
     expect(readdirSync(base).sort()).toEqual(['ca', 'csrs', 'in', 'out']);
     expect(readdirSync(outDir).length).toBe(HOSTS);

@@ -8,6 +8,7 @@ import { compileTopology, writeTopology } from '../../src/topology/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { REPO_ROOT, run, tempDir } from '../support/run.js';
 import type { RunResult } from '../support/run.js';
+import { SOON_MS } from '../support/wait.js';
 
 export const EXAMPLE_SERVICES = join(REPO_ROOT, 'services.yml.example');
 export const EXAMPLE_INVENTORY = join(REPO_ROOT, 'hosts.yml.example');
@@ -80,8 +81,8 @@ export function sServer(args: readonly string[]): Promise<SServer> {
     const closed = new Promise<void>((done) => child.on('close', () => done()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`s_server did not start: ${output}`));
-    }, 10_000);
+      reject(new Error(`s_server did not start within ${SOON_MS} ms: ${output}`));
+    }, SOON_MS);
     const onData = (chunk: Buffer): void => {
       output += chunk.toString();
       const match = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(output);

@@ -68,8 +68,8 @@ export async function launchChromium(userDataDir: string): Promise<Browser> {
       pending.set(id, { resolve, reject });
       const timer = setTimeout(() => {
         pending.delete(id);
-        reject(new Error(`chromium did not answer ${method} within 15 s\n${stderr.slice(-2000)}`));
-      }, 15_000);
+        reject(new Error(`chromium did not answer ${method} within 30 s\n${stderr.slice(-2000)}`));
+      }, 30_000);
       pending.set(id, {
         resolve: (m) => {
           clearTimeout(timer);

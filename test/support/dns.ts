@@ -125,7 +125,8 @@ export interface DigResult {
 
 /** Runs dig against a server and parses its answer; fails the test when dig gets no reply. */
 export async function dig(server: { address: string; port: number }, args: readonly string[]): Promise<DigResult> {
-  const result = await runAsync('dig', [`@${server.address}`, '-p', String(server.port), '+tries=1', '+time=3', ...args]);
+  // +time: a ceiling for an answer that should come, on a busy machine too.
+  const result = await runAsync('dig', [`@${server.address}`, '-p', String(server.port), '+tries=1', '+time=10', ...args]);
   if (result.status !== 0) throw new Error(`dig ${args.join(' ')} failed (${result.status}): ${result.stdout}${result.stderr}`);
   return parseDig(result.stdout);
 }
@@ -174,8 +175,12 @@ export function parseDig(text: string): DigResult {
 
 export const addressesOf = (result: DigResult): string[] => result.answer.filter((r) => r.type === 'A' || r.type === 'AAAA').map((r) => r.data);
 
-/** One raw UDP exchange; resolves null when nothing comes back within `timeoutMs`. */
-export function udpExchange(server: { address: string; port: number }, packet: Uint8Array, timeoutMs = 1000): Promise<Buffer | null> {
+/**
+ * One raw UDP exchange; resolves null when nothing comes back within `timeoutMs`.
+ * The default is a ceiling for an answer that should come (on a busy machine too); a test
+ * that expects no answer passes a short time of its own.
+ */
+export function udpExchange(server: { address: string; port: number }, packet: Uint8Array, timeoutMs = 10_000): Promise<Buffer | null> {
   return new Promise((resolve) => {
     const socket = createSocket(server.address.includes(':') ? 'udp6' : 'udp4');
     const timer = setTimeout(() => {
@@ -191,8 +196,8 @@ export function udpExchange(server: { address: string; port: number }, packet: U
   });
 }
 
-/** Sends several length-prefixed queries on one TCP connection (one write) and collects `expect` replies. */
-export function tcpExchange(server: { address: string; port: number }, packets: readonly Uint8Array[], expect = packets.length, timeoutMs = 3000): Promise<Buffer[]> {
+/** Sends several length-prefixed queries on one TCP connection (one write) and collects `expect` replies; fails when the server closes first. */
+export function tcpExchange(server: { address: string; port: number }, packets: readonly Uint8Array[], expect = packets.length, timeoutMs = 10_000): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: server.address, port: server.port });
     const replies: Buffer[] = [];
@@ -217,6 +222,10 @@ export function tcpExchange(server: { address: string; port: number }, packets: 
     socket.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`closed after ${replies.length} of ${expect} TCP replies`));
     });
   });
 }

@@ -28,6 +28,7 @@ import { issueMeshCredentials } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh, silentLogger } from './dns.js';
 import { startProxyProtocolHaproxy } from './gateway.js';
+import { SOON_MS, waitFor } from './wait.js';
 
 export const AUDIT_PORTS = { registration: 24600, tls: 24643, http: 24680, connect: 24628, siteBackend: 24681, appBackend: 24682, pipeBackend: 24683, pipeSecondPort: 24684 } as const;
 
@@ -134,12 +135,9 @@ export function auditAgent(mesh: AuditMesh, service: string, overrides: Partial<
   });
 }
 
-export async function waitUntil(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Polls `check` until it holds (see waitFor in ./wait.ts: the deadline is a ceiling for a busy machine). */
+export async function waitUntil(check: () => Promise<boolean> | boolean, what: string, timeoutMs = SOON_MS): Promise<void> {
+  await waitFor(check, { what, deadline: timeoutMs, interval: 20 });
 }
 
 /** The value of one series in Prometheus text, 0 when absent. */

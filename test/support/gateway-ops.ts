@@ -6,7 +6,7 @@
  *
  *   pool    on b1, b2, b3: http :24580 (pool.example.test, least_load),
  *           (sticky.example.test, balance: source, checks on /ready),
- *           CONNECT :24528; checks every 200 ms, rise 2, fall 2
+ *           CONNECT :24528; checks every 1 s, rise 2, fall 2
  *   flaky   on two hosts: http :24580 (flaky.example.test), round_robin,
  *           checks off, ejection after 3 failures for 1 s
  *   lonely  on one host: TLS :24543 (lonely.example.test), checks on
@@ -24,7 +24,9 @@ import type { Daemon } from './gateway.js';
 
 export const OPS_PORTS = { http: 24580, connect: 24528, tls: 24543 } as const;
 
-const CHECKS = '{interval: 200ms, timeout: 150ms, rise: 2, fall: 2}';
+// A timeout as long as the interval allows: the backends always answer, so a check that fails
+// here is one the machine was too busy to carry in time, and it would steer traffic the tests count.
+const CHECKS = '{interval: 1s, timeout: 1s, rise: 2, fall: 2}';
 /** Paths a test backend answers as health checks (the sticky endpoint checks /ready). */
 const HEALTH_PATHS = new Set(['/health', '/ready']);
 
@@ -59,7 +61,7 @@ pool:
   service_credentials: [{name: pool}]
   gateway_endpoints:
     - {name: lb, hostnames: [pool.example.test], port: ${OPS_PORTS.http}, mode: http, health: ${CHECKS}}
-    - {name: sticky, hostnames: [sticky.example.test], port: ${OPS_PORTS.http}, mode: http, balance: source, health: {path: /ready, interval: 200ms, timeout: 150ms, rise: 2, fall: 2}}
+    - {name: sticky, hostnames: [sticky.example.test], port: ${OPS_PORTS.http}, mode: http, balance: source, health: {path: /ready, interval: 1s, timeout: 1s, rise: 2, fall: 2}}
     - {name: tunnel, hostnames: [pool.example.test], port: ${OPS_PORTS.connect}, mode: connect, health: ${CHECKS}}
 flaky:
   scheduling_group: pool

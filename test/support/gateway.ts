@@ -22,6 +22,7 @@ import { writeTopology } from '../../src/topology/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh } from './dns.js';
 import { CLI } from './run.js';
+import { SOON_MS } from './wait.js';
 
 export const PORTS = { tls: 24443, http: 24080, connect: 24128, tcp: 24090, siteBackend: 24081, appBackend: 24082, bulkBackend: 24083, otherBackend: 24084 } as const;
 
@@ -156,7 +157,8 @@ export function startDaemonWith(command: string, args: readonly string[], readyT
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`"${readyText}" not printed within 15 s:\n${out}`)), 15_000);
+    // A ceiling for starting node and the CLI on a busy machine; ready as soon as the line is out.
+    const timer = setTimeout(() => reject(new Error(`"${readyText}" not printed within ${SOON_MS} ms:\n${out}`)), SOON_MS);
     const check = (): void => {
       const line = out.split('\n').find((l) => l.includes(readyText));
       if (line !== undefined) {

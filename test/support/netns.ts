@@ -8,6 +8,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { runAsync } from './dns.js';
+import { SOON_MS } from './wait.js';
 
 export interface TestNetwork {
   readonly hub: string;
@@ -93,7 +94,7 @@ export function createNetwork(prefix: string, hubAddresses: readonly string[], h
 }
 
 /** Waits for a child's stdout to contain `text` (or fails with its stderr). */
-export function waitForOutput(child: ChildProcess, text: string, timeoutMs = 15_000): Promise<void> {
+export function waitForOutput(child: ChildProcess, text: string, timeoutMs = SOON_MS): Promise<void> {
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';

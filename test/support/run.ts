@@ -1,5 +1,5 @@
 /** Helpers for tests that run real programs (the built CLI, ansible-inventory). */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +20,24 @@ export function run(command: string, args: readonly string[], options: { cwd?: s
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     encoding: 'utf8',
-    timeout: 120_000,
+    timeout: 300_000, // a ceiling for a busy machine (npx alone took 2.5 min beside CPU hogs)
     maxBuffer: 256 * 1024 * 1024,
   });
   if (result.error) throw result.error;
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * Like run(), without blocking the event loop: for commands that may take minutes on a busy
+ * machine (npm, ansible-lint), during which a blocked vitest worker misses its own RPC deadlines.
+ */
+export function runWithoutBlocking(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(command, [...args], { cwd: options.cwd ?? REPO_ROOT, env: { ...process.env, ...options.env }, encoding: 'utf8', timeout: 300_000, maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error !== null && typeof error.code !== 'number') return reject(new Error(`${command}: ${error.message}`));
+      resolve({ status: error === null ? 0 : (error.code as number), stdout, stderr });
+    });
+  });
 }
 
 /** Runs the built `meshplane` CLI (npm test builds it first). */
