@@ -392,7 +392,7 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     const upstream = join(work.path, 'upstream');
     mkdirSync(upstream);
     writeFileSync(join(upstream, 'hosts.yml'), 'all:\n  vars:\n    domain: example.net\n  hosts:\n    www: {ip: 198.18.4.200}\n');
-    writeFileSync(join(upstream, 'services.yml'), '{}\n');
+    writeFileSync(join(upstream, 'services.yml'), 'allow_no_services: true  # an upstream resolver for other names, no mesh services\n');
     const hub = spawn('ip', ['netns', 'exec', 'mpans-hub', process.execPath, CLI, 'dns', '-s', join(upstream, 'services.yml'), '-i', join(upstream, 'hosts.yml'), '--listen', '198.18.4.1:53', '--no-forward'], {
       stdio: 'ignore',
     });
