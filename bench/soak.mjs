@@ -41,6 +41,8 @@ import { compileTopology } from '../dist/topology/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
+/** Bench-only preload: on SIGUSR2 a process collects its garbage and reports its memory (see there). */
+const GC_PRELOAD = ['--expose-gc', '--import', join(ROOT, 'bench', 'gc-on-signal.mjs')];
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const BURST = Number(process.env.SOAK_BURST ?? 1000);
 const BURST_EVERY_S = Number(process.env.SOAK_BURST_EVERY_S ?? 30);
@@ -62,9 +64,10 @@ const log = (line) => process.stdout.write(`${new Date().toISOString().slice(11,
 // Processes: every child is remembered and killed on any exit.
 
 const children = new Set();
+const MEMORY_DIR = mkdtempSync(join(tmpdir(), 'meshplane-soak-memory-'));
 
 function start(name, command, args) {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY_DIR: MEMORY_DIR } });
   children.add(child);
   child.name = name;
   child.lines = [];
@@ -531,6 +534,7 @@ async function main() {
   process.on('exit', () => {
     killAll();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(MEMORY_DIR, { recursive: true, force: true });
   });
   const paths = { services: join(dir, 'services.yml'), inventory: join(dir, 'hosts.yml') };
   writeFileSync(paths.inventory, HOSTS_YML);
@@ -546,10 +550,14 @@ async function main() {
   const haproxy = start('haproxy', 'haproxy', ['-db', '-f', haproxyConfig(dir, join(root('b1'), 'x509', 'site', 'server'))]);
   await waitForPort(ADDR.b1, PORT.web, haproxy);
   const inputs = ['-s', paths.services, '-i', paths.inventory];
-  const dns = start('dns', process.execPath, [BIN, 'dns', ...inputs, '--host', 'gw1', '--listen', `${ADDR.gw}:${PORT.dns}`, '--no-forward']);
+  const dns = start('dns', process.execPath, [...GC_PRELOAD, BIN, 'dns', ...inputs, '--host', 'gw1', '--listen', `${ADDR.gw}:${PORT.dns}`, '--no-forward']);
   await waitForLine(dns, 'meshplane dns: serving');
 
-  const startGateway = () => start('gateway', process.execPath, [BIN, 'gateway', ...inputs, '--credentials-root', root('gw1'), '--listen', `${ADDR.gw}:${PORT.registration}`, '--front-address', ADDR.gw]);
+  const startGateway = () => {
+    const child = start('gateway', process.execPath, [...GC_PRELOAD, BIN, 'gateway', ...inputs, '--credentials-root', root('gw1'), '--listen', `${ADDR.gw}:${PORT.registration}`, '--front-address', ADDR.gw]);
+    void waitForLine(child, 'agents register on').then(() => (child.ready = true), () => undefined);
+    return child;
+  };
   let gateway = startGateway();
   const gateways = [gateway];
   await waitForLine(gateway, 'agents register on');
@@ -563,7 +571,7 @@ async function main() {
   /** Agent processes we are about to kill: their exits are ours. */
   const killing = new Set();
   const startAgent = (spec) => {
-    const child = start(`agent ${spec.key}`, process.execPath, [BIN, 'agent', ...inputs, '--host', spec.host, '--service', spec.service, '--credentials-root', root(spec.host), '--gateway', `${ADDR.gw}:${PORT.registration}`, '--backend', spec.backend, '--reconnect-max', '1']);
+    const child = start(`agent ${spec.key}`, process.execPath, [...GC_PRELOAD, BIN, 'agent', ...inputs, '--host', spec.host, '--service', spec.service, '--credentials-root', root(spec.host), '--gateway', `${ADDR.gw}:${PORT.registration}`, '--backend', spec.backend, '--reconnect-max', '1']);
     child.once('exit', (code, signal) => {
       if (killing.has(child)) return;
       counts.agentExits++;
@@ -608,10 +616,26 @@ async function main() {
 
   // Samples of RSS and descriptors, per process key and minute.
   const samples = [];
-  const sample = () => {
+  const sample = async () => {
     const t = Date.now() - started;
     const procs = { dns, gateway, 'agent web@b1': agents.get('web@b1'), 'agent site@b1': agents.get('site@b1') };
-    for (const [key, child] of Object.entries(procs)) if (child && alive(child)) samples.push({ key, pid: child.pid, t, rss: rssMiB(child.pid), fds: fdCount(child.pid) });
+    for (const [key, child] of Object.entries(procs)) {
+      if (!child || !alive(child)) continue;
+      const entry = { key, pid: child.pid, t, rss: rssMiB(child.pid), fds: fdCount(child.pid), held: NaN };
+      samples.push(entry);
+      // Memory held: heap and external after a full collection (garbage not yet collected is no leak).
+      const file = join(MEMORY_DIR, `${child.pid}.json`);
+      rmSync(file, { force: true });
+      child.kill('SIGUSR2');
+      for (let i = 0; i < 100 && Number.isNaN(entry.held); i++) {
+        try {
+          const report = JSON.parse(readFileSync(file, 'utf8'));
+          entry.held = (report.heapUsed + report.external) / 1024 / 1024;
+        } catch {
+          await sleep(20);
+        }
+      }
+    }
   };
 
   /** Sleeps `ms`, or until the end of the run if that comes first. */
@@ -643,7 +667,9 @@ async function main() {
     }),
     every(RELOAD_EVERY_S, async () => {
       dns.kill('SIGHUP');
-      if (alive(gateway)) gateway.kill('SIGHUP');
+      // As systemd does, reload only a gateway that has started (a SIGHUP before Node has run a line
+      // of ours ends the process: nothing in it can hold that one).
+      if (alive(gateway) && gateway.ready) gateway.kill('SIGHUP');
       counts.reloads++;
     }),
     every(EDIT_EVERY_S, async () => {
@@ -704,7 +730,7 @@ async function main() {
       window[1] = Date.now();
       gateway.restartedAt = window[1] - started;
       log(`gateway killed and every agent back in ${window[1] - window[0]} ms`);
-    }, MINUTES * 30),
+    }, MINUTES * 30 + 7),
   ];
   const progress = setInterval(() => {
     log(`${Math.round((Date.now() - started) / 1000)} s: ${JSON.stringify(counts)}`);
@@ -712,7 +738,7 @@ async function main() {
   }, 60_000);
   await Promise.all(jobs);
   clearInterval(progress);
-  sample();
+  await sample();
 
   // Gateway deregistrations that no kill explains are tunnels dropped by clients, too.
   for (const line of gateways.flatMap((g) => g.lines)) {
@@ -754,6 +780,8 @@ async function main() {
     const name = key.replace(/[^a-z0-9]+/g, '_');
     const rss = [median(first.map((s) => s.rss)), median(last.map((s) => s.rss))];
     const fds = [median(first.map((s) => s.fds)), median(last.map((s) => s.fds))];
+    const held = [median(first.map((s) => s.held)), median(last.map((s) => s.held))];
+    process.stdout.write(`RESULT soak.${name}_held_after_gc_mib first=${fig(held[0])} last=${fig(held[1])} change=${fig((held[1] / held[0] - 1) * 100)}%\n`);
     process.stdout.write(`RESULT soak.${name}_rss_mib first=${fig(rss[0])} last=${fig(rss[1])} change=${fig((rss[1] / rss[0] - 1) * 100)}%\n`);
     process.stdout.write(`RESULT soak.${name}_fds first=${fig(fds[0])} last=${fig(fds[1])} change=${fig((fds[1] / fds[0] - 1) * 100)}%\n`);
   }
@@ -767,6 +795,13 @@ function timeOf(line) {
 }
 
 let stopping = false;
+// Stop everything started, also when killed (the 'exit' handler does not run on a signal).
+for (const signal of ['SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 1));
+  });
+}
 main().then(
   () => {
     killAll();
