@@ -12,7 +12,7 @@ import { Registry } from 'prom-client';
 import { DnsService, Zone, topologyFileSource } from '../src/dns/index.js';
 import { serializeTopology, writeTopology } from '../src/topology/index.js';
 import type { Topology } from '../src/topology/index.js';
-import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, writeMesh } from './support/dns.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, startDnsCli, tcpExchange, writeMesh } from './support/dns.js';
 import type { MeshSpec } from './support/dns.js';
 import { CLI, tempDir } from './support/run.js';
 import { sleep, waitFor as waitUntil, within } from './support/wait.js';
@@ -192,20 +192,7 @@ describe('reload', () => {
 });
 
 /** Starts the CLI server and resolves with its first stdout line; stderr (pino's JSON lines) accumulates in `log.text`. */
-async function startCli(args: readonly string[]): Promise<{ child: ReturnType<typeof spawn>; line: string; log: { text: string } }> {
-  const child = spawn(process.execPath, [CLI, 'dns', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = { text: '' };
-  child.stderr.on('data', (chunk: Buffer) => (log.text += chunk.toString()));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes('\n')) resolve(out);
-    });
-    child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${log.text}`)));
-  });
-  return { child, line, log };
-}
+const startCli = startDnsCli;
 
 async function stopCli(child: ReturnType<typeof spawn>): Promise<void> {
   if (child.exitCode !== null) return;

@@ -6,15 +6,15 @@
  * `dig` and `dig +tcp`, on loopback; the flood comes from this process, the
  * server is a child process with its own descriptors.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTopology } from '../src/topology/index.js';
-import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, tcpExchange, udpExchange } from './support/dns.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, startDnsCli, tcpExchange, udpExchange } from './support/dns.js';
 import type { DigResult } from './support/dns.js';
-import { CLI, tempDir } from './support/run.js';
+import { tempDir } from './support/run.js';
 
 const work = tempDir('dns-limits');
 let topologyFile: string;
@@ -34,19 +34,7 @@ interface Cli {
 
 /** Starts `meshplane dns` on a free loopback port with metrics; resolves once it serves. */
 async function startCli(extra: readonly string[] = []): Promise<Cli> {
-  const child = spawn(process.execPath, [CLI, 'dns', '--topology', topologyFile, '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward', '--no-watch', '--metrics', '127.0.0.1:0', '--log-level', 'debug', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const log = { text: '' };
-  child.stderr.on('data', (chunk: Buffer) => (log.text += chunk.toString()));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes('\n')) resolve(out);
-    });
-    child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${log.text}`)));
-  });
+  const { child, line, log } = await startDnsCli(['--topology', topologyFile, '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward', '--no-watch', '--metrics', '127.0.0.1:0', '--log-level', 'debug', ...extra]);
   return { child, server: { address: '127.0.0.1', port: Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]) }, metricsUrl: /metrics at (\S+)/.exec(line)![1]!, log };
 }
 

@@ -3,7 +3,8 @@
  * process), a `dig` runner with a parser for its output, and raw UDP/TCP
  * query helpers for the cases dig will not send.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/index.js';
 import { compileTopology } from '../../src/topology/index.js';
 import type { Topology } from '../../src/topology/index.js';
+import { CLI } from './run.js';
 
 export const silentLogger = pino({ level: 'silent' });
 
@@ -251,4 +253,20 @@ export function buildQuery(name: string, type: number, options: { id?: number; e
     parts.push(opt);
   }
   return Buffer.concat(parts);
+}
+
+/** Starts the built `meshplane dns` with `args`; resolves with its first stdout line once it serves (stderr, the log, in `log.text`). */
+export async function startDnsCli(args: readonly string[]): Promise<{ child: ChildProcess; line: string; log: { text: string } }> {
+  const child = spawn(process.execPath, [CLI, 'dns', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = { text: '' };
+  child.stderr.on('data', (chunk: Buffer) => (log.text += chunk.toString()));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(out);
+    });
+    child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${log.text}`)));
+  });
+  return { child, line, log };
 }
