@@ -139,7 +139,7 @@ describe('services.yml validation', () => {
       'services.yml:12:86 c.gateway_endpoints[0].balance',
     ]);
     expect(where(config, 'CONFIG_ERR_GATEWAY_ROUTE_CONFLICT')).toEqual(['services.yml:8:7 b.gateway_endpoints']);
-    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:9:7 b.gateway_endpoints']);
+    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:9:55 b.gateway_endpoints[1].port']);
     expect(where(config, 'CONFIG_ERR_REQUIRES_KEY')).toEqual(['services.yml:12:5 c.gateway_endpoints']);
   });
 
@@ -169,7 +169,7 @@ describe('services.yml validation', () => {
     });
     expect(where(config, 'CONFIG_ERR_MISSING_KEY')).toEqual(['services.yml:5:7 a.gateway_endpoints[1].port']);
     expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:6:32 a.gateway_endpoints[2].hostnames']);
-    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:10:7 b.gateway_endpoints']);
+    expect(where(config, 'CONFIG_ERR_GATEWAY_PORT_MODE')).toEqual(['services.yml:10:26 b.gateway_endpoints[0].port']);
   });
 
   it('reports YAML syntax errors with their position', () => {

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { join } from 'node:path';
 import { MeshplaneError } from '../errors.js';
+import { DEFAULT_REGISTRATION_PORT, registrationPortOf } from '../topology/index.js';
 import type { Topology } from '../topology/index.js';
 import type { Address } from './agent.js';
 import type { ProxyVersion } from './proxy-protocol.js';
@@ -40,7 +41,8 @@ export interface AgentSettings {
   readonly gatewayPort: number;
 }
 
-export const DEFAULT_GATEWAY_PORT = 8443;
+/** The gateway's registration port when the topology names none (gateway-ports.ts). */
+export const DEFAULT_GATEWAY_PORT = DEFAULT_REGISTRATION_PORT;
 
 export function agentSettings(topology: Topology, input: AgentSettingsInput): AgentSettings {
   const host = topology.hosts[input.host];
@@ -76,7 +78,7 @@ export function agentSettings(topology: Topology, input: AgentSettingsInput): Ag
     backendPorts: input.backend === undefined ? service.ports : [],
     proxyProtocol: new Map(service.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),
     gateways: input.gateways ?? null,
-    gatewayPort: gatewayService?.ports[0] ?? DEFAULT_GATEWAY_PORT,
+    gatewayPort: registrationPortOf(gatewayService?.ports),
   };
 }
 

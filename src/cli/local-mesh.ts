@@ -14,6 +14,7 @@ import { Agent } from '../agent/index.js';
 import { startDemoBackend } from '../demo/backend.js';
 import { Gateway, credentialTlsFiles } from '../gateway/index.js';
 import { issueMeshCredentials } from '../pki/index.js';
+import { GATEWAY_SERVICE, registrationPort } from '../topology/index.js';
 import type { Topology } from '../topology/index.js';
 
 export interface LocalMesh {
@@ -25,14 +26,14 @@ export interface LocalMesh {
 const first = <T>(items: readonly T[]): T | undefined => items[0];
 
 export async function startLocalGateway(topology: Topology, stateDir: string, registry: Registry, logger: Logger): Promise<LocalMesh | null> {
-  const gatewayService = topology.services['gateway'];
+  const gatewayService = topology.services[GATEWAY_SERVICE];
   const gatewayHost = gatewayService === undefined ? undefined : topology.hosts[gatewayService.instances[0]?.host ?? ''];
   const exposed = Object.values(topology.services).filter((s) => s.gateway_endpoints.length > 0 && s.instances.length > 0);
   if (gatewayService === undefined || gatewayHost === undefined || exposed.length === 0) return null;
 
   const report = await issueMeshCredentials({ topology, stateDir });
   const rootOf = (host: string): string => report.hosts[host]!.root;
-  const registration = { address: first(gatewayHost.ips) ?? '127.0.0.1', port: first(gatewayService.ports) ?? 8443 };
+  const registration = { address: first(gatewayHost.ips) ?? '127.0.0.1', port: registrationPort(topology) };
   const fronts = gatewayHost.public_ips.length > 0 ? gatewayHost.public_ips : gatewayHost.ips;
   const gateway = new Gateway({
     topology,

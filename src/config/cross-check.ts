@@ -7,19 +7,25 @@
 import type { Diagnostics, Loc } from './diagnostics.js';
 import { didYouMean } from './did-you-mean.js';
 import { groupMembers } from './inventory.js';
-import type { MeshInventory, ServiceConfig, ServicesConfig } from './types.js';
+import type { MeshInventory, OverlayConfig, ServiceConfig, ServicesConfig } from './types.js';
+import { GATEWAY_SERVICE, registrationPortOf, describePortOwner, frontFamily, gatewayPortConflicts } from '../topology/gateway-ports.js';
+import type { GatewayPortFacts } from '../topology/gateway-ports.js';
 
 /** Candidate hosts per enabled service (scheduleWith services get none). */
 export type Candidates = ReadonlyMap<string, readonly string[]>;
 
 export function crossCheck(mesh: MeshInventory, services: ServicesConfig, diags: Diagnostics): Candidates {
   const enabled = [...services.services.values()].filter((s) => s.enabled);
+  // Every check runs whatever the others found: `meshplane check` promises
+  // every error of inputs that parse in one run, scheduling ones included.
   const candidates = checkPlacement(mesh, enabled, diags);
   checkScheduleWith(services, diags);
+  checkScheduledWithMasters(mesh, enabled, candidates, diags);
   checkPorts(mesh, enabled, diags);
   checkNameCollisions(mesh, enabled, diags);
   checkCredentials(enabled, diags);
   checkGatewayRoutes(enabled, diags);
+  checkGatewayPorts(mesh, enabled, candidates, diags);
   return candidates;
 }
 
@@ -59,6 +65,9 @@ function checkPlacement(mesh: MeshInventory, services: ServiceConfig[], diags: D
       ok = false;
       unknownGroup(service, `group:${group}`, service.keyLocs.has('scheduling_groups') ? 'scheduling_groups' : 'scheduling_group', group);
     }
+    // Checked before the candidates are known, so an unknown scheduling group does not hide it.
+    const masterGroupKnown = service.masterSchedulingGroup === null || mesh.inventory.groups.has(service.masterSchedulingGroup);
+    if (!masterGroupKnown) unknownGroup(service, 'master_scheduling_group', 'master_scheduling_group', service.masterSchedulingGroup ?? '');
     if (!ok) continue;
     const hosts = membersOf(service.schedulingGroups);
     candidates.set(service.name, hosts);
@@ -71,10 +80,8 @@ function checkPlacement(mesh: MeshInventory, services: ServiceConfig[], diags: D
     if (hosts.length === 0) {
       diags.warning('CONFIG_WARN_NO_INSTANCES', service.loc, service.name, `service "${service.name}" has no candidate hosts in ${service.schedulingGroups.join(', ')} and will run nowhere`);
     }
-    if (service.masterSchedulingGroup !== null) {
-      if (!mesh.inventory.groups.has(service.masterSchedulingGroup)) {
-        unknownGroup(service, 'master_scheduling_group', 'master_scheduling_group', service.masterSchedulingGroup);
-      } else if (hosts.length > 0 && !overlaps(membersOf([service.masterSchedulingGroup]), hosts)) {
+    if (service.masterSchedulingGroup !== null && masterGroupKnown) {
+      if (hosts.length > 0 && !overlaps(membersOf([service.masterSchedulingGroup]), hosts)) {
         diags.error('CONFIG_ERR_MASTER_GROUP_NO_OVERLAP', locOf(service, 'master_scheduling_group'), `${service.name}.master_scheduling_group`, `no host of group "${service.masterSchedulingGroup}" can run "${service.name}"`, {
           expected: `a group sharing hosts with ${service.schedulingGroups.join(', ')}`,
         });
@@ -82,6 +89,48 @@ function checkPlacement(mesh: MeshInventory, services: ServiceConfig[], diags: D
     }
   }
   return candidates;
+}
+
+/**
+ * A schedule_with service runs where its target runs, so its master group
+ * must share hosts with the candidates of the service at the chain's end;
+ * without this the scheduler silently elects no master.
+ */
+function checkScheduledWithMasters(mesh: MeshInventory, services: ServiceConfig[], candidates: Candidates, diags: Diagnostics): void {
+  const byName = new Map(services.map((s) => [s.name, s]));
+  for (const service of services) {
+    const group = service.masterSchedulingGroup;
+    if (service.scheduleWith === null || group === null) continue;
+    const where = locOf(service, 'master_scheduling_group');
+    if (!mesh.inventory.groups.has(group)) {
+      const suggestion = didYouMean(group, [...mesh.inventory.groups.keys()]);
+      diags.error('CONFIG_ERR_UNKNOWN_GROUP', where, `${service.name}.master_scheduling_group`, `no inventory group "${group}"${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`, {
+        expected: `a group of ${mesh.file}`,
+      });
+      continue;
+    }
+    const root = chainEnd(service, byName);
+    const hosts = root === undefined ? undefined : candidates.get(root.name);
+    if (root === undefined || hosts === undefined || hosts.length === 0) continue;
+    const members = new Set(groupMembers(mesh.inventory, group));
+    if (!hosts.some((host) => members.has(host))) {
+      diags.error('CONFIG_ERR_MASTER_GROUP_NO_OVERLAP', where, `${service.name}.master_scheduling_group`, `no host of group "${group}" can run "${service.name}" (it runs where "${root.name}" runs)`, {
+        expected: `a group sharing hosts with ${root.schedulingGroups.join(', ')}`,
+      });
+    }
+  }
+}
+
+/** The service placed by scheduling groups at the end of a schedule_with chain; undefined for a broken chain. */
+function chainEnd(service: ServiceConfig, byName: ReadonlyMap<string, ServiceConfig>): ServiceConfig | undefined {
+  const seen = new Set<string>();
+  let current: ServiceConfig | undefined = service;
+  while (current !== undefined && current.scheduleWith !== null) {
+    if (seen.has(current.name)) return undefined;
+    seen.add(current.name);
+    current = byName.get(current.scheduleWith);
+  }
+  return current;
 }
 
 function overlaps(a: readonly string[], b: readonly string[]): boolean {
@@ -185,21 +234,17 @@ function checkCredentials(services: ServiceConfig[], diags: Diagnostics): void {
   }
 }
 
+/** Hostnames routed twice; port clashes are checkGatewayPorts'. */
 function checkGatewayRoutes(services: ServiceConfig[], diags: Diagnostics): void {
   const routes = new Map<string, string>();
-  const portModes = new Map<number, { family: 'tls' | 'http' | 'tcp'; owner: string }>();
+  const mixed = gatewayPortConflicts(gatewayPortFacts(services, [], []))
+    .filter((c) => c.kind === 'family' || c.kind === 'tcp')
+    .map((c) => c.endpoint);
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const endpoint of service.gatewayEndpoints) {
       const label = `${service.name}/${endpoint.name}`;
-      const family = endpoint.mode === 'tls' || endpoint.mode === 'tcp' ? endpoint.mode : 'http';
-      const portOwner = portModes.get(endpoint.port);
-      if (portOwner !== undefined && (portOwner.family !== family || family === 'tcp')) {
-        diags.error('CONFIG_ERR_GATEWAY_PORT_MODE', endpoint.loc, `${service.name}.gateway_endpoints`, `port ${endpoint.port} is a ${portOwner.family} port (endpoint ${portOwner.owner}); ${label} wants ${endpoint.mode}`, {
-          expected: 'tls endpoints and http/connect endpoints on different ports, and a port of its own for each tcp endpoint',
-        });
-        continue;
-      }
-      if (portOwner === undefined) portModes.set(endpoint.port, { family, owner: label });
+      // An endpoint on a front of another family is reported there; its routes would only repeat it.
+      if (mixed.some((m) => m.service === service.name && m.endpoint === endpoint.name)) continue;
       for (const hostname of endpoint.hostnames) {
         const key = `${endpoint.port}/${endpoint.mode}/${hostname}`;
         const other = routes.get(key);
@@ -211,4 +256,55 @@ function checkGatewayRoutes(services: ServiceConfig[], diags: Diagnostics): void
       }
     }
   }
+}
+
+/**
+ * Port clashes on the gateway hosts (gateway-ports.ts holds the rules):
+ * fronts of different families or a shared tcp front (PORT_MODE), and a
+ * front on the registration port, on a port of a service that can run on a
+ * gateway host, or on a tinc overlay's port (PORT_CLASH). Each is reported
+ * at the endpoint's `port` key.
+ */
+function checkGatewayPorts(mesh: MeshInventory, services: ServiceConfig[], candidates: Candidates, diags: Diagnostics): void {
+  const byName = new Map(services.map((s) => [s.name, s]));
+  const hostsOf = (service: ServiceConfig): readonly string[] => {
+    const root = chainEnd(service, byName);
+    return root === undefined ? [] : (candidates.get(root.name) ?? []);
+  };
+  const gateway = byName.get(GATEWAY_SERVICE);
+  const gatewayHosts = new Set(gateway === undefined ? [] : hostsOf(gateway));
+  const onGatewayHosts = services.filter((s) => s === gateway || hostsOf(s).some((h) => gatewayHosts.has(h)));
+  const joined = new Set([...gatewayHosts].flatMap((h) => [...(mesh.hosts.get(h)?.overlays.keys() ?? [])]));
+  const facts = gatewayPortFacts(services, onGatewayHosts, mesh.overlays.filter((o) => joined.has(o.name)));
+  for (const conflict of gatewayPortConflicts(facts)) {
+    const service = byName.get(conflict.endpoint.service);
+    const endpoint = service?.gatewayEndpoints.find((e) => e.name === conflict.endpoint.endpoint && e.port === conflict.endpoint.port);
+    if (service === undefined || endpoint === undefined) continue;
+    const label = `${service.name}/${endpoint.name}`;
+    const loc = endpoint.portLoc ?? endpoint.loc;
+    const key = `${endpoint.path ?? `${service.name}.gateway_endpoints`}.port`;
+    const taken = `port ${conflict.port}${endpoint.portLoc === undefined ? ` (the ${endpoint.mode} default)` : ''}`;
+    if (conflict.kind === 'family' || conflict.kind === 'tcp') {
+      const otherFamily = conflict.other.kind === 'endpoint' ? frontFamily(conflict.other.mode) : '';
+      diags.error('CONFIG_ERR_GATEWAY_PORT_MODE', loc, key, `${taken} is a ${otherFamily} front (${describePortOwner(conflict.other)}); ${label} wants ${endpoint.mode}`, {
+        expected: 'tls endpoints and http/connect endpoints on different ports, and a port of its own for each tcp endpoint',
+      });
+    } else {
+      diags.error('CONFIG_ERR_GATEWAY_PORT_CLASH', loc, key, `${label} wants front ${taken}, which on the gateway hosts is already ${describePortOwner(conflict.other)}: one of them would fail to start with EADDRINUSE`, {
+        expected: 'a front port that no service on the gateway hosts, no tinc overlay and not the registration port uses',
+      });
+    }
+  }
+}
+
+/** The plain facts gateway-ports.ts works on, endpoints in name order (the first keeps a port). */
+function gatewayPortFacts(services: ServiceConfig[], onGatewayHosts: ServiceConfig[], overlays: readonly OverlayConfig[]): GatewayPortFacts {
+  const sorted = [...services].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const gateway = services.find((s) => s.name === GATEWAY_SERVICE);
+  return {
+    endpoints: sorted.flatMap((s) => s.gatewayEndpoints.map((e) => ({ service: s.name, endpoint: e.name, port: e.port, mode: e.mode }))),
+    registrationPort: registrationPortOf(gateway?.ports),
+    services: onGatewayHosts.map((s) => ({ name: s.name, ports: s.ports })),
+    overlays: overlays.map((o) => ({ name: o.name, port: o.port, driver: o.driver })),
+  };
 }

@@ -128,6 +128,7 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
   const services = new Map<string, ServiceConfig>();
   let allowNoServices = false;
   let declared = 0;
+  let badNames = 0;
   for (const [name, entry] of tree.entries) {
     // `.name:` keys are not services: they hold YAML anchors to reuse (`<<: *defaults`).
     if (name.startsWith('.')) continue;
@@ -136,11 +137,13 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
       continue;
     }
     declared++;
-    if (!checkName(name, { loc: entry.keyLoc }, name, diags, 'service')) continue;
+    // A bad name is reported, and the service is still read and cross-checked
+    // under it, so its other errors come in the same run, not after the rename.
+    if (!checkName(name, { loc: entry.keyLoc }, name, diags, 'service')) badNames++;
     const service = readService(name, entry.value, entry.keyLoc, diags);
     if (service !== undefined) services.set(name, service);
   }
-  if (read && !allowNoServices) checkSomethingServed(normalize(file), tree, declared, services, diags);
+  if (read && !allowNoServices && badNames === 0) checkSomethingServed(normalize(file), tree, declared, services, diags);
   return { file: normalize(file), files, watch, services, allowNoServices };
 }
 
@@ -400,7 +403,7 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, at('name'), `endpoint "${name}" is defined twice in this service`, { expected: 'a distinct name per endpoint' });
       continue;
     }
-    endpoints.push({ name, hostnames, port, mode, proxyProtocol, health, balance, maxConnections, outlier, loc: map.loc });
+    endpoints.push({ name, hostnames, port, mode, proxyProtocol, health, balance, maxConnections, outlier, loc: map.loc, path: itemPath, ...(portNode === undefined ? {} : { portLoc: portNode.loc }) });
   }
   return endpoints;
 }

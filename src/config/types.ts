@@ -80,6 +80,9 @@ export interface GatewayEndpointConfig {
   readonly maxConnections: number | null;
   readonly outlier: OutlierConfig;
   readonly loc: Loc;
+  /** Where `port` was written (absent when the mode's default port applies), and the entry's key path. */
+  readonly portLoc?: Loc;
+  readonly path?: string;
 }
 
 export interface CredentialConfig {

@@ -5,7 +5,8 @@
  * requests routed by Host, CONNECT requests by their authority), never both
  * (the config check enforces it).
  */
-import type { Topology, TopologyGatewayEndpoint } from '../topology/index.js';
+import { frontFamily } from '../topology/index.js';
+import type { FrontFamily, Topology, TopologyGatewayEndpoint } from '../topology/index.js';
 
 export interface Route {
   readonly service: string;
@@ -17,7 +18,7 @@ export interface Route {
 export interface FrontPort {
   readonly port: number;
   /** tls: SNI passthrough; http: Host and CONNECT; tcp: the whole port to one endpoint, nothing read. */
-  readonly kind: 'tls' | 'http' | 'tcp';
+  readonly kind: FrontFamily;
   /** Plain HTTP requests and TLS hellos, by lowercased hostname. */
   readonly byHost: ReadonlyMap<string, Route>;
   /** CONNECT requests, by lowercased host (`service.<domain>` or an endpoint hostname). */
@@ -30,11 +31,11 @@ export class RoutingTable {
   readonly ports: ReadonlyMap<number, FrontPort>;
 
   constructor(topology: Topology) {
-    const ports = new Map<number, { kind: 'tls' | 'http' | 'tcp'; byHost: Map<string, Route>; byConnectHost: Map<string, Route>; fallback: Route | null }>();
+    const ports = new Map<number, { kind: FrontFamily; byHost: Map<string, Route>; byConnectHost: Map<string, Route>; fallback: Route | null }>();
     for (const service of Object.values(topology.services)) {
       if (service.instances.length === 0) continue;
       for (const endpoint of service.gateway_endpoints) {
-        const kind = endpoint.mode === 'tls' || endpoint.mode === 'tcp' ? endpoint.mode : 'http';
+        const kind = frontFamily(endpoint.mode);
         let front = ports.get(endpoint.port);
         if (front === undefined) ports.set(endpoint.port, (front = { kind, byHost: new Map(), byConnectHost: new Map(), fallback: null }));
         if (front.kind !== kind) continue; // refused by `meshplane check`; never mix on one port

@@ -11,6 +11,16 @@ export { configSource, topologyFileSource, watchedDirectories } from './source.j
 export type { TopologySource, WatchList } from './source.js';
 export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js';
 export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
+export {
+  DEFAULT_REGISTRATION_PORT,
+  GATEWAY_SERVICE,
+  describePortOwner,
+  frontFamily,
+  gatewayPortConflicts,
+  registrationPort,
+  registrationPortOf,
+} from './gateway-ports.js';
+export type { EndpointPort, FrontFamily, GatewayPortFacts, PortConflict, PortOwner } from './gateway-ports.js';
 export type { Placement, ScheduleRequest, ScheduleOptions } from './scheduler.js';
 export { TOPOLOGY_FORMAT_VERSION } from './types.js';
 export type * from './types.js';

@@ -8,6 +8,7 @@ import { parseSocketAddress } from '../../lib/socket-address.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
+import { GATEWAY_SERVICE, registrationPort } from '../../topology/index.js';
 
 const env = process.env;
 
@@ -78,8 +79,8 @@ Topology:
       service: values.service,
       credential: values.credential,
       credentialsRoot: values['credentials-root'],
-      gateways: gatewayTexts?.map((text) => parseSocketAddress(text, 8443)),
-      gatewayService: 'gateway',
+      gateways: gatewayTexts?.map((text) => parseSocketAddress(text, registrationPort(topology))),
+      gatewayService: GATEWAY_SERVICE,
       gatewayName: values['gateway-name'],
       backend: values.backend === undefined ? undefined : parseSocketAddress(values.backend),
     });

@@ -9,6 +9,7 @@ import { parseSocketAddress } from '../../lib/socket-address.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
+import { registrationPort } from '../../topology/index.js';
 
 export const gatewayCommand: Command = {
   name: 'gateway',
@@ -29,8 +30,8 @@ connections. Runs until SIGTERM or SIGINT.
       --credentials-root DIR where credentials live (default ${DEFAULT_CREDENTIALS_ROOT_PATH})
       --crl FILE             CRL (PEM) of the mesh CA: revoked agents are refused
                              (default: crl.pem beside the credential, if there)
-  -l, --listen ADDR:PORT     where agents register (default 0.0.0.0:<the gateway
-                             service's first port>, else 8443)
+  -l, --listen ADDR:PORT     where agents register (default 0.0.0.0:<the first
+                             port of the service named gateway>, else 8443)
       --front-address ADDR   address the front ports listen on, repeatable
                              (default 0.0.0.0)
       --metrics ADDR:PORT    serve Prometheus metrics at /metrics
@@ -107,7 +108,7 @@ registration port a quarter, the front ports the remainder equally.
     const source = daemonSource(values, io);
     const topology = source.load();
     const { logger, registry } = daemon('gateway', values['log-level']);
-    const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${topology.services[values.credential]?.ports[0] ?? 8443}`, 8443);
+    const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${registrationPort(topology)}`, registrationPort(topology));
     const tlsFiles = credentialTlsFiles(values['credentials-root'], values.credential, values.crl ?? defaultCrl(values['credentials-root'], values.credential));
     const gateway = new Gateway({
       topology,
