@@ -273,7 +273,14 @@ function checkGatewayPorts(mesh: MeshInventory, services: ServiceConfig[], candi
   };
   const gateway = byName.get(GATEWAY_SERVICE);
   const gatewayHosts = new Set(gateway === undefined ? [] : hostsOf(gateway));
-  const onGatewayHosts = services.filter((s) => s === gateway || hostsOf(s).some((h) => gatewayHosts.has(h)));
+  // Services of the same groups share one candidate array: test each array once (10,000-host meshes).
+  const touches = new Map<readonly string[], boolean>();
+  const mayRunThere = (hosts: readonly string[]): boolean => {
+    let found = touches.get(hosts);
+    if (found === undefined) touches.set(hosts, (found = hosts.some((h) => gatewayHosts.has(h))));
+    return found;
+  };
+  const onGatewayHosts = gatewayHosts.size === 0 ? [] : services.filter((s) => s === gateway || mayRunThere(hostsOf(s)));
   const joined = new Set([...gatewayHosts].flatMap((h) => [...(mesh.hosts.get(h)?.overlays.keys() ?? [])]));
   const facts = gatewayPortFacts(services, onGatewayHosts, mesh.overlays.filter((o) => joined.has(o.name)));
   for (const conflict of gatewayPortConflicts(facts)) {
