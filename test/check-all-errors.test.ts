@@ -130,6 +130,30 @@ describe('meshplane check reports every error at once', () => {
   });
 });
 
+describe('a master the placement cannot reach (CONFIG_ERR_MASTER_NOT_PLACED)', () => {
+  const inventory = 'all:\n  children:\n    web:\n      hosts:\n        h1: {ip: 198.18.0.1}\n        h2: {ip: 198.18.0.2}\n    left:\n      hosts:\n        h1:\n    right:\n      hosts:\n        h2:\n';
+  const withMasterGroup = (group: string, count: string) =>
+    load({ 'hosts.yml': inventory, 'services.yml': ['db:', '  scheduling_group: web', `  num_instances: ${count}`, 'backup:', '  schedule_with: db', '  master_election: true', `  master_scheduling_group: ${group}`, ''].join('\n') });
+
+  it('refuses the master group that misses the one host db is placed on, and accepts the other', async () => {
+    const [left, right] = [withMasterGroup('left', '1'), withMasterGroup('right', '1')];
+    // db runs on exactly one of h1 (left) and h2 (right): exactly one of the two groups misses it.
+    const refused = [left, right].filter((c) => !c.ok);
+    expect(refused).toHaveLength(1);
+    expect(where(refused[0]!, 'CONFIG_ERR_MASTER_NOT_PLACED')).toEqual(['services.yml:7:28 backup.master_scheduling_group']);
+    expect(refused[0]!.diagnostics.errors[0]?.message).toMatch(/^"backup" runs where "db" is placed \(h[12]\), and none of those hosts is in group "(left|right)": no master could be elected$/);
+    const { compileTopology } = await import('../src/topology/index.js');
+    const accepted = [left, right].find((c) => c.ok)!;
+    const topology = compileTopology(accepted);
+    expect(topology.services['backup']?.master).toBe(topology.services['db']?.instances[0]?.host);
+  });
+
+  it('accepts either group when db runs on every candidate', () => {
+    expect(withMasterGroup('left', 'all').diagnostics.items).toEqual([]);
+    expect(withMasterGroup('right', 'all').diagnostics.items).toEqual([]);
+  });
+});
+
 describe('gateway port clashes (CONFIG_ERR_GATEWAY_PORT_CLASH / _MODE), at the endpoint port', () => {
   it('accepts fronts on free ports, http and connect sharing one, and a front on a wireguard (UDP-only) port', () => {
     const config = clash([

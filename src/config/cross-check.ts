@@ -10,6 +10,8 @@ import { groupMembers } from './inventory.js';
 import type { MeshInventory, OverlayConfig, ServiceConfig, ServicesConfig } from './types.js';
 import { GATEWAY_SERVICE, registrationPortOf, describePortOwner, frontFamily, gatewayPortConflicts } from '../topology/gateway-ports.js';
 import type { GatewayPortFacts } from '../topology/gateway-ports.js';
+import { compareNames, schedule } from '../topology/scheduler.js';
+import type { ScheduleRequest } from '../topology/scheduler.js';
 
 /** Candidate hosts per enabled service (scheduleWith services get none). */
 export type Candidates = ReadonlyMap<string, readonly string[]>;
@@ -26,6 +28,7 @@ export function crossCheck(mesh: MeshInventory, services: ServicesConfig, diags:
   checkCredentials(enabled, diags);
   checkGatewayRoutes(enabled, diags);
   checkGatewayPorts(mesh, enabled, candidates, diags);
+  checkPlacedMasters(mesh, enabled, candidates, diags);
   return candidates;
 }
 
@@ -118,6 +121,39 @@ function checkScheduledWithMasters(mesh: MeshInventory, services: ServiceConfig[
         expected: `a group sharing hosts with ${root.schedulingGroups.join(', ')}`,
       });
     }
+  }
+}
+
+/**
+ * Whether a schedule_with service's master group is reached depends on
+ * where its target is placed, not only on the groups. So, on inputs with no
+ * other error, the scheduler runs here as compile runs it, and a master that
+ * could not be elected is refused rather than compiled into a mesh where
+ * <service>-master answers nothing. Only such services pay for it.
+ */
+function checkPlacedMasters(mesh: MeshInventory, services: ServiceConfig[], candidates: Candidates, diags: Diagnostics): void {
+  const affected = services.filter((s) => s.scheduleWith !== null && s.masterElection && s.masterSchedulingGroup !== null);
+  if (affected.length === 0 || diags.hasErrors()) return;
+  const membersOf = (group: string): string[] => groupMembers(mesh.inventory, group).filter((host) => mesh.hosts.has(host));
+  const requests: ScheduleRequest[] = [...services]
+    .sort((a, b) => compareNames(a.name, b.name))
+    .map((s) => ({
+      name: s.name,
+      candidates: candidates.get(s.name) ?? [],
+      count: s.numInstances,
+      masterElection: s.masterElection,
+      masterCandidates: s.masterSchedulingGroup === null ? null : membersOf(s.masterSchedulingGroup),
+      scheduleWith: s.scheduleWith,
+    }));
+  const placements = schedule(requests);
+  const byName = new Map(services.map((s) => [s.name, s]));
+  for (const service of affected) {
+    const placement = placements.get(service.name);
+    if (placement === undefined || placement.hosts.length === 0 || placement.master !== null) continue;
+    const root = chainEnd(service, byName)?.name ?? service.scheduleWith ?? '';
+    diags.error('CONFIG_ERR_MASTER_NOT_PLACED', locOf(service, 'master_scheduling_group'), `${service.name}.master_scheduling_group`, `"${service.name}" runs where "${root}" is placed (${placement.hosts.join(', ')}), and none of those hosts is in group "${service.masterSchedulingGroup}": no master could be elected`, {
+      expected: `a master group holding one of those hosts, "${root}" on every candidate (num_instances: all), or a master_scheduling_group on "${root}" inside this group`,
+    });
   }
 }
 
