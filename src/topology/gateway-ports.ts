@@ -75,8 +75,9 @@ export interface PortConflict {
 }
 
 /**
- * Every port conflict on the gateway hosts. Each endpoint is blamed at most
- * once per owner; between two endpoints, the first listed keeps the port.
+ * Every port conflict on the gateway hosts, each endpoint blamed at most
+ * once: a fixed listener keeps its port, and between two endpoints the first
+ * listed keeps it. Endpoints not blamed share their port as routes.
  */
 export function gatewayPortConflicts(facts: GatewayPortFacts): PortConflict[] {
   const conflicts: PortConflict[] = [];
