@@ -7,6 +7,7 @@ import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
 import { LiveTopology } from '../../topology/index.js';
+import type { Topology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
@@ -154,26 +155,26 @@ Topology:
 
     let retire!: (code: number) => void;
     const retired = new Promise<number>((resolve) => (retire = resolve));
-    live.subscribe(async (change) => {
+    const follow = async (current: Topology, reason: string): Promise<void> => {
       if (agent.stopped) return;
-      const step = followTopology(settings, change.current, input);
+      const step = followTopology(settings, current, input);
       switch (step.kind) {
         case 'same':
           return;
         case 'invalid':
-          logger.error({ err: step.error, code: step.error.code, reason: change.reason }, 'the new topology gives this agent no usable settings; still running with the previous ones');
+          logger.error({ err: step.error, code: step.error.code, reason }, 'the new topology gives this agent no usable settings; still running with the previous ones');
           return;
         case 'update':
           settings = step.settings;
           agent.update(settings);
-          logger.info({ reason: change.reason, backend: `${settings.backend.address}:${settings.backend.port}`, backend_ports: settings.backendPorts, proxy_protocol: Object.fromEntries(settings.proxyProtocol) }, 'settings updated from the topology; tunnels kept');
+          logger.info({ reason, backend: `${settings.backend.address}:${settings.backend.port}`, backend_ports: settings.backendPorts, proxy_protocol: Object.fromEntries(settings.proxyProtocol) }, 'settings updated from the topology; tunnels kept');
           return;
         case 'redial': {
           let next: { agent: Agent; gateways: Address[] };
           try {
             next = await makeAgent(step.settings);
           } catch (err) {
-            logger.error({ err, code: (err as { code?: string }).code, reason: change.reason }, 'cannot redial with the new settings; still running with the previous ones');
+            logger.error({ err, code: (err as { code?: string }).code, reason }, 'cannot redial with the new settings; still running with the previous ones');
             return;
           }
           const old = agent;
@@ -181,20 +182,23 @@ Topology:
           agent = next.agent;
           watchLoops(agent);
           agent.start();
-          logger.info({ reason: change.reason, credential: settings.credential, gateway: next.gateways.map((g) => `${g.address}:${g.port}`) }, 'redialling with new settings from the topology');
+          logger.info({ reason, credential: settings.credential, gateway: next.gateways.map((g) => `${g.address}:${g.port}`) }, 'redialling with new settings from the topology');
           // The old tunnels finish what they carry; new connections come on the new ones.
           void old.drain(drainMs);
           return;
         }
         case 'retire':
           // systemd (or `meshplane up`) decides what runs where: this agent is not wanted here now.
-          logger.warn({ reason: change.reason, why: step.why, service: settings.service, host: settings.host }, 'service no longer on this host; draining and exiting');
+          logger.warn({ reason, why: step.why, service: settings.service, host: settings.host }, 'service no longer on this host; draining and exiting');
           live.close();
           await agent.drain(drainMs);
           retire(0);
           return;
       }
-    });
+    };
+    live.subscribe((change) => follow(change.current, change.reason));
+    // An edit accepted while the agent was being set up: the subscriber came too late for it.
+    if (live.current !== topology) await follow(live.current, 'changed during start');
 
     const signalled = runUntilSignalled(logger, {
       reload: () => live.reload('SIGHUP'),

@@ -168,6 +168,8 @@ registration port a quarter, the front ports the remainder equally.
       }
     };
     live.subscribe((change) => apply(change.current));
+    // An edit accepted while the listeners were opening: the subscriber came too late for it.
+    if (live.current !== topology) await apply(live.current);
     const metrics = await startMetrics(registry, values.metrics, 9154);
     io.stdout(`meshplane gateway: agents register on ${listen.address}:${gateway.port}; fronts ${gateway.frontPorts.join(', ') || '(none)'}${adminUrl}${metrics === null ? '' : `; metrics at ${metrics.url}`}\n`);
     return await runUntilSignalled(logger, {
