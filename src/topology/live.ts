@@ -208,7 +208,10 @@ export class LiveTopology {
     return promise;
   }
 
-  /** Called after every accepted change, in subscription order; a listener that throws is logged and does not stop the others. Returns an unsubscribe function. */
+  /**
+   * Called after every accepted change, in subscription order; a listener that throws is logged and does not stop the others. Returns an unsubscribe function.
+   * A listener must not await reload(): that reload is queued behind the one calling it.
+   */
   subscribe(listener: Listener): () => void {
     this.listeners = [...this.listeners, listener];
     return () => {
