@@ -9,6 +9,8 @@ export { toAnsibleInventory } from './ansible.js';
 export { hostView } from './host-view.js';
 export { configSource, topologyFileSource, watchedDirectories } from './source.js';
 export type { TopologySource, WatchList } from './source.js';
+export { DEFAULT_DEBOUNCE_MS, LiveTopology, diffTopologies, isEmptyDiff } from './live.js';
+export type { LiveTopologyOptions, ReloadOutcome, TopologyChange, TopologyDiff } from './live.js';
 export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js';
 export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
 export {

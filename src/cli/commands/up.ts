@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { loadConfig } from '../../config/index.js';
 import { DnsService, configSource, parseSocketAddress } from '../../dns/index.js';
 import { createLogger } from '../../lib/log.js';
-import { compileTopology, writeTopology } from '../../topology/index.js';
+import { LiveTopology, compileTopology, writeTopology } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { Command, CommandIO } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
@@ -108,7 +108,7 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
   const logger = createLogger();
   const registry = new Registry();
   const dns = new DnsService({
-    source: configSource(services, inventory),
+    topology: new LiveTopology(configSource(services, inventory), { logger: logger.child({ component: 'dns' }) }),
     host: null,
     listen: [parseSocketAddress(options.dnsListen)],
     upstreams: [],
