@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { DnsService, Zone, topologyFileSource } from '../src/dns/index.js';
-import { serializeTopology, writeTopology } from '../src/topology/index.js';
+import { LiveTopology, serializeTopology, writeTopology } from '../src/topology/index.js';
 import type { Topology } from '../src/topology/index.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, startDnsCli, tcpExchange, writeMesh } from './support/dns.js';
 import type { MeshSpec } from './support/dns.js';
@@ -33,14 +33,15 @@ function withExtraHost(dir: string): Topology {
   });
 }
 
-async function startService(file: string, options: Partial<ConstructorParameters<typeof DnsService>[0]> = {}): Promise<{ service: DnsService; server: { address: string; port: number } }> {
+async function startService(file: string, options: Partial<ConstructorParameters<typeof DnsService>[0]> & { watch?: boolean } = {}): Promise<{ service: DnsService; server: { address: string; port: number } }> {
+  const { watch, ...rest } = options;
   const service = new DnsService({
-    source: topologyFileSource(file),
+    topology: new LiveTopology(topologyFileSource(file), { watch, logger: silentLogger }),
     host: 'h4',
     listen: [{ address: '127.0.0.1', port: 0 }],
     upstreams: [],
     logger: silentLogger,
-    ...options,
+    ...rest,
   });
   await service.start();
   return { service, server: service.addresses[0]! };
@@ -134,7 +135,36 @@ describe('reload', () => {
       renameSync(`${dir}/broken.tmp`, file);
       await waitFor(async () => (await registry.metrics()).includes('meshplane_dns_reloads_total{result="failure"} 1'));
       expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(5);
-      expect(service.reload('test')).toBe('failure');
+      expect(await service.reload('test')).toBe('failure');
+    } finally {
+      service.close();
+    }
+  });
+
+  it('keeps the old zone when the new topology no longer has its --host, and serves again once it is back', async () => {
+    const dir = `${work.path}/host-gone`;
+    mkdirSync(dir);
+    const file = `${dir}/topology.json`;
+    writeTopology(file, topology);
+    const registry = new Registry();
+    const { service, server } = await startService(file, { registry, watch: false });
+    try {
+      const withoutH4 = compileMesh(`${work.path}`, { ...LOOPBACK_MESH, hosts: LOOPBACK_MESH.hosts.filter((h) => h.name !== 'h4'), services: LOOPBACK_MESH.services.replace('num_instances: 2', 'num_instances: 1') });
+      writeTopology(file, withoutH4);
+      expect(await service.reload('SIGHUP')).toBe('failure');
+      expect(await registry.metrics()).toContain('meshplane_dns_reloads_total{result="failure"} 1');
+      // Still the old zone: h4 and its app instance are answered.
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(4);
+      expect(addressesOf(await dig(server, ['h4.mesh.internal']))).toEqual(['127.0.10.4']);
+
+      // Back, with one more host: built and served.
+      writeTopology(file, withExtraHost(`${work.path}`));
+      expect(await service.reload('SIGHUP')).toBe('success');
+      expect(addressesOf(await dig(server, ['app.mesh.internal']))).toHaveLength(5);
+      expect(await service.reload('SIGHUP')).toBe('unchanged');
+      const metrics = await registry.metrics();
+      expect(metrics).toContain('meshplane_dns_reloads_total{result="success"} 1');
+      expect(metrics).toContain('meshplane_dns_reloads_total{result="unchanged"} 1');
     } finally {
       service.close();
     }

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { DnsService, resolversFromResolvConf, topologyFileSource } from '../src/dns/index.js';
+import { LiveTopology } from '../src/topology/index.js';
 import { writeTopology } from '../src/topology/index.js';
 import { parseSocketAddress } from '../src/lib/socket-address.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
@@ -27,24 +28,22 @@ beforeAll(async () => {
   mkdirSync(otherDir);
   writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, { ...LOOPBACK_MESH, domain: 'other.test' }));
   upstream = new DnsService({
-    source: topologyFileSource(`${otherDir}/topology.json`),
+    topology: new LiveTopology(topologyFileSource(`${otherDir}/topology.json`), { watch: false, logger: silentLogger }),
     host: null,
     listen: [{ address: '127.0.0.1', port: 0 }],
     upstreams: [],
-    watch: false,
     logger: silentLogger,
   });
   await upstream.start();
   const upstreamPort = upstream.addresses[0]!.port;
   service = new DnsService({
-    source: topologyFileSource(`${work.path}/topology.json`),
+    topology: new LiveTopology(topologyFileSource(`${work.path}/topology.json`), { watch: false, logger: silentLogger }),
     host: 'h2',
     listen: [
       { address: '127.0.0.1', port: 0 },
       { address: '::1', port: 0 },
     ],
     upstreams: [{ address: '127.0.0.1', port: upstreamPort }],
-    watch: false,
     registry,
     logger: silentLogger,
   });
@@ -219,12 +218,11 @@ describe('negative TTL and UDP size, with non-default settings', () => {
   const started: DnsService[] = [];
   const start = async (options: { ttl: number; negativeTtl: number; udpSize?: number }): Promise<{ address: string; port: number }> => {
     const extra = new DnsService({
-      source: topologyFileSource(`${work.path}/topology.json`),
+      topology: new LiveTopology(topologyFileSource(`${work.path}/topology.json`), { watch: false, logger: silentLogger }),
       host: 'h2',
       listen: [{ address: '127.0.0.1', port: 0 }],
       upstreams: [],
-      watch: false,
-      logger: silentLogger,
+        logger: silentLogger,
       ...options,
     });
     await extra.start();

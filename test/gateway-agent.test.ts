@@ -333,6 +333,11 @@ describe('certificates swapped on reload', () => {
     const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'pipe', kind: 'client', sans: clientSans(mesh.topology, mesh.topology.credentials['pipe']!) });
     const spare = new LeafSigner(ca).signCsr(mesh.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test' });
     const agents: Agent[] = [];
+    // The spare certificate's agents claim hosts b8 and b9, so the test can tell them apart: the
+    // gateway takes registrations only from instances of the service, so the topology lists them.
+    const pipe = mesh.topology.services['pipe']!;
+    const withSpares = { ...mesh.topology, services: { ...mesh.topology.services, pipe: { ...pipe, instances: [...pipe.instances, ...['b8', 'b9'].map((host) => ({ ...pipe.instances[0]!, host }))] } } };
+    await gw.gateway.reload(withSpares);
     try {
       const oldSerial = await servedSerial(gw.gateway.port);
       const live = auditAgent(mesh, 'pipe', { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }] });
@@ -353,7 +358,7 @@ describe('certificates swapped on reload', () => {
       writeFileSync(join(root, 'x509', 'gateway', 'server', 'private_key.pem'), fresh.key);
       await revoke(ca, spare.serial, 'keyCompromise');
       copyFileSync(join(caDir, 'crl.pem'), crl);
-      await gw.gateway.reload(mesh.topology);
+      await gw.gateway.reload(withSpares);
 
       // The tunnel of the certificate the new CRL revokes is dropped at once; its redials are refused.
       expect(gw.gateway.backends.all().some((b) => b.host === 'b8')).toBe(false);

@@ -51,6 +51,9 @@ export interface AgentOptions {
   readonly logger: Logger;
 }
 
+/** What update() can change on a running agent: read per connection, so no tunnel is redialled. */
+export type AgentRouting = Pick<AgentOptions, 'backend' | 'backendPorts' | 'proxyProtocol'>;
+
 export const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 30_000 } as const;
 export const DEFAULT_PING_INTERVAL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -86,10 +89,21 @@ export class Agent {
   /** Keeps the process alive from start() until stop(), whatever the tunnels are doing. */
   private lifeline: NodeJS.Timeout | null = null;
   private loopsDone: Promise<void> = Promise.resolve();
+  private routing: AgentRouting;
 
   constructor(options: AgentOptions) {
     this.options = options;
     this.logger = options.logger;
+    this.routing = { backend: options.backend, backendPorts: options.backendPorts, proxyProtocol: options.proxyProtocol };
+  }
+
+  /**
+   * New backend address, ports or PROXY protocol per endpoint (the topology
+   * changed): connections from now on use them; open ones and the tunnels
+   * are not touched.
+   */
+  update(routing: AgentRouting): void {
+    this.routing = { backend: routing.backend, backendPorts: routing.backendPorts, proxyProtocol: routing.proxyProtocol };
   }
 
   /** Tunnels currently registered (for tests and status). */
@@ -298,7 +312,7 @@ export class Agent {
       return;
     }
     if (headers[':method'] === 'GET' && headers[HEADER.healthEndpoint] !== undefined) {
-      answerHealthCheck(stream, headers, this.options.backend, this.options.proxyProtocol);
+      answerHealthCheck(stream, headers, this.routing.backend, this.routing.proxyProtocol);
       return;
     }
     if (headers[':method'] === 'POST' && headers[':path'] === ABORT_PATH) {
@@ -320,9 +334,10 @@ export class Agent {
 
   private toBackend(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const endpoint = String(headers[HEADER.endpoint] ?? '');
-    const proxy = this.options.proxyProtocol.get(endpoint) ?? 'none';
+    const routing = this.routing;
+    const proxy = routing.proxyProtocol.get(endpoint) ?? 'none';
     const asked = Number(headers[HEADER.backendPort]);
-    const backend = this.options.backendPorts?.includes(asked) === true ? { address: this.options.backend.address, port: asked } : this.options.backend;
+    const backend = routing.backendPorts?.includes(asked) === true ? { address: routing.backend.address, port: asked } : routing.backend;
     // Answer at once: the gateway starts sending while the backend connection is being made (one
     // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
     stream.respond({ ':status': 200 });

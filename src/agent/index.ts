@@ -4,7 +4,9 @@
  * connections to the backend (with a PROXY protocol header). See README.md.
  */
 export { Agent, DEFAULT_BACKOFF, DEFAULT_PING_INTERVAL_MS } from './agent.js';
-export type { Address, AgentOptions } from './agent.js';
+export type { Address, AgentOptions, AgentRouting } from './agent.js';
+export { followTopology } from './follow.js';
+export type { AgentFollowStep } from './follow.js';
 export { agentSettings, readAgentTls, resolveGateways, DEFAULT_GATEWAY_PORT } from './settings.js';
 export type { AgentSettings, AgentSettingsInput } from './settings.js';
 export { proxyHeader } from './proxy-protocol.js';

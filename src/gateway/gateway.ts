@@ -26,6 +26,9 @@ import { BackendRegistry } from './registry.js';
 import type { Backend } from './registry.js';
 import { RoutingTable } from './routes.js';
 
+/** Why a backend is dropped when its (service, host) is no longer an instance. */
+export const INSTANCE_REMOVED = 'instance removed from the topology';
+
 export interface GatewayTlsFiles {
   /** The mesh CA (ca.pem): agents' client certificates must chain to it. */
   readonly ca: string;
@@ -238,8 +241,9 @@ export class Gateway {
   /**
    * New topology and certificates. Listeners for new front ports open,
    * removed ones close; live tunnels and connections are not touched,
-   * except those of agents the topology no longer authorises or the new
-   * CRL revokes. Throws (and changes nothing) when the certificates or the
+   * except those of agents the topology no longer authorises (or no longer
+   * lists as an instance of their service on their host) or the new CRL
+   * revokes. Throws (and changes nothing) when the certificates or the
    * CRL cannot be read.
    */
   async reload(topology: Topology): Promise<void> {
@@ -255,9 +259,12 @@ export class Gateway {
     await this.fronts.apply(new RoutingTable(topology));
     // Backends whose service no longer lists their credential, or whose certificate the new CRL
     // revokes, lose their tunnel (an agent the CRL refuses could otherwise serve until it reconnects).
+    // Backends of an instance the topology moved or removed go too: requests must stop reaching them
+    // (registration refuses their redials). Other backends and their connections are not touched.
     for (const backend of this.backends.all()) {
       const service = topology.services[backend.service];
       if (service === undefined || !service.credentials.includes(backend.credential) || service.gateway_endpoints.length === 0) this.kill(backend.id, 'no longer authorised by the topology');
+      else if (!service.instances.some((instance) => instance.host === backend.host)) this.kill(backend.id, INSTANCE_REMOVED);
       else if (revoked.has(backend.certificateSerial)) this.kill(backend.id, `certificate ${backend.certificateSerial} revoked by the CRL`);
     }
     this.logLimits();

@@ -222,7 +222,10 @@ export class RegistrationListener {
             ? `credential "${credential}" is not listed by service "${hello.service}"`
             : service.gateway_endpoints.length === 0
               ? `service "${hello.service}" has no gateway endpoints`
-              : null;
+              : !service.instances.some((instance) => instance.host === hello.host)
+                ? // Not a security check (the certificate names a credential, not a host): it keeps an agent the topology moved away from being routed to again.
+                  `host "${hello.host}" runs no instance of service "${hello.service}" in the topology`
+                : null;
     if (problem !== null) {
       this.refuse(session, 'not_authorised', peer, problem);
       return;

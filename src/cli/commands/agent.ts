@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Agent, DEFAULT_BACKOFF, agentSettings, readAgentTls, resolveGateways } from '../../agent/index.js';
+import { Agent, DEFAULT_BACKOFF, agentSettings, followTopology, readAgentTls, resolveGateways } from '../../agent/index.js';
+import type { Address, AgentSettings, AgentSettingsInput } from '../../agent/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
+import { LiveTopology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
@@ -21,6 +23,11 @@ certificate; the gateway's certificate is checked against the mesh CA and
 its name) and connects each tunnelled client to the local backend, with a
 PROXY protocol header when the endpoint asks for one. Reconnects with
 backoff; SIGTERM drains (no new connections, open ones finish).
+
+Follows edits of its topology files (SIGHUP reloads at once): a changed
+PROXY protocol or backend port applies to new connections without a
+redial, a new credential or gateway redials, and when its service no longer
+runs on this host (or has no gateway endpoint left) it drains and exits 0.
 
 Settings come from flags, else the environment (in brackets), else the
 Topology:
@@ -44,6 +51,7 @@ Topology:
       --reconnect-max SECS   cap of the reconnect backoff (default ${DEFAULT_BACKOFF.maxMs / 1000}; it
                              starts at ${DEFAULT_BACKOFF.initialMs} ms and doubles, with full jitter)
       --drain-timeout SECS   how long SIGTERM waits for open connections (default 30)
+      --no-watch             follow the topology on SIGHUP only, not on file changes
       --log-level LEVEL      fatal|error|warn|info|debug (default info)`,
   async run(args, io) {
     const { values } = parseArgs({
@@ -61,6 +69,7 @@ Topology:
         connections: { type: 'string', default: '1' },
       'reconnect-max': { type: 'string', default: String(DEFAULT_BACKOFF.maxMs / 1000) },
         'drain-timeout': { type: 'string', default: '30' },
+        'no-watch': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
       },
       strict: true,
@@ -72,8 +81,10 @@ Topology:
     if (!Number.isFinite(reconnectMax) || reconnectMax <= 0) throw new UsageError(`--reconnect-max must be seconds, not "${values['reconnect-max']}"`);
     if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError(`--drain-timeout must be seconds, not "${values['drain-timeout']}"`);
     const gatewayTexts = values.gateway ?? env['MESHPLANE_GATEWAY']?.split(',').filter(Boolean);
-    const topology = daemonSource(values, io).load();
-    const settings = agentSettings(topology, {
+    const { logger } = daemon('agent', values['log-level']);
+    const live = new LiveTopology(daemonSource(values, io), { watch: !values['no-watch'], logger });
+    const topology = live.start();
+    const input: AgentSettingsInput = {
       host: values.host ?? hostname(),
       service: values.service,
       credential: values.credential,
@@ -82,42 +93,117 @@ Topology:
       gatewayService: 'gateway',
       gatewayName: values['gateway-name'],
       backend: values.backend === undefined ? undefined : parseSocketAddress(values.backend),
-    });
-    const tls = readAgentTls(settings.files);
-    const gateways = await resolveGateways(settings);
-    const { logger } = daemon('agent', values['log-level']);
-    const agent = new Agent({
-      credential: settings.credential,
-      service: settings.service,
-      host: settings.host,
-      tls,
-      gateways,
-      gatewayName: settings.gatewayName,
-      backend: settings.backend,
-      backendPorts: settings.backendPorts,
-      proxyProtocol: settings.proxyProtocol,
-      connections,
-      backoff: { initialMs: Math.min(DEFAULT_BACKOFF.initialMs, reconnectMax * 1000), maxMs: reconnectMax * 1000 },
-      version: packageVersion(),
-      logger,
-    });
+    };
+    const drainMs = drainSeconds * 1000;
+    const version = packageVersion();
+    const makeAgent = async (settings: AgentSettings): Promise<{ agent: Agent; gateways: Address[] }> => {
+      const tls = readAgentTls(settings.files);
+      const gateways = await resolveGateways(settings);
+      const agent = new Agent({
+        credential: settings.credential,
+        service: settings.service,
+        host: settings.host,
+        tls,
+        gateways,
+        gatewayName: settings.gatewayName,
+        backend: settings.backend,
+        backendPorts: settings.backendPorts,
+        proxyProtocol: settings.proxyProtocol,
+        connections,
+        backoff: { initialMs: Math.min(DEFAULT_BACKOFF.initialMs, reconnectMax * 1000), maxMs: reconnectMax * 1000 },
+        version,
+        logger,
+      });
+      return { agent, gateways };
+    };
+
+    let settings: AgentSettings;
+    let first: { agent: Agent; gateways: Address[] };
+    try {
+      settings = agentSettings(topology, input);
+      first = await makeAgent(settings);
+    } catch (err) {
+      live.close();
+      throw err;
+    }
+    let agent = first.agent;
     agent.start();
     io.stdout(
-      `meshplane agent: ${settings.service} on ${settings.host} as ${settings.credential}, backend ${settings.backend.address}:${settings.backend.port}, gateway ${gateways.map((g) => `${g.address}:${g.port}`).join(', ')}\n`,
+      `meshplane agent: ${settings.service} on ${settings.host} as ${settings.credential}, backend ${settings.backend.address}:${settings.backend.port}, gateway ${first.gateways.map((g) => `${g.address}:${g.port}`).join(', ')}\n`,
     );
-    const signalled = runUntilSignalled(logger, { stop: (signal) => (signal === 'SIGTERM' ? agent.drain(drainSeconds * 1000) : agent.close()) });
-    // The agent runs until a signal stops it. Should its dial loops ever end otherwise (a bug),
-    // it says so and exits non-zero rather than leaving quietly.
-    const broken = agent.done
-      .then(() => (agent.stopped ? signalled : Promise.reject(new Error('every tunnel loop ended, yet no signal stopped the agent'))))
-      .catch((err: unknown) => {
-        if (agent.stopped) return signalled;
-        const message = err instanceof Error ? err.message : String(err);
-        logger.fatal({ err: message }, 'the agent stopped unexpectedly');
-        agent.close();
-        throw new MeshplaneError('AGENT_ERR_STOPPED', `the agent stopped unexpectedly: ${message}`, { cause: err });
-      });
-    return await Promise.race([signalled, broken]);
+
+    let fail!: (err: unknown) => void;
+    const broken = new Promise<never>((_, reject) => (fail = reject));
+    // The agent runs until a signal (or the topology) stops it. Should its dial loops ever end
+    // otherwise (a bug), it says so and exits non-zero rather than leaving quietly.
+    const watchLoops = (watched: Agent): void => {
+      watched.done
+        .then(() => {
+          if (!watched.stopped) throw new Error('every tunnel loop ended, yet no signal stopped the agent');
+        })
+        .catch((err: unknown) => {
+          if (watched.stopped) return;
+          const message = err instanceof Error ? err.message : String(err);
+          logger.fatal({ err: message }, 'the agent stopped unexpectedly');
+          watched.close();
+          live.close();
+          fail(new MeshplaneError('AGENT_ERR_STOPPED', `the agent stopped unexpectedly: ${message}`, { cause: err }));
+        });
+    };
+    watchLoops(agent);
+
+    let retire!: (code: number) => void;
+    const retired = new Promise<number>((resolve) => (retire = resolve));
+    live.subscribe(async (change) => {
+      if (agent.stopped) return;
+      const step = followTopology(settings, change.current, input);
+      switch (step.kind) {
+        case 'same':
+          return;
+        case 'invalid':
+          logger.error({ err: step.error, code: step.error.code, reason: change.reason }, 'the new topology gives this agent no usable settings; still running with the previous ones');
+          return;
+        case 'update':
+          settings = step.settings;
+          agent.update(settings);
+          logger.info({ reason: change.reason, backend: `${settings.backend.address}:${settings.backend.port}`, backend_ports: settings.backendPorts, proxy_protocol: Object.fromEntries(settings.proxyProtocol) }, 'settings updated from the topology; tunnels kept');
+          return;
+        case 'redial': {
+          let next: { agent: Agent; gateways: Address[] };
+          try {
+            next = await makeAgent(step.settings);
+          } catch (err) {
+            logger.error({ err, code: (err as { code?: string }).code, reason: change.reason }, 'cannot redial with the new settings; still running with the previous ones');
+            return;
+          }
+          const old = agent;
+          settings = step.settings;
+          agent = next.agent;
+          watchLoops(agent);
+          agent.start();
+          logger.info({ reason: change.reason, credential: settings.credential, gateway: next.gateways.map((g) => `${g.address}:${g.port}`) }, 'redialling with new settings from the topology');
+          // The old tunnels finish what they carry; new connections come on the new ones.
+          void old.drain(drainMs);
+          return;
+        }
+        case 'retire':
+          // systemd (or `meshplane up`) decides what runs where: this agent is not wanted here now.
+          logger.warn({ reason: change.reason, why: step.why, service: settings.service, host: settings.host }, 'service no longer on this host; draining and exiting');
+          live.close();
+          await agent.drain(drainMs);
+          retire(0);
+          return;
+      }
+    });
+
+    const signalled = runUntilSignalled(logger, {
+      reload: () => live.reload('SIGHUP'),
+      stop: (signal) => {
+        live.close();
+        return signal === 'SIGTERM' ? agent.drain(drainMs) : agent.close();
+      },
+    });
+    return await Promise.race([signalled, broken, retired]);
   },
 };
 

@@ -14,6 +14,7 @@ import {
   resolversFromResolvConf,
 } from '../../dns/index.js';
 import type { SocketAddress } from '../../dns/index.js';
+import { LiveTopology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
@@ -98,8 +99,9 @@ broken one keeps the old one serving.
         : resolversFromResolvConf(values['resolv-conf'], listen);
 
     const { logger, registry } = daemon('dns', values['log-level']);
+    const topology = new LiveTopology(source, { watch: !values['no-watch'], logger });
     const service = new DnsService({
-      source,
+      topology,
       host: values.host ?? null,
       listen,
       upstreams,
@@ -110,7 +112,6 @@ broken one keeps the old one serving.
       tcpQueryTimeoutMs: millis(values['tcp-query-timeout'], '--tcp-query-timeout'),
       tcpMaxConnections: integer(values['tcp-max-connections'], '--tcp-max-connections', 1, 1_000_000),
       tcpMaxConnectionsPerSource: integer(values['tcp-max-connections-per-source'], '--tcp-max-connections-per-source', 1, 1_000_000),
-      watch: !values['no-watch'],
       registry,
       logger,
     });
@@ -122,6 +123,7 @@ broken one keeps the old one serving.
       reload: () => service.reload('SIGHUP'),
       stop: () => {
         service.close();
+        topology.close();
         metricsServer?.close();
       },
     });

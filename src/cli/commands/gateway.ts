@@ -6,6 +6,7 @@ import type { AdminAuth, LimitSettings } from '../../gateway/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_LOG_SAMPLING } from '../../lib/log-sampler.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
+import { LiveTopology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
@@ -18,9 +19,11 @@ meshplane gateway -s services.yml -i hosts.yml [options]
 
 Agents dial in with their client certificates (signed by the mesh CA, not
 revoked, listed by the service they register for); client connections on the
-front ports of the Topology's gateway endpoints are routed to them. SIGHUP
-reloads the topology, the certificates and the CRL without dropping live
-connections. Runs until SIGTERM or SIGINT.
+front ports of the Topology's gateway endpoints are routed to them. Edits
+of the topology files are followed (a broken edit keeps the last good
+topology); SIGHUP reloads the topology, the certificates and the CRL. Live
+connections survive either, except those of agents whose instance left the
+topology. Runs until SIGTERM or SIGINT.
 
   -t, --topology FILE        compiled topology to route by
   -s, --services FILE        or compile services.yml ...
@@ -41,6 +44,7 @@ connections. Runs until SIGTERM or SIGINT.
                              repeatable (default ${DEFAULT_ADMIN_CREDENTIAL})
       --admin-token-file FILE  development instead: plain HTTP on a loopback
                              --admin address, "Authorization: Bearer <token>"
+      --no-watch             reload on SIGHUP only, not on file changes
       --log-level LEVEL      fatal|error|warn|info|debug (default info)
 
 Limits (see the gateway README, "Limits"); a connection over a cap is closed
@@ -75,6 +79,7 @@ registration port a quarter, the front ports the remainder equally.
         admin: { type: 'string' },
         'admin-credential': { type: 'string', multiple: true },
         'admin-token-file': { type: 'string' },
+        'no-watch': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
         'max-connections': { type: 'string' },
         'max-agent-connections': { type: 'string' },
@@ -105,8 +110,9 @@ registration port a quarter, the front ports the remainder equally.
     const logInterval = millis('log-refusals-interval');
     const adminRequestTimeoutMs = millis('admin-request-timeout');
     const source = daemonSource(values, io);
-    const topology = source.load();
     const { logger, registry } = daemon('gateway', values['log-level']);
+    const live = new LiveTopology(source, { watch: !values['no-watch'], logger });
+    const topology = live.start();
     const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${topology.services[values.credential]?.ports[0] ?? 8443}`, 8443);
     const tlsFiles = credentialTlsFiles(values['credentials-root'], values.credential, values.crl ?? defaultCrl(values['credentials-root'], values.credential));
     const gateway = new Gateway({
@@ -123,7 +129,12 @@ registration port a quarter, the front ports the remainder equally.
     const adminAddress = values.admin === undefined ? null : parseSocketAddress(values.admin, 9155);
     const adminAuth: AdminAuth =
       values['admin-token-file'] === undefined ? { kind: 'mtls', credentials: values['admin-credential'] ?? [DEFAULT_ADMIN_CREDENTIAL] } : { kind: 'token', token: readToken(values['admin-token-file']) };
-    await gateway.start();
+    try {
+      await gateway.start();
+    } catch (err) {
+      live.close();
+      throw err;
+    }
     let admin: AdminServer | null = null;
     let adminUrl = '';
     if (adminAddress !== null) {
@@ -142,22 +153,31 @@ registration port a quarter, the front ports the remainder equally.
         adminUrl = `; admin API at ${adminAuth.kind === 'mtls' ? 'https' : 'http'}://${host}:${port}/`;
       } catch (err) {
         gateway.close();
+        live.close();
         throw err;
       }
     }
+    /** The topology (changed or not) and the certificates, CRL and limits read again. */
+    const apply = async (current: typeof topology): Promise<void> => {
+      try {
+        await gateway.reload(current);
+        admin?.setSecureContext(readTlsFiles(tlsFiles));
+        admin?.setLimits(gateway.adminLimits());
+      } catch (err) {
+        logger.error({ err, code: (err as { code?: string }).code }, 'reload failed; still running with the previous topology and certificates');
+      }
+    };
+    live.subscribe((change) => apply(change.current));
     const metrics = await startMetrics(registry, values.metrics, 9154);
     io.stdout(`meshplane gateway: agents register on ${listen.address}:${gateway.port}; fronts ${gateway.frontPorts.join(', ') || '(none)'}${adminUrl}${metrics === null ? '' : `; metrics at ${metrics.url}`}\n`);
     return await runUntilSignalled(logger, {
       reload: async () => {
-        try {
-          await gateway.reload(source.load());
-          admin?.setSecureContext(readTlsFiles(tlsFiles));
-          admin?.setLimits(gateway.adminLimits());
-        } catch (err) {
-          logger.error({ err, code: (err as { code?: string }).code }, 'reload failed; still running with the previous topology and certificates');
-        }
+        // A changed topology is applied (certificates too) by the subscriber; otherwise SIGHUP
+        // still means "read the certificates and the CRL again", with the last good topology.
+        if ((await live.reload('SIGHUP')) !== 'success') await apply(live.current);
       },
       stop: () => {
+        live.close();
         gateway.close();
         void admin?.close();
         metrics?.close();

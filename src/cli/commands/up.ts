@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { loadConfig } from '../../config/index.js';
 import { DnsService, configSource, parseSocketAddress } from '../../dns/index.js';
 import { createLogger } from '../../lib/log.js';
-import { LiveTopology } from '../../topology/live.js';
+import { LiveTopology } from '../../topology/index.js';
 import type { Command, CommandIO } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { reportDiagnostics } from '../inputs.js';
@@ -120,13 +120,6 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
   const warn = (line: string): void => io.stderr(`meshplane: ${line}\n`);
   const reconciler = new UpReconciler({ stateDir, topologyFile, logger, print, warn });
   live.onError((error) => warn(`edit rejected (${rejectionCode(error)}): ${error.message}; still running the previous topology`));
-  live.subscribe(async (change) => {
-    try {
-      await reconciler.apply(change.current);
-    } catch (err) {
-      warn(`edit accepted but not applied (${rejectionCode(err as Error)}): ${(err as Error).message}; retried on the next edit`);
-    }
-  });
 
   let dns: DnsService | null = null;
   try {
@@ -139,7 +132,7 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
       )}\n`,
     );
     dns = new DnsService({
-      source: configSource(services, inventory),
+      topology: live,
       host: null,
       listen: [parseSocketAddress(options.dnsListen)],
       upstreams: [],
@@ -147,6 +140,17 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
       logger: logger.child({ component: 'dns' }),
     });
     await dns.start();
+    // After DNS subscribed: subscribers run in order, so DNS stops answering a removed instance before
+    // its agent drains, and the reconciler's work does not hold up DNS.
+    live.subscribe(async (change) => {
+      try {
+        await reconciler.apply(change.current);
+      } catch (err) {
+        warn(`edit accepted but not applied (${rejectionCode(err as Error)}): ${(err as Error).message}; retried on the next edit`);
+      }
+    });
+    // An edit accepted while starting: applied now (apply does nothing when it is the same Topology).
+    void reconciler.apply(live.current).catch((err: unknown) => warn(`edit accepted but not applied: ${(err as Error).message}`));
     const bound = dns.addresses[0]!;
     io.stdout(`\nDNS for ${topology.domain} on ${bound.address}:${bound.port} (UDP and TCP). Try:\n${indent(digExamples(topology, bound.address, bound.port))}`);
     const gateway = reconciler.gatewaySpec;
@@ -161,8 +165,6 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
     dns?.close();
     throw err;
   }
-  // An edit accepted while starting: applied now (apply does nothing when it is the same Topology).
-  void reconciler.apply(live.current).catch((err: unknown) => warn(`edit accepted but not applied: ${(err as Error).message}`));
   // The handlers are in place before the line that invites Ctrl-C (a signal right after it stops cleanly),
   // and added before the early ones go: with no listener left for a moment, Node drops a signal that is
   // still waiting to be handled.

@@ -5,7 +5,7 @@
  * agents, backends and gateway it starts and stops.
  */
 import type { Topology, TopologyHost } from '../../topology/index.js';
-import type { TopologyDiff } from '../../topology/live.js';
+import type { TopologyDiff } from '../../topology/index.js';
 
 const addresses = (host: TopologyHost): string => [...host.ips, ...Object.entries(host.overlays).map(([overlay, ip]) => `${overlay}:${ip}`)].join(' ');
 

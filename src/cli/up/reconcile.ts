@@ -10,9 +10,8 @@
 import type { Logger } from 'pino';
 import type { Gateway } from '../../gateway/index.js';
 import { issueMeshCredentials } from '../../pki/index.js';
-import { writeTopology } from '../../topology/index.js';
+import { diffTopologies, writeTopology } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
-import { diffTopologies } from '../../topology/live.js';
 import { changeLines } from './changes.js';
 import { gatewaySpec, startGateway } from './gateway.js';
 import type { GatewaySpec } from './gateway.js';
