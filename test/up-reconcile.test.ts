@@ -212,4 +212,26 @@ describe('meshplane up reconciles every accepted edit', () => {
     await waitFor(async () => (await dnsWeb()).join() === after.map((h) => IP[h]).sort().join(), { what: `DNS answering ${after.join(', ')}` });
     await gatewayReachesExactly(after);
   }, 120_000);
+
+  it('change: a new address of a host restarts its instance there, with a certificate for it, and DNS follows', async () => {
+    const hosts = webHosts(topology());
+    // Not the host dig asks as: its view is found by its address.
+    const host = hosts.find((h) => IP[h] !== ASKER)!;
+    const [old, moved] = [IP[host]!, IP[host]!.replace(/\.(\d+)$/, (_m, last: string) => `.${Number(last) + 20}`)];
+    const text = readFileSync(inventory, 'utf8');
+    expect(text).toContain(`ip: ${old}\n`);
+    const mark = marks();
+    edit(inventory, text.replace(`ip: ${old}\n`, `ip: ${moved}\n`));
+    await printed('out', mark.out, /^meshplane: topology written/m, 'the change applied');
+    const lines = out.slice(mark.out);
+    expect(lines).toMatch(new RegExp(`^meshplane: ~ ${host} addresses \\(${old.replaceAll('.', '\\.')}.* -> ${moved.replaceAll('.', '\\.')}.*\\)$`, 'm'));
+    expect(lines).toContain(`meshplane: ~ web on ${host} (restarted, settings changed: agent, backend ${moved}:${WEB_PORT})\n`);
+    expect(lines).toMatch(new RegExp(`^meshplane: credentials issued on ${host}: .*web server`, 'm'));
+    expect(topology().hosts[host]!.ips).toEqual([moved]);
+    expect(await listening(old, WEB_PORT)).toBe(false);
+    expect(await listening(moved, WEB_PORT)).toBe(true);
+    IP[host] = moved;
+    await waitFor(async () => (await dnsWeb()).join() === hosts.map((h) => IP[h]).sort().join(), { what: `DNS answering ${moved} for ${host}` });
+    await gatewayReachesExactly(hosts);
+  }, 120_000);
 });
