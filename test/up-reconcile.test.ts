@@ -234,4 +234,26 @@ describe('meshplane up reconciles every accepted edit', () => {
     await waitFor(async () => (await dnsWeb()).join() === hosts.map((h) => IP[h]).sort().join(), { what: `DNS answering ${moved} for ${host}` });
     await gatewayReachesExactly(hosts);
   }, 120_000);
+
+  it('the gateway stops with the last exposed service and starts again with the first', async () => {
+    const hosts = webHosts(topology());
+    let mark = marks();
+    edit(services, servicesWith(`  enabled: false\n${spread(2)}`));
+    await printed('out', mark.out, /^meshplane: topology written \(3 services/m, 'web disabled');
+    let lines = out.slice(mark.out);
+    expect(lines).toContain('meshplane: - gateway on gw1\n');
+    for (const host of hosts) expect(lines).toContain(`meshplane: - web on ${host} (agent and backend stopped)\n`);
+    expect(lines).toContain('meshplane: - service web\n');
+    expect(await listening(FRONT.address, FRONT.port)).toBe(false);
+    await waitFor(async () => (await dig(dnsServer, ['-b', ASKER, `web.${DOMAIN}`, 'A'])).status === 'NXDOMAIN', { what: 'web.mesh.internal gone from DNS' });
+
+    mark = marks();
+    edit(services, servicesWith(spread(2)));
+    await printed('out', mark.out, /^meshplane: topology written \(4 services/m, 'web enabled again');
+    lines = out.slice(mark.out);
+    expect(lines).toMatch(/^meshplane: \+ gateway on gw1 \(agents register on 127\.0\.1\.10:8443, fronts on 127\.0\.2\.10\)$/m);
+    const after = webHosts(topology());
+    for (const host of after) expect(lines).toContain(`meshplane: + web on ${host} (agent, backend ${IP[host]}:${WEB_PORT})\n`);
+    await gatewayReachesExactly(after);
+  }, 120_000);
 });
