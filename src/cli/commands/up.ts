@@ -40,8 +40,9 @@ reads PROXY protocol, all on the hosts' loopback addresses.
 Edits to the inputs are applied while it runs (an editor's save, a rename
 into place): DNS answers the new topology, topology.json is rewritten,
 credentials are issued for new hosts and instances, added instances get a
-demo backend and an agent, the gateway reloads its routes (live connections
-stay), removed instances are drained and stopped and changed ones restarted.
+demo backend and an agent, the gateway reloads its routes (connections to
+the other instances stay), removed instances are drained and stopped and
+changed ones restarted.
 Each change prints one line on stdout ("meshplane: + web on host3 (agent,
 backend 127.0.1.3:8081)", "- web on host2 ...", "~ host1 addresses ...",
 then "topology written (N services, M hosts)"). An edit that does not
