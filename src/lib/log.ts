@@ -10,13 +10,14 @@ export type { Logger };
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-export function createLogger(level: string = process.env['MESHPLANE_LOG_LEVEL'] ?? 'info'): Logger {
+/** `destination`: a file descriptor (default 2, stderr) or a file to append to (created with its directory). */
+export function createLogger(level: string = process.env['MESHPLANE_LOG_LEVEL'] ?? 'info', destination: number | string = 2): Logger {
   return pino(
     {
       name: 'meshplane',
       level,
       redact: { paths: ['*.private_key', '*.privateKey', '*.token', 'key', 'token'], censor: '[redacted]' },
     },
-    pino.destination({ fd: 2, sync: false }),
+    pino.destination(typeof destination === 'number' ? { fd: destination, sync: false } : { dest: destination, mkdir: true, sync: false }),
   );
 }

@@ -6,15 +6,14 @@ import { Registry } from 'prom-client';
 import { loadConfig } from '../../config/index.js';
 import { DnsService, configSource, parseSocketAddress } from '../../dns/index.js';
 import { createLogger } from '../../lib/log.js';
-import { LiveTopology, compileTopology, writeTopology } from '../../topology/index.js';
-import type { Topology } from '../../topology/index.js';
+import { LiveTopology } from '../../topology/index.js';
 import type { Command, CommandIO } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { reportDiagnostics } from '../inputs.js';
 import { renderTable } from '../table.js';
-import { startLocalGateway } from '../local-mesh.js';
 import { lockStateDir } from '../state-lock.js';
-import type { LocalMesh } from '../local-mesh.js';
+import { curlExamples, digExamples } from '../up/examples.js';
+import { UpReconciler } from '../up/reconcile.js';
 
 /** The package root, where the example inputs ship. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -22,6 +21,8 @@ export const EXAMPLE_SERVICES = join(PACKAGE_ROOT, 'services.yml.example');
 export const EXAMPLE_INVENTORY = join(PACKAGE_ROOT, 'hosts.yml.example');
 /** Unprivileged, and away from 5353 (mDNS). */
 export const UP_DNS_LISTEN = '127.0.0.1:15353';
+/** The JSON log, in the state directory: stdout stays for the summary and the change lines. */
+export const UP_LOG = 'up.log';
 
 export const upCommand: Command = {
   name: 'up',
@@ -35,16 +36,31 @@ host's view on one loopback address (ask as a host with dig -b <its address>),
 issues every host's credentials under STATE_DIR with the real PKI, and runs
 the gateway, an agent per exposed service instance and a demo backend that
 reads PROXY protocol, all on the hosts' loopback addresses.
-Edits to the inputs are picked up while it runs. Uses ./services.yml and
-./hosts.yml when both exist, else the bundled example (services.yml.example,
-hosts.yml.example, all on loopback addresses). Names outside the mesh are
-refused rather than forwarded.
+
+Edits to the inputs are applied while it runs (an editor's save, a rename
+into place): DNS answers the new topology, topology.json is rewritten,
+credentials are issued for new hosts and instances, added instances get a
+demo backend and an agent, the gateway reloads its routes (connections to
+the other instances stay), removed instances are drained and stopped and
+changed ones restarted.
+Each change prints one line on stdout ("meshplane: + web on host3 (agent,
+backend 127.0.1.3:8081)", "- web on host2 ...", "~ host1 addresses ...",
+then "topology written (N services, M hosts)"). An edit that does not
+validate changes nothing: "meshplane: edit rejected (CODE): ...; still
+running the previous topology" on stderr. JSON logs go to STATE_DIR/up.log,
+not to the terminal.
+
+Uses ./services.yml and ./hosts.yml when both exist, else the bundled
+example (services.yml.example, hosts.yml.example, all on loopback
+addresses; copy them to edit). Names outside the mesh are refused rather
+than forwarded.
 
   -s, --services FILE    services.yml to use
   -i, --inventory FILE   inventory to use
       --state-dir DIR    where generated state goes (default ./.meshplane); locked
                          while up runs (DIR/lock): a second up on it stops at once
-      --dns-listen ADDR:PORT  DNS address (default ${UP_DNS_LISTEN})`,
+      --dns-listen ADDR:PORT  DNS address (default ${UP_DNS_LISTEN}; port 0 picks a free
+                         one, printed in the "DNS for ..." line)`,
   async run(args, io) {
     const { values } = parseArgs({
       args: [...args],
@@ -94,73 +110,81 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
   const { services, inventory, stateDir } = options;
   const config = loadConfig({ services, inventory });
   if (!reportDiagnostics(config, io)) return EXIT_INVALID;
-  const topology = compileTopology(config);
+  const shown = (path: string): string => relative(io.cwd, path) || path;
+  const logFile = join(stateDir, UP_LOG);
+  const logger = createLogger(undefined, logFile);
+  // One source for everything: DNS and the reconciler see the same accepted edits, in the same order.
+  const live = new LiveTopology(configSource(services, inventory), { logger: logger.child({ component: 'topology' }) });
+  const topology = live.start();
   const topologyFile = join(stateDir, 'topology.json');
-  writeTopology(topologyFile, topology);
-  io.stdout(`meshplane: topology written to ${relative(io.cwd, topologyFile)} (domain ${topology.domain})\n\n`);
-  io.stdout(
-    `${renderTable(
-      ['HOST', 'IPS', 'SERVICES (* = master)'],
-      Object.values(topology.hosts).map((h) => [h.name, h.ips.join(' '), h.services.map((s) => (h.masters.includes(s) ? `${s}*` : s)).join(', ')]),
-    )}\n`,
-  );
+  const print = (line: string): void => io.stdout(`meshplane: ${line}\n`);
+  const warn = (line: string): void => io.stderr(`meshplane: ${line}\n`);
+  const reconciler = new UpReconciler({ stateDir, topologyFile, logger, print, warn });
+  live.onError((error) => warn(`edit rejected (${rejectionCode(error)}): ${error.message}; still running the previous topology`));
 
-  const logger = createLogger();
-  const registry = new Registry();
-  const dns = new DnsService({
-    topology: new LiveTopology(configSource(services, inventory), { logger: logger.child({ component: 'dns' }) }),
-    host: null,
-    listen: [parseSocketAddress(options.dnsListen)],
-    upstreams: [],
-    registry,
-    logger: logger.child({ component: 'dns' }),
-  });
-  await dns.start();
-  const bound = dns.addresses[0]!;
-  io.stdout(`\nDNS for ${topology.domain} on ${bound.address}:${bound.port} (UDP and TCP). Try:\n${digExamples(topology, bound.address, bound.port)}`);
-
-  let gateway: LocalMesh | null = null;
+  let dns: DnsService | null = null;
   try {
-    gateway = await startLocalGateway(topology, stateDir, registry, logger);
+    await reconciler.apply(topology);
+    print(`topology written to ${shown(topologyFile)} (domain ${topology.domain}); logs go to ${shown(logFile)}`);
+    io.stdout(
+      `\n${renderTable(
+        ['HOST', 'IPS', 'SERVICES (* = master)'],
+        Object.values(topology.hosts).map((h) => [h.name, h.ips.join(' '), h.services.map((s) => (h.masters.includes(s) ? `${s}*` : s)).join(', ')]),
+      )}\n`,
+    );
+    dns = new DnsService({
+      topology: live,
+      host: null,
+      listen: [parseSocketAddress(options.dnsListen)],
+      upstreams: [],
+      registry: new Registry(),
+      logger: logger.child({ component: 'dns' }),
+    });
+    await dns.start();
+    // After DNS subscribed: subscribers run in order, so DNS stops answering a removed instance before
+    // its agent drains, and the reconciler's work does not hold up DNS.
+    live.subscribe(async (change) => {
+      try {
+        await reconciler.apply(change.current);
+      } catch (err) {
+        warn(`edit accepted but not applied (${rejectionCode(err as Error)}): ${(err as Error).message}; retried on the next edit`);
+      }
+    });
+    // An edit accepted while starting: applied now (apply does nothing when it is the same Topology).
+    void reconciler.apply(live.current).catch((err: unknown) => warn(`edit accepted but not applied: ${(err as Error).message}`));
+    const bound = dns.addresses[0]!;
+    io.stdout(`\nDNS for ${topology.domain} on ${bound.address}:${bound.port} (UDP and TCP). Try:\n${indent(digExamples(topology, bound.address, bound.port))}`);
+    const gateway = reconciler.gatewaySpec;
+    if (gateway !== null) {
+      // Give the agents a moment to register, so the printed commands work at once.
+      await reconciler.registered(5000);
+      io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${shown(stateDir)}). Try:\n${indent(curlExamples(topology, stateDir, gateway))}`);
+    }
   } catch (err) {
-    dns.close();
+    live.close();
+    reconciler.close();
+    dns?.close();
     throw err;
-  }
-  if (gateway !== null) {
-    io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${relative(io.cwd, stateDir) || stateDir}). Try:\n${gateway.examples.map((line) => `  ${line}`).join('\n')}\n`);
   }
   // The handlers are in place before the line that invites Ctrl-C (a signal right after it stops cleanly),
   // and added before the early ones go: with no listener left for a moment, Node drops a signal that is
   // still waiting to be handled.
   const stopped = untilStopped(io, () => {
-    gateway?.close();
-    dns.close();
+    live.close();
+    reconciler.close();
+    dns?.close();
   });
   options.dropEarly();
-  io.stdout('\nCtrl-C stops it.\n');
+  io.stdout('\nEdits to the inputs are applied while it runs, one line per change. Ctrl-C stops it.\n');
   return await stopped;
 }
 
-/** A few dig commands that show views: the same name asked as different hosts. */
-function digExamples(topology: Topology, address: string, port: number): string {
-  const service = Object.values(topology.services).find((s) => s.instances.length > 1) ?? Object.values(topology.services)[0];
-  const hosts = Object.values(topology.hosts);
-  const onOverlay = hosts.find((h) => Object.keys(h.overlays).length > 0);
-  const offOverlay = hosts.find((h) => Object.keys(h.overlays).length === 0);
-  const lines: string[] = [];
-  const dig = (asker: (typeof hosts)[number] | undefined, name: string, note: string): void => {
-    if (asker === undefined) return;
-    const source = asker.ips.find((ip) => !ip.includes(':'));
-    if (source === undefined) return;
-    lines.push(`  dig @${address} -p ${port} -b ${source} +short ${name}   # as ${asker.name}: ${note}`);
-  };
-  if (service !== undefined) {
-    dig(onOverlay, `${service.name}.${topology.domain}`, 'overlay addresses where it shares an overlay');
-    dig(offOverlay, `${service.name}.${topology.domain}`, 'on no overlay: public addresses');
-    if (service.master !== null) dig(offOverlay ?? onOverlay, `${service.name}-master.${topology.domain}`, 'the master');
-  }
-  if (hosts[0] !== undefined) dig(offOverlay ?? onOverlay, `${hosts[0].name}.${topology.domain}`, 'a host');
-  return `${lines.join('\n')}\n`;
+const indent = (lines: readonly string[]): string => lines.map((line) => `  ${line}\n`).join('');
+
+/** The most specific code: a configuration error's own (CONFIG_ERR_...) rather than the wrapping TOPOLOGY_ERR_CONFIG. */
+function rejectionCode(error: Error): string {
+  const inner = /\b(CONFIG_ERR_[A-Z0-9_]+)/.exec(error.message)?.[1];
+  return inner ?? (error as Error & { code?: string }).code ?? 'error';
 }
 
 function untilStopped(io: CommandIO, stop: () => void): Promise<number> {
