@@ -5,7 +5,7 @@
  * not collide in DNS, and shared credentials agree.
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
-import { didYouMean } from './did-you-mean.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import { groupMembers } from './inventory.js';
 import type { MeshInventory, ServiceConfig, ServicesConfig } from './types.js';
 
@@ -172,7 +172,7 @@ function checkCredentials(services: ServiceConfig[], diags: Diagnostics): void {
   const seen = new Map<string, { service: string; signature: string }>();
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const credential of service.credentials) {
-      const signature = JSON.stringify([credential.enableClient, credential.enableServer, [...credential.extraSan].sort()]);
+      const signature = JSON.stringify([credential.enable_client, credential.enable_server, [...credential.extra_san].sort()]);
       const first = seen.get(credential.name);
       if (first === undefined) {
         seen.set(credential.name, { service: service.name, signature });

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { didYouMean } from '../config/index.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
 import type { Ca } from './ca.js';
