@@ -6,7 +6,6 @@
  * no root.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -15,6 +14,7 @@ import { startDemoBackend } from '../demo/backend.js';
 import { Gateway, credentialTlsFiles } from '../gateway/index.js';
 import { issueMeshCredentials } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';
+import { credentialFiles } from '../topology/index.js';
 
 export interface LocalMesh {
   /** curl commands that go through each front. */
@@ -54,22 +54,23 @@ export async function startLocalGateway(topology: Topology, stateDir: string, re
     for (const instance of service.instances) {
       const host = topology.hosts[instance.host]!;
       const address = first(host.ips) ?? '127.0.0.1';
-      const dir = join(rootOf(host.name), 'x509', credential.name);
-      const read = (path: string): Buffer => readFileSync(join(dir, path));
+      const server = credentialFiles(rootOf(host.name), credential.name, 'server');
+      const client = credentialFiles(rootOf(host.name), credential.name, 'client');
+      const read = (path: string): Buffer => readFileSync(path);
       backends.push(
         await startDemoBackend({
           service: service.name,
           host: host.name,
           address,
           port,
-          tls: credential.enable_server ? { cert: read('server/cert.pem'), key: read('server/private_key.pem') } : undefined,
+          tls: credential.enable_server ? { cert: read(server.cert), key: read(server.key) } : undefined,
         }),
       );
       const agent = new Agent({
         credential: credential.name,
         service: service.name,
         host: host.name,
-        tls: { ca: read('ca.pem'), cert: read('client/cert.pem'), key: read('client/private_key.pem') },
+        tls: { ca: read(client.ca), cert: read(client.cert), key: read(client.key) },
         gateways: [registration],
         gatewayName: `${gatewayService.name}.${topology.domain}`,
         backend: { address, port },
@@ -81,7 +82,7 @@ export async function startLocalGateway(topology: Topology, stateDir: string, re
       agents.push(agent);
     }
     const front = first(fronts) ?? '127.0.0.1';
-    const caFile = join(rootOf(service.instances[0]!.host), 'x509', credential.name, 'ca.pem');
+    const caFile = credentialFiles(rootOf(service.instances[0]!.host), credential.name, 'client').ca;
     for (const endpoint of service.gateway_endpoints) {
       const name = first(endpoint.hostnames) ?? `${service.name}.${topology.domain}`;
       if (endpoint.mode === 'tls') examples.push(`curl --cacert ${caFile} --resolve ${name}:${endpoint.port}:${front} https://${name}:${endpoint.port}/`);

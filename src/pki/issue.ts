@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
+import { stateCredentialsRoot } from '../topology/index.js';
 import type { Ca } from './ca.js';
 import { initCa, loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
@@ -105,7 +106,7 @@ export async function issueMeshCredentials(options: MeshIssueOptions): Promise<M
   const signer = new LeafSigner(ca);
   const hosts: Record<string, { root: string; results: IssueResult[] }> = {};
   for (const hostName of Object.keys(options.topology.hosts)) {
-    const root = join(options.stateDir, 'credentials', hostName);
+    const root = stateCredentialsRoot(options.stateDir, hostName);
     // A local state directory: never chown or create system groups, even as root.
     hosts[hostName] = { root, results: await issueHost({ ca, topology: options.topology, host: hostName, root, now: options.now, manageOwnership: false }, signer) };
   }
