@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
-import { credentialFiles } from '../topology/index.js';
+import { credentialFiles, serviceNames } from '../topology/index.js';
 import type { Address } from './agent.js';
 import type { ProxyVersion } from './proxy-protocol.js';
 
@@ -71,7 +71,7 @@ export function agentSettings(topology: Topology, input: AgentSettingsInput): Ag
     service: serviceName,
     credential,
     files: { ca: files.ca, cert: files.cert, key: files.key },
-    gatewayName: input.gatewayName ?? `${input.gatewayService}.${topology.domain}`,
+    gatewayName: input.gatewayName ?? serviceNames(topology, input.gatewayService).fqdn,
     backend,
     backendPorts: input.backend === undefined ? service.ports : [],
     proxyProtocol: new Map(service.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),

@@ -14,7 +14,7 @@ import { startDemoBackend } from '../demo/backend.js';
 import { Gateway, credentialTlsFiles } from '../gateway/index.js';
 import { issueMeshCredentials } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';
-import { credentialFiles } from '../topology/index.js';
+import { credentialFiles, serviceNames } from '../topology/index.js';
 
 export interface LocalMesh {
   /** curl commands that go through each front. */
@@ -72,7 +72,7 @@ export async function startLocalGateway(topology: Topology, stateDir: string, re
         host: host.name,
         tls: { ca: read(client.ca), cert: read(client.cert), key: read(client.key) },
         gateways: [registration],
-        gatewayName: `${gatewayService.name}.${topology.domain}`,
+        gatewayName: serviceNames(topology, gatewayService.name).fqdn,
         backend: { address, port },
         proxyProtocol: new Map(service.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),
         version: 'up',
@@ -84,10 +84,10 @@ export async function startLocalGateway(topology: Topology, stateDir: string, re
     const front = first(fronts) ?? '127.0.0.1';
     const caFile = credentialFiles(rootOf(service.instances[0]!.host), credential.name, 'client').ca;
     for (const endpoint of service.gateway_endpoints) {
-      const name = first(endpoint.hostnames) ?? `${service.name}.${topology.domain}`;
+      const name = first(endpoint.hostnames) ?? serviceNames(topology, service.name).fqdn;
       if (endpoint.mode === 'tls') examples.push(`curl --cacert ${caFile} --resolve ${name}:${endpoint.port}:${front} https://${name}:${endpoint.port}/`);
       if (endpoint.mode === 'http') examples.push(`curl --resolve ${name}:${endpoint.port}:${front} http://${name}:${endpoint.port}/`);
-      if (endpoint.mode === 'connect') examples.push(`curl --proxytunnel -x http://${front}:${endpoint.port} http://${service.name}.${topology.domain}:${port}/`);
+      if (endpoint.mode === 'connect') examples.push(`curl --proxytunnel -x http://${front}:${endpoint.port} http://${serviceNames(topology, service.name).fqdn}:${port}/`);
     }
   }
   // Give the agents a moment to register, so the printed commands work at once.

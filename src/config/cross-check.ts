@@ -5,6 +5,7 @@
  * not collide in DNS, and shared credentials agree.
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
+import { masterNames } from '../topology/names.js';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { groupMembers } from './inventory.js';
 import type { MeshInventory, ServiceConfig, ServicesConfig } from './types.js';
@@ -158,7 +159,7 @@ function checkNameCollisions(mesh: MeshInventory, services: ServiceConfig[], dia
   }
   for (const service of services) {
     if (!service.masterElection) continue;
-    const masterName = `${service.name}-master`;
+    const masterName = masterNames(mesh, service.name).short;
     const own = names.get(masterName);
     if (own !== undefined) {
       diags.error('CONFIG_ERR_NAME_COLLISION', locOf(service, 'master_election'), `${service.name}.master_election`, `DNS name "${masterName}" of the master collides with ${own}`, {

@@ -4,7 +4,7 @@
  * encoded once and then reused for every query that asks the same thing.
  */
 import type { Topology, TopologyHost } from '../topology/index.js';
-import { addressesSeenBy } from '../topology/index.js';
+import { addressesSeenBy, instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
 import type { View } from './views.js';
 import { ViewTable } from './views.js';
 import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata } from './wire.js';
@@ -210,12 +210,12 @@ export class Zone {
       for (const instance of service.instances) {
         const host = topology.hosts[instance.host];
         if (host === undefined) continue;
-        add(service.name, host, cap);
-        add(`${host.name}.${service.name}`, host, null);
-        if (instance.shard !== null) add(`${instance.shard}.${service.name}`, host, cap);
+        add(serviceNames(topology, service.name).short, host, cap);
+        add(instanceNames(topology, service.name, host.name).short, host, null);
+        if (instance.shard !== null) add(shardNames(topology, service.name, instance.shard).short, host, cap);
       }
       const master = service.master === null ? undefined : topology.hosts[service.master];
-      if (master !== undefined) add(`${service.name}-master`, master, null);
+      if (master !== undefined) add(masterNames(topology, service.name).short, master, null);
     }
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { GatewayEndpointConfig, HostConfig, LoadedConfig } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
+import { hostFqdn } from './names.js';
 import { compareNames, schedule } from './scheduler.js';
 import type { ScheduleOptions, ScheduleRequest } from './scheduler.js';
 import { TOPOLOGY_FORMAT_VERSION } from './types.js';
@@ -73,7 +74,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
   for (const host of [...mesh.hosts.values()].sort((a, b) => compareNames(a.name, b.name))) {
     hosts[host.name] = {
       name: host.name,
-      fqdn: `${host.name}.${mesh.domain}`,
+      fqdn: hostFqdn(mesh, host.name),
       ips: [...host.ips],
       public_ips: [...host.publicIps],
       overlays: Object.fromEntries(host.overlays),

@@ -13,6 +13,8 @@ export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js
 export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
 export type { Placement, ScheduleRequest, ScheduleOptions } from './scheduler.js';
 export { TOPOLOGY_FORMAT_VERSION } from './types.js';
+export { hostFqdn, instanceNames, masterNames, qualify, serviceNames, shardNames } from './names.js';
+export type { HasDomain, NameForms } from './names.js';
 export { CREDENTIAL_KINDS, DEFAULT_CREDENTIALS_ROOT, credentialDir, credentialFiles, credentialsDir, stateCredentialsRoot } from './credential-layout.js';
 export type { CredentialFiles, CredentialKind } from './credential-layout.js';
 export type * from './types.js';
