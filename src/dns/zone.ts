@@ -208,8 +208,8 @@ export class Zone {
     for (const service of Object.values(topology.services)) {
       const cap = service.dns_max_answers ?? null;
       for (const instance of service.instances) {
-        const host = topology.hosts[instance.host];
-        if (host === undefined) continue;
+        // The topology's contract: every instance's host exists.
+        const host = topology.hosts[instance.host] as TopologyHost;
         add(serviceNames(topology, service.name).short, host, cap);
         add(instanceNames(topology, service.name, host.name).short, host, null);
         if (instance.shard !== null) add(shardNames(topology, service.name, instance.shard).short, host, cap);

@@ -5,7 +5,7 @@
  */
 import { parseIp } from '../lib/ip.js';
 import { OID } from './oids.js';
-import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
+import type { Topology, TopologyCredential, TopologyHost, TopologyService } from '../topology/index.js';
 import { instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
 
 export type CertKind = 'client' | 'server';
@@ -66,8 +66,9 @@ export function clientSans(topology: Topology, credential: TopologyCredential): 
 export function serverSans(topology: Topology, credential: TopologyCredential, host: TopologyHost): San[] {
   const names: string[] = [];
   for (const serviceName of credential.services) {
-    const service = topology.services[serviceName];
-    if (service === undefined || !host.services.includes(serviceName)) continue;
+    // The topology's contract: a credential's services all exist.
+    if (!host.services.includes(serviceName)) continue;
+    const service = topology.services[serviceName] as TopologyService;
     const all = serviceNames(topology, serviceName);
     const instance = instanceNames(topology, serviceName, host.name);
     names.push(all.short, all.fqdn, instance.short, instance.fqdn);
