@@ -78,6 +78,19 @@ describe('the topology contract: shapes', () => {
     expectProblems((t) => (at(t, 'hosts.host3').ips = ['198.18.4.3', '2001:DB8:0::3']), 'TOPOLOGY_ERR_FORMAT', [
       'hosts.host3.ips[1]: address "2001:DB8:0::3" is not in canonical form (expected "2001:db8::3")',
     ]);
+    for (const [written, canonical] of [
+      ['2001:db8:0:0:0:0:0:3', '2001:db8::3'],
+      ['2001:db8::0:3', '2001:db8::3'],
+      ['2001:0db8::3', '2001:db8::3'],
+      ['2001:db8:0:0:1::3', '2001:db8::1:0:0:3'],
+      ['::ffff:198.18.4.3', '::ffff:c612:403'],
+      ['fe80::1:2:3:4:5:6', 'fe80:0:1:2:3:4:5:6'],
+      ['0::1', '::1'],
+    ]) {
+      const result = refusal(edited((t) => (at(t, 'credentials.db').extra_san = [written])));
+      expect(result.lines[0], written).toBe(`topology.json: credentials.db.extra_san[0]: address ${JSON.stringify(written)} is not in canonical form (expected ${JSON.stringify(canonical)})`);
+    }
+    expect(() => parseTopology(serializeTopology({ ...example, credentials: { ...example.credentials, db: { ...example.credentials.db!, extra_san: ['2001:db8::1:0:0:3', '::', '1::', '::1', 'fe80:0:1:2:3:4:5:6', '2001:db8:0:1:0:1:0:1'] } } }), 'x')).not.toThrow();
     expectProblems((t) => (at(t, 'hosts.host1').public_ips = ['host1.example']), 'TOPOLOGY_ERR_FORMAT', ['hosts.host1.public_ips[0]: expected an IP address, found "host1.example"']);
     expectProblems((t) => (at(t, 'overlays.0').network = '100.64.0.9/24'), 'TOPOLOGY_ERR_FORMAT', ['overlays[0].network: network "100.64.0.9/24" is not in canonical form (expected "100.64.0.0/24")']);
     expectProblems((t) => (at(t, 'overlays.1').network = '100.64.1.0'), 'TOPOLOGY_ERR_FORMAT', ['overlays[1].network: expected a CIDR network, found "100.64.1.0"']);

@@ -173,7 +173,40 @@ function nullable(value: unknown, check: () => boolean): boolean {
 }
 
 /** An array whose items pass `item`; `sorted` also demands ascending, unique items (by `key`). */
-function array(value: unknown, path: Path, p: Problems, item: (v: unknown, at: Path) => boolean, order: 'sorted' | 'unique' | 'any', key: (v: unknown) => string = (v) => v as string): value is unknown[] {
+/**
+ * A check of a plain value (string, number) that returns what is wrong, or
+ * null: lists and records of such values build an item's path only for a
+ * problem, which keeps reading a large topology cheap.
+ */
+interface Leaf {
+  readonly leaf: (v: unknown) => string | null;
+}
+type Item = ((v: unknown, at: Path) => boolean) | Leaf;
+
+function checkItem(item: Item, v: unknown, path: Path, key: string | number, p: Problems): boolean {
+  if (typeof item === 'function') return item(v, join(path, key));
+  const problem = item.leaf(v);
+  if (problem === null) return true;
+  p.format(join(path, key), problem);
+  return false;
+}
+
+const nameLeaf = (pattern: RegExp, what: string): Leaf => ({ leaf: (v) => (typeof v === 'string' && pattern.test(v) ? null : `expected ${what}, found ${show(v)}`) });
+const HOST_NAMES = nameLeaf(NAME, 'a host name');
+const SERVICE_NAMES = nameLeaf(NAME, 'a service name');
+const CREDENTIAL_NAMES = nameLeaf(NAME, 'a credential name');
+const HOSTNAMES = nameLeaf(HOSTNAME, 'a lowercase DNS name (optionally *.name)');
+const STRINGS: Leaf = { leaf: (v) => (typeof v === 'string' ? null : `expected a string, found ${show(v)}`) };
+const PORTS: Leaf = { leaf: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 ? null : `expected an integer 1..65535, found ${show(v)}`) };
+const ADDRESSES: Leaf = { leaf: addressProblem };
+const SANS: Leaf = {
+  leaf: (v) => {
+    if (typeof v === 'string' && parseIp(v) !== undefined) return addressProblem(v);
+    return typeof v === 'string' && HOSTNAME.test(v) ? null : `expected a lowercase DNS name (optionally *.name) or an IP address, found ${show(v)}`;
+  },
+};
+
+function array(value: unknown, path: Path, p: Problems, item: Item, order: 'sorted' | 'unique' | 'any', key: (v: unknown) => string = (v) => v as string): value is unknown[] {
   if (!Array.isArray(value)) {
     p.format(path, `expected a list, found ${show(value)}`);
     return false;
@@ -182,8 +215,7 @@ function array(value: unknown, path: Path, p: Problems, item: (v: unknown, at: P
   let previous: string | undefined;
   const seen = order === 'unique' ? new Set<string>() : undefined;
   for (let i = 0; i < value.length; i++) {
-    const at = join(path, i);
-    if (!item(value[i], at)) {
+    if (!checkItem(item, value[i], path, i, p)) {
       ok = false;
       continue;
     }
@@ -191,12 +223,12 @@ function array(value: unknown, path: Path, p: Problems, item: (v: unknown, at: P
     const k = key(value[i]);
     if (seen !== undefined) {
       if (seen.has(k)) {
-        p.format(at, `${show(k)} is listed twice`);
+        p.format(join(path, i), `${show(k)} is listed twice`);
         ok = false;
       }
       seen.add(k);
     } else if (previous !== undefined && !(previous < k)) {
-      p.format(at, previous === k ? `${show(k)} is listed twice` : `not sorted: ${show(k)} comes after ${show(previous)}`);
+      p.format(join(path, i), previous === k ? `${show(k)} is listed twice` : `not sorted: ${show(k)} comes after ${show(previous)}`);
       ok = false;
     }
     previous = k;
@@ -205,7 +237,7 @@ function array(value: unknown, path: Path, p: Problems, item: (v: unknown, at: P
 }
 
 /** A record keyed by name whose values have `name` equal to their key, in ascending key order. */
-function record(value: unknown, path: Path, p: Problems, keyPattern: RegExp, item: (v: unknown, at: Path) => boolean, sortedKeys: boolean): value is Obj {
+function record(value: unknown, path: Path, p: Problems, keyPattern: RegExp, item: Item, sortedKeys: boolean): value is Obj {
   if (!isObject(value)) {
     p.format(path, `expected an object, found ${show(value)}`);
     return false;
@@ -214,23 +246,22 @@ function record(value: unknown, path: Path, p: Problems, keyPattern: RegExp, ite
   let previous: string | undefined;
   for (const key in value) {
     const entry = value[key];
-    const at = join(path, key);
     if (!keyPattern.test(key)) {
-      p.format(at, `${show(key)} is not a valid name`);
+      p.format(join(path, key), `${show(key)} is not a valid name`);
       ok = false;
       continue;
     }
     // JSON objects keep integer-like keys first, in numeric order, whatever the writer did.
     if (!INDEX_KEY.test(key)) {
       if (sortedKeys && previous !== undefined && !(previous < key)) {
-        p.format(at, `not sorted: comes after ${show(previous)}`);
+        p.format(join(path, key), `not sorted: comes after ${show(previous)}`);
         ok = false;
       }
       previous = key;
     }
-    if (!item(entry, at)) ok = false;
-    else if ((entry as { name?: unknown }).name !== undefined && (entry as { name: unknown }).name !== key) {
-      p.format(join(at, 'name'), `${show((entry as { name: unknown }).name)} differs from its key ${show(key)}`);
+    if (!checkItem(item, entry, path, key, p)) ok = false;
+    else if (typeof item === 'function' && (entry as { name?: unknown }).name !== key) {
+      p.format(join(join(path, key), 'name'), `${show((entry as { name: unknown }).name)} differs from its key ${show(key)}`);
       ok = false;
     }
   }
@@ -241,28 +272,50 @@ function record(value: unknown, path: Path, p: Problems, keyPattern: RegExp, ite
 /** Canonical dotted quad (no leading zeros): most addresses, checked without parsing. */
 const IPV4_CANONICAL = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
-function address(value: unknown, path: Path, p: Problems): boolean {
-  if (typeof value === 'string') {
-    if (IPV4_CANONICAL.test(value)) return true;
-    const ip = p.ip(value);
-    if (ip !== undefined && ip.text === value) return true;
-    if (ip !== undefined) {
-      p.format(path, `address ${show(value)} is not in canonical form (expected ${show(ip.text)})`);
-      return false;
+const IPV6_GROUP = /^(?:0|[1-9a-f][0-9a-f]{0,3})$/;
+
+/**
+ * RFC 5952 text without parsing to a number, for the common forms: lowercase,
+ * no leading zeros, `::` only for a run of two or more zero groups, taking
+ * every zero group next to it, and no other such run (so it is the longest). Anything else (embedded IPv4,
+ * odd forms) is left to parseIp.
+ */
+function isCanonicalIpv6(text: string): boolean {
+  const halves = text.split('::');
+  if (halves.length > 2) return false;
+  const left = halves[0] === '' ? [] : (halves[0] as string).split(':');
+  const right = halves.length === 1 || halves[1] === '' ? [] : (halves[1] as string).split(':');
+  const count = left.length + right.length;
+  if (halves.length === 1 ? count !== 8 : count > 6) return false;
+  // A zero group next to `::` belongs in it.
+  if (halves.length === 2 && (left[left.length - 1] === '0' || right[0] === '0')) return false;
+  for (const groups of [left, right]) {
+    for (let i = 0; i < groups.length; i++) {
+      if (!IPV6_GROUP.test(groups[i] as string)) return false;
+      if (i > 0 && groups[i] === '0' && groups[i - 1] === '0') return false;
     }
   }
-  p.format(path, `expected an IP address, found ${show(value)}`);
-  return false;
+  return true;
+}
+
+/** What is wrong with `value` as canonical address text, or null. */
+function addressProblem(value: unknown): string | null {
+  if (typeof value === 'string') {
+    if (IPV4_CANONICAL.test(value) || (value.includes(':') && isCanonicalIpv6(value))) return null;
+    const ip = parseIp(value);
+    if (ip !== undefined) return ip.text === value ? null : `address ${show(value)} is not in canonical form (expected ${show(ip.text)})`;
+  }
+  return `expected an IP address, found ${show(value)}`;
 }
 
 function addresses(value: Obj, path: Path, p: Problems): boolean {
   const { ips, public_ips: publicIps } = value;
-  const ipsOk = array(ips, join(path, 'ips'), p, (v, at) => address(v, at, p), 'unique');
-  const publicOk = array(publicIps, join(path, 'public_ips'), p, (v, at) => address(v, at, p), 'unique');
+  const ipsOk = array(ips, join(path, 'ips'), p, ADDRESSES, 'unique');
+  const publicOk = array(publicIps, join(path, 'public_ips'), p, ADDRESSES, 'unique');
   // Config fills one list from the other: a host always has an address to be reached at.
   if (ipsOk && ips.length === 0) p.format(join(path, 'ips'), 'empty (a host has at least one address)');
   if (publicOk && publicIps.length === 0) p.format(join(path, 'public_ips'), 'empty (peers need an address to reach the host at)');
-  const overlays = record(value.overlays, join(path, 'overlays'), p, OVERLAY_NAME, (v, at) => address(v, at, p), true);
+  const overlays = record(value.overlays, join(path, 'overlays'), p, OVERLAY_NAME, ADDRESSES, true);
   return ipsOk && publicOk && overlays;
 }
 
@@ -312,21 +365,21 @@ function overlayShape(value: unknown, path: Path, p: Problems): boolean {
     }
     ok = nullable(value.persistent_keepalive, () => integer(value.persistent_keepalive, at('persistent_keepalive'), p, 1, 65535)) && ok;
   }
-  return array(value.hosts, at('hosts'), p, (v, a) => string(v, a, p, NAME, 'a host name'), 'sorted') && ok;
+  return array(value.hosts, at('hosts'), p, HOST_NAMES, 'sorted') && ok;
 }
 
 function hostShape(value: unknown, path: Path, p: Problems): boolean {
   if (!object(value, path, HOST_KEYS, p)) return false;
   const at = (key: string): Path => join(path, key);
-  const names = (key: string, what: string): boolean => array(value[key], at(key), p, (v, a) => string(v, a, p, NAME, what), 'sorted');
+  const names = (key: string, leaf: Leaf): boolean => array(value[key], at(key), p, leaf, 'sorted');
   let ok = string(value.name, at('name'), p, NAME, 'a host name');
   ok = string(value.fqdn, at('fqdn'), p) && ok;
   ok = addresses(value, path, p) && ok;
   ok = nullable(value.shard, () => string(value.shard, at('shard'), p, NAME, 'a shard name')) && ok;
-  ok = array(value.groups, at('groups'), p, (v, a) => string(v, a, p), 'sorted') && ok;
-  ok = names('services', 'a service name') && ok;
-  ok = names('masters', 'a service name') && ok;
-  return names('credentials', 'a credential name') && ok;
+  ok = array(value.groups, at('groups'), p, STRINGS, 'sorted') && ok;
+  ok = names('services', SERVICE_NAMES) && ok;
+  ok = names('masters', SERVICE_NAMES) && ok;
+  return names('credentials', CREDENTIAL_NAMES) && ok;
 }
 
 function serviceShape(value: unknown, path: Path, p: Problems): boolean {
@@ -336,12 +389,12 @@ function serviceShape(value: unknown, path: Path, p: Problems): boolean {
   ok = array(value.instances, at('instances'), p, (v, a) => instanceShape(v, a, p), 'sorted', (v) => (v as { host: string }).host) && ok;
   ok = nullable(value.master, () => string(value.master, at('master'), p, NAME, 'a host name')) && ok;
   ok = boolean(value.master_election, at('master_election'), p) && ok;
-  ok = array(value.scheduling_groups, at('scheduling_groups'), p, (v, a) => string(v, a, p), 'unique') && ok;
+  ok = array(value.scheduling_groups, at('scheduling_groups'), p, STRINGS, 'unique') && ok;
   if (value.num_instances !== 'all') ok = integer(value.num_instances, at('num_instances'), p, 1, Number.MAX_SAFE_INTEGER) && ok;
   ok = nullable(value.schedule_with, () => string(value.schedule_with, at('schedule_with'), p, NAME, 'a service name')) && ok;
-  ok = array(value.ports, at('ports'), p, (v, a) => integer(v, a, p, 1, 65535), 'unique', String) && ok;
+  ok = array(value.ports, at('ports'), p, PORTS, 'unique', String) && ok;
   ok = nullable(value.dns_max_answers, () => integer(value.dns_max_answers, at('dns_max_answers'), p, 1, Number.MAX_SAFE_INTEGER)) && ok;
-  ok = array(value.credentials, at('credentials'), p, (v, a) => string(v, a, p, NAME, 'a credential name'), 'unique') && ok;
+  ok = array(value.credentials, at('credentials'), p, CREDENTIAL_NAMES, 'unique') && ok;
   return array(value.gateway_endpoints, at('gateway_endpoints'), p, (v, a) => endpointShape(v, a, p), 'unique', (v) => (v as { name: string }).name) && ok;
 }
 
@@ -358,7 +411,7 @@ function endpointShape(value: unknown, path: Path, p: Problems): boolean {
   if (!object(value, path, ENDPOINT_KEYS, p)) return false;
   const at = (key: string): Path => join(path, key);
   let ok = string(value.name, at('name'), p, NAME, 'an endpoint name');
-  ok = array(value.hostnames, at('hostnames'), p, (v, a) => string(v, a, p, HOSTNAME, 'a lowercase DNS name (optionally *.name)'), 'unique') && ok;
+  ok = array(value.hostnames, at('hostnames'), p, HOSTNAMES, 'unique') && ok;
   ok = integer(value.port, at('port'), p, 1, 65535) && ok;
   ok = oneOf(value.mode, at('mode'), p, GATEWAY_MODES) && ok;
   // Only a tcp endpoint routes by port alone; every other mode routes by name.
@@ -396,13 +449,9 @@ function credentialShape(value: unknown, path: Path, p: Problems): boolean {
   let ok = string(value.name, at('name'), p, NAME, 'a credential name');
   ok = boolean(value.enable_client, at('enable_client'), p) && ok;
   ok = boolean(value.enable_server, at('enable_server'), p) && ok;
-  const san = (v: unknown, a: Path): boolean => {
-    if (typeof v === 'string' && p.ip(v) !== undefined) return address(v, a, p);
-    return string(v, a, p, HOSTNAME, 'a lowercase DNS name (optionally *.name) or an IP address');
-  };
-  ok = array(value.extra_san, at('extra_san'), p, san, 'any') && ok;
-  ok = array(value.services, at('services'), p, (v, a) => string(v, a, p, NAME, 'a service name'), 'sorted') && ok;
-  return array(value.hosts, at('hosts'), p, (v, a) => string(v, a, p, NAME, 'a host name'), 'sorted') && ok;
+  ok = array(value.extra_san, at('extra_san'), p, SANS, 'any') && ok;
+  ok = array(value.services, at('services'), p, SERVICE_NAMES, 'sorted') && ok;
+  return array(value.hosts, at('hosts'), p, HOST_NAMES, 'sorted') && ok;
 }
 
 // ---------------------------------------------------------------------------
