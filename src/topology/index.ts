@@ -5,6 +5,8 @@
  */
 export { compileTopology } from './compile.js';
 export { readTopology, parseTopology, serializeTopology, writeTopology } from './io.js';
+export { validateTopology, MAX_PROBLEMS } from './validate.js';
+export type { TopologyProblem } from './validate.js';
 export { toAnsibleInventory } from './ansible.js';
 export { topologyForHost } from './for-host.js';
 export { configSource, topologyFileSource, watchedDirectories } from './source.js';
