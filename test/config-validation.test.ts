@@ -386,13 +386,13 @@ describe('inventory validation', () => {
       'hosts.yml:8:57 all.vars.net_overlays[4].persistent_keepalive',
     ]);
     const [vpn0, wg0] = config.mesh.overlays.filter((o) => o.name === 'vpn0' || o.name === 'wg0');
-    expect(vpn0).toMatchObject({ cipher: 'aes-128-cbc', digest: 'sha512', compression: 10, persistentKeepalive: null });
-    expect(wg0).toMatchObject({ cipher: null, digest: null, compression: null, persistentKeepalive: 25 });
+    expect(vpn0).toMatchObject({ cipher: 'aes-128-cbc', digest: 'sha512', compression: 10, persistent_keepalive: null });
+    expect(wg0).toMatchObject({ cipher: null, digest: null, compression: null, persistent_keepalive: 25 });
   });
 
   it('fills in tinc 1.0 defaults for cipher, digest and compression', () => {
     const config = load({ 'services.yml': services, 'hosts.yml': 'all:\n  vars:\n    net_overlays: [{name: vpn0, network: 100.64.0.0/24}]\n  hosts:\n    h1: {ip: 198.18.0.1}\n' });
-    expect(config.mesh.overlays[0]).toMatchObject({ cipher: 'aes-256-cbc', digest: 'sha256', compression: 0, persistentKeepalive: null });
+    expect(config.mesh.overlays[0]).toMatchObject({ cipher: 'aes-256-cbc', digest: 'sha256', compression: 0, persistent_keepalive: null });
   });
 
   it('refuses group cycles and unknown group keys', () => {

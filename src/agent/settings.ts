@@ -8,10 +8,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
-import { join } from 'node:path';
 import { MeshplaneError } from '../errors.js';
 import { DEFAULT_REGISTRATION_PORT, registrationPortOf } from '../topology/index.js';
 import type { Topology } from '../topology/index.js';
+import { credentialFiles, serviceNames } from '../topology/index.js';
 import type { Address } from './agent.js';
 import type { ProxyVersion } from './proxy-protocol.js';
 
@@ -66,14 +66,14 @@ export function agentSettings(topology: Topology, input: AgentSettingsInput): Ag
   const port = service.ports[0];
   const backend = input.backend ?? (port === undefined ? undefined : { address: '127.0.0.1', port });
   if (backend === undefined) throw new MeshplaneError('AGENT_ERR_SETTINGS', `service "${serviceName}" lists no ports; give the backend with --backend ADDR:PORT`);
-  const dir = join(input.credentialsRoot, 'x509', credential);
+  const files = credentialFiles(input.credentialsRoot, credential, 'client');
   const gatewayService = topology.services[input.gatewayService];
   return {
     host: input.host,
     service: serviceName,
     credential,
-    files: { ca: join(dir, 'ca.pem'), cert: join(dir, 'client', 'cert.pem'), key: join(dir, 'client', 'private_key.pem') },
-    gatewayName: input.gatewayName ?? `${input.gatewayService}.${topology.domain}`,
+    files: { ca: files.ca, cert: files.cert, key: files.key },
+    gatewayName: input.gatewayName ?? serviceNames(topology, input.gatewayService).fqdn,
     backend,
     backendPorts: input.backend === undefined ? service.ports : [],
     proxyProtocol: new Map(service.gateway_endpoints.map((e) => [e.name, e.proxy_protocol])),

@@ -5,7 +5,8 @@
  * not collide in DNS, and shared credentials agree.
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
-import { didYouMean } from './did-you-mean.js';
+import { masterNames } from '../topology/names.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import { groupMembers } from './inventory.js';
 import type { MeshInventory, OverlayConfig, ServiceConfig, ServicesConfig } from './types.js';
 import { GATEWAY_SERVICE, registrationPortOf, describePortOwner, frontFamily, gatewayPortConflicts } from '../topology/gateway-ports.js';
@@ -243,7 +244,7 @@ function checkNameCollisions(mesh: MeshInventory, services: ServiceConfig[], dia
   }
   for (const service of services) {
     if (!service.masterElection) continue;
-    const masterName = `${service.name}-master`;
+    const masterName = masterNames(mesh, service.name).short;
     const own = names.get(masterName);
     if (own !== undefined) {
       diags.error('CONFIG_ERR_NAME_COLLISION', locOf(service, 'master_election'), `${service.name}.master_election`, `DNS name "${masterName}" of the master collides with ${own}`, {
@@ -257,7 +258,7 @@ function checkCredentials(services: ServiceConfig[], diags: Diagnostics): void {
   const seen = new Map<string, { service: string; signature: string }>();
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const credential of service.credentials) {
-      const signature = JSON.stringify([credential.enableClient, credential.enableServer, [...credential.extraSan].sort()]);
+      const signature = JSON.stringify([credential.enable_client, credential.enable_server, [...credential.extra_san].sort()]);
       const first = seen.get(credential.name);
       if (first === undefined) {
         seen.set(credential.name, { service: service.name, signature });

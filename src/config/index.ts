@@ -21,7 +21,7 @@ export { parseInventory, toAnsibleList, hostVars, groupVars, groupMembers, hostG
 export type { Inventory, InventoryGroup, InventoryHost } from './inventory.js';
 export { parseYaml, readYamlFile, toPlain } from './located.js';
 export { DEFAULT_DOMAIN } from './mesh-inventory.js';
-export { didYouMean } from './did-you-mean.js';
+export { didYouMean } from '../lib/did-you-mean.js';
 export type { Candidates } from './cross-check.js';
 export type * from './types.js';
 

@@ -11,6 +11,7 @@ import type { LEntry, LNode } from './located.js';
 import { describeNode } from './located.js';
 import { checkKeys, checkName, expectMap, joinPath, oneOrMany, readEnum, readInt, readString } from './schema.js';
 import type { HostConfig, MeshInventory, OverlayConfig, OverlayDriver } from './types.js';
+import { OVERLAY_DRIVERS, TINC_CIPHERS, TINC_DIGESTS } from '../topology/types.js';
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 
 export const DEFAULT_DOMAIN = 'mesh.internal';
@@ -22,8 +23,6 @@ const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wiregua
  * manual advises them, and its legacy protocol is built around them.
  */
 export const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
-export const TINC_CIPHERS = ['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'camellia-128-cbc', 'camellia-192-cbc', 'camellia-256-cbc', 'none'] as const;
-export const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'none'] as const;
 /** Keys that only one driver understands. */
 const DRIVER_ONLY_KEYS: Record<string, OverlayDriver> = { cipher: 'tinc', digest: 'tinc', compression: 'tinc', persistent_keepalive: 'wireguard' };
 /** Overlay names become Ansible variable suffixes and interface names (at most 15 bytes). */
@@ -104,7 +103,7 @@ function readOverlays(entry: LEntry | undefined, diags: Diagnostics): OverlayCon
     }
     const driverNode = field('driver');
     const driver: OverlayDriver | undefined =
-      driverNode === undefined ? 'tinc' : readEnum(driverNode, joinPath(itemPath, 'driver'), diags, ['tinc', 'wireguard'] as const);
+      driverNode === undefined ? 'tinc' : readEnum(driverNode, joinPath(itemPath, 'driver'), diags, OVERLAY_DRIVERS);
     const portNode = field('port');
     const port = portNode === undefined ? DEFAULT_OVERLAY_PORT[driver ?? 'tinc'] : readInt(portNode, joinPath(itemPath, 'port'), diags, 1, 65535);
     const mtuNode = field('mtu');
@@ -133,7 +132,7 @@ function readOverlays(entry: LEntry | undefined, diags: Diagnostics): OverlayCon
   return overlays.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-type DriverOptions = Pick<OverlayConfig, 'cipher' | 'digest' | 'compression' | 'persistentKeepalive'>;
+type DriverOptions = Pick<OverlayConfig, 'cipher' | 'digest' | 'compression' | 'persistent_keepalive'>;
 
 /** The per-driver keys of one overlay, with tinc's defaults filled in; undefined after an error. */
 function readDriverOptions(
@@ -156,7 +155,7 @@ function readDriverOptions(
     const keepaliveNode = field('persistent_keepalive');
     const keepalive = keepaliveNode === undefined ? null : readInt(keepaliveNode, joinPath(itemPath, 'persistent_keepalive'), diags, 1, 65535);
     if (!ok || keepalive === undefined) return undefined;
-    return { cipher: null, digest: null, compression: null, persistentKeepalive: keepalive };
+    return { cipher: null, digest: null, compression: null, persistent_keepalive: keepalive };
   }
   const cipherNode = field('cipher');
   const cipher = cipherNode === undefined ? TINC_DEFAULTS.cipher : readEnum(cipherNode, joinPath(itemPath, 'cipher'), diags, TINC_CIPHERS);
@@ -165,7 +164,7 @@ function readDriverOptions(
   const compressionNode = field('compression');
   const compression = compressionNode === undefined ? TINC_DEFAULTS.compression : readInt(compressionNode, joinPath(itemPath, 'compression'), diags, 0, 11);
   if (!ok || cipher === undefined || digest === undefined || compression === undefined) return undefined;
-  return { cipher, digest, compression, persistentKeepalive: null };
+  return { cipher, digest, compression, persistent_keepalive: null };
 }
 
 /** Reads one address variable (a string or a list of strings). */

@@ -5,7 +5,7 @@
  * validator can keep going and report every problem at once.
  */
 import type { Diagnostics } from './diagnostics.js';
-import { didYouMean } from './did-you-mean.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import type { LMap, LNode } from './located.js';
 import { describeNode } from './located.js';
 

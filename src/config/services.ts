@@ -23,17 +23,8 @@ import {
   readName,
   readString,
 } from './schema.js';
-import type {
-  BalancePolicy,
-  CredentialConfig,
-  GatewayEndpointConfig,
-  GatewayMode,
-  HealthCheckConfig,
-  OutlierConfig,
-  ProxyProtocol,
-  ServiceConfig,
-  ServicesConfig,
-} from './types.js';
+import type { CredentialConfig, GatewayEndpointConfig, GatewayMode, HealthCheckConfig, OutlierConfig, ServiceConfig, ServicesConfig } from './types.js';
+import { BALANCE_POLICIES, GATEWAY_MODES, PROXY_PROTOCOLS } from '../topology/types.js';
 import { parseIp } from '../lib/ip.js';
 
 export const SERVICE_KEYS = [
@@ -53,12 +44,9 @@ export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra
 export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
 export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
 export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
-const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect', 'tcp'];
-const PROXY_PROTOCOLS: readonly ProxyProtocol[] = ['v1', 'v2', 'none'];
-const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_load', 'round_robin', 'random', 'client_affinity'];
 const DEFAULT_ENDPOINT_PORT: Record<Exclude<GatewayMode, 'tcp'>, number> = { tls: 443, http: 80, connect: 3128 };
-export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 };
-export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors: 5, ejectionMs: 30_000 };
+export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', interval_ms: 5000, timeout_ms: 2000, rise: 2, fall: 3 };
+export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutive_errors: 5, ejection_ms: 30_000 };
 /** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
 const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
@@ -258,7 +246,7 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
   const credentials = credentialsNode === undefined ? [] : readCredentials(credentialsNode, at('service_credentials'), diags);
   const endpointsNode = field('gateway_endpoints');
   const gatewayEndpoints = endpointsNode === undefined ? [] : readEndpoints(endpointsNode, at('gateway_endpoints'), diags);
-  if (endpointsNode?.kind === 'seq' && endpointsNode.items.length > 0 && !credentials.some((c) => c.enableClient)) {
+  if (endpointsNode?.kind === 'seq' && endpointsNode.items.length > 0 && !credentials.some((c) => c.enable_client)) {
     diags.error('CONFIG_ERR_REQUIRES_KEY', endpointsNode.loc, at('gateway_endpoints'), 'gateway endpoints need a client credential: the agent registers with it', {
       expected: 'an entry in service_credentials with enable_client: true',
     });
@@ -334,7 +322,7 @@ function readCredentials(node: LNode, path: string, diags: Diagnostics): Credent
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, joinPath(itemPath, 'name'), `credential "${name}" is listed twice in this service`, { expected: 'each credential once' });
       continue;
     }
-    credentials.push({ name, enableClient, enableServer, extraSan, loc: map.loc });
+    credentials.push({ name, enable_client: enableClient, enable_server: enableServer, extra_san: extraSan, loc: map.loc });
   }
   return credentials;
 }
@@ -373,7 +361,7 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
       }
       hostnames.push(hostname);
     });
-    const mode = modeNode === undefined ? 'tls' : readEnum(modeNode, at('mode'), diags, MODES);
+    const mode = modeNode === undefined ? 'tls' : readEnum(modeNode, at('mode'), diags, GATEWAY_MODES);
     const portNode = get('port');
     if (portNode === undefined && mode === 'tcp') {
       diags.error('CONFIG_ERR_MISSING_KEY', map.loc, at('port'), 'a tcp endpoint needs a port (it has no standard one)', { expected: 'port: <the gateway port that carries this service alone>' });
@@ -403,7 +391,7 @@ function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEn
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, at('name'), `endpoint "${name}" is defined twice in this service`, { expected: 'a distinct name per endpoint' });
       continue;
     }
-    endpoints.push({ name, hostnames, port, mode, proxyProtocol, health, balance, maxConnections, outlier, loc: map.loc, path: itemPath, ...(portNode === undefined ? {} : { portLoc: portNode.loc }) });
+    endpoints.push({ name, hostnames, port, mode, proxy_protocol: proxyProtocol, balance, max_connections: maxConnections, health, outlier, loc: map.loc, path: itemPath, ...(portNode === undefined ? {} : { portLoc: portNode.loc }) });
   }
   return endpoints;
 }
@@ -430,8 +418,8 @@ function readHealth(node: LNode, path: string, diags: Diagnostics): HealthCheckC
       checkPath = undefined;
     }
   }
-  const intervalMs = intervalNode === undefined ? DEFAULT_HEALTH.intervalMs : readDuration(intervalNode, joinPath(path, 'interval'), diags);
-  const timeoutMs = timeoutNode === undefined ? DEFAULT_HEALTH.timeoutMs : readDuration(timeoutNode, joinPath(path, 'timeout'), diags);
+  const intervalMs = intervalNode === undefined ? DEFAULT_HEALTH.interval_ms : readDuration(intervalNode, joinPath(path, 'interval'), diags);
+  const timeoutMs = timeoutNode === undefined ? DEFAULT_HEALTH.timeout_ms : readDuration(timeoutNode, joinPath(path, 'timeout'), diags);
   const rise = riseNode === undefined ? DEFAULT_HEALTH.rise : readInt(riseNode, joinPath(path, 'rise'), diags, 1, 100);
   const fall = fallNode === undefined ? DEFAULT_HEALTH.fall : readInt(fallNode, joinPath(path, 'fall'), diags, 1, 100);
   if (enabled === undefined || checkPath === undefined || intervalMs === undefined || timeoutMs === undefined || rise === undefined || fall === undefined) return undefined;
@@ -441,7 +429,7 @@ function readHealth(node: LNode, path: string, diags: Diagnostics): HealthCheckC
     });
     return undefined;
   }
-  return { enabled, path: checkPath, intervalMs, timeoutMs, rise, fall };
+  return { enabled, path: checkPath, interval_ms: intervalMs, timeout_ms: timeoutMs, rise, fall };
 }
 
 /** `outlier: false` turns ejection off; a map overrides the defaults. */
@@ -455,8 +443,8 @@ function readOutlier(node: LNode, path: string, diags: Diagnostics): OutlierConf
   const errorsNode = get('consecutive_errors');
   const ejectionNode = get('ejection_time');
   const enabled = enabledNode === undefined ? true : readBool(enabledNode, joinPath(path, 'enabled'), diags);
-  const consecutiveErrors = errorsNode === undefined ? DEFAULT_OUTLIER.consecutiveErrors : readInt(errorsNode, joinPath(path, 'consecutive_errors'), diags, 1, 1000);
-  const ejectionMs = ejectionNode === undefined ? DEFAULT_OUTLIER.ejectionMs : readDuration(ejectionNode, joinPath(path, 'ejection_time'), diags);
+  const consecutiveErrors = errorsNode === undefined ? DEFAULT_OUTLIER.consecutive_errors : readInt(errorsNode, joinPath(path, 'consecutive_errors'), diags, 1, 1000);
+  const ejectionMs = ejectionNode === undefined ? DEFAULT_OUTLIER.ejection_ms : readDuration(ejectionNode, joinPath(path, 'ejection_time'), diags);
   if (enabled === undefined || consecutiveErrors === undefined || ejectionMs === undefined) return undefined;
-  return { enabled, consecutiveErrors, ejectionMs };
+  return { enabled, consecutive_errors: consecutiveErrors, ejection_ms: ejectionMs };
 }

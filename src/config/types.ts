@@ -5,23 +5,13 @@
  */
 import type { Loc } from './diagnostics.js';
 import type { Inventory } from './inventory.js';
+import type { TopologyCredential, TopologyGatewayEndpoint, TopologyOverlay } from '../topology/types.js';
 
-export type OverlayDriver = 'tinc' | 'wireguard';
+// The enums are the Topology's; config re-exports them for its readers.
+export type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol, TopologyHealthCheck as HealthCheckConfig, TopologyOutlier as OutlierConfig } from '../topology/types.js';
 
-export interface OverlayConfig {
-  readonly name: string;
-  /** CIDR, canonical form. */
-  readonly network: string;
-  readonly port: number;
-  readonly driver: OverlayDriver;
-  /** Interface MTU; null leaves the driver's default. */
-  readonly mtu: number | null;
-  /** tinc only (null for wireguard): UDP packet cipher, digest, compression level 0-11. */
-  readonly cipher: string | null;
-  readonly digest: string | null;
-  readonly compression: number | null;
-  /** wireguard only: PersistentKeepalive seconds; null means off (and always null for tinc). */
-  readonly persistentKeepalive: number | null;
+/** An overlay as the Topology spells it, less the member list compile fills in. */
+export interface OverlayConfig extends Omit<TopologyOverlay, 'hosts'> {
   readonly loc: Loc;
 }
 
@@ -47,49 +37,16 @@ export interface MeshInventory {
   readonly inventory: Inventory;
 }
 
-export type GatewayMode = 'tls' | 'http' | 'connect' | 'tcp';
-export type ProxyProtocol = 'v1' | 'v2' | 'none';
-export type BalancePolicy = 'least_load' | 'round_robin' | 'random' | 'client_affinity';
-
-export interface HealthCheckConfig {
-  readonly enabled: boolean;
-  readonly path: string;
-  readonly intervalMs: number;
-  readonly timeoutMs: number;
-  /** Consecutive successes before a backend is marked up. */
-  readonly rise: number;
-  /** Consecutive failures before a backend is marked down. */
-  readonly fall: number;
-}
-
-export interface OutlierConfig {
-  readonly enabled: boolean;
-  readonly consecutiveErrors: number;
-  readonly ejectionMs: number;
-}
-
-export interface GatewayEndpointConfig {
-  readonly name: string;
-  readonly hostnames: readonly string[];
-  readonly port: number;
-  readonly mode: GatewayMode;
-  readonly proxyProtocol: ProxyProtocol;
-  readonly health: HealthCheckConfig;
-  readonly balance: BalancePolicy;
-  /** Per-backend cap of concurrent connections; null means unlimited. */
-  readonly maxConnections: number | null;
-  readonly outlier: OutlierConfig;
+/** A gateway endpoint as the Topology spells it (snake_case), plus where it was written. */
+export interface GatewayEndpointConfig extends TopologyGatewayEndpoint {
   readonly loc: Loc;
   /** Where `port` was written (absent when the mode's default port applies), and the entry's key path. */
   readonly portLoc?: Loc;
   readonly path?: string;
 }
 
-export interface CredentialConfig {
-  readonly name: string;
-  readonly enableClient: boolean;
-  readonly enableServer: boolean;
-  readonly extraSan: readonly string[];
+/** A credential as the Topology spells it, less the services/hosts compile derives. */
+export interface CredentialConfig extends Omit<TopologyCredential, 'services' | 'hosts'> {
   readonly loc: Loc;
 }
 

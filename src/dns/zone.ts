@@ -4,7 +4,7 @@
  * encoded once and then reused for every query that asks the same thing.
  */
 import type { Topology, TopologyHost } from '../topology/index.js';
-import { addressesSeenBy } from '../topology/index.js';
+import { addressesSeenBy, hostFqdn, instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
 import type { View } from './views.js';
 import { ViewTable } from './views.js';
 import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata } from './wire.js';
@@ -89,7 +89,7 @@ export class Zone {
     this.collectNames(topology);
 
     const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
-    const nsName = central ? `ns.${this.domain}` : `${options.selfHost}.${this.domain}`;
+    const nsName = central ? `ns.${this.domain}` : hostFqdn(this, options.selfHost);
     if (central && !this.names.has('ns') && (options.nsAddresses ?? []).length > 0) {
       this.names.set('ns', { hosts: [nameServerHost(nsName, options.nsAddresses!)], cap: null });
     }
@@ -208,14 +208,14 @@ export class Zone {
     for (const service of Object.values(topology.services)) {
       const cap = service.dns_max_answers ?? null;
       for (const instance of service.instances) {
-        const host = topology.hosts[instance.host];
-        if (host === undefined) continue;
-        add(service.name, host, cap);
-        add(`${host.name}.${service.name}`, host, null);
-        if (instance.shard !== null) add(`${instance.shard}.${service.name}`, host, cap);
+        // The topology's contract: every instance's host exists.
+        const host = topology.hosts[instance.host] as TopologyHost;
+        add(serviceNames(topology, service.name).short, host, cap);
+        add(instanceNames(topology, service.name, host.name).short, host, null);
+        if (instance.shard !== null) add(shardNames(topology, service.name, instance.shard).short, host, cap);
       }
       const master = service.master === null ? undefined : topology.hosts[service.master];
-      if (master !== undefined) add(`${service.name}-master`, master, null);
+      if (master !== undefined) add(masterNames(topology, service.name).short, master, null);
     }
   }
 }

@@ -11,6 +11,7 @@ import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { serviceNames } from '../topology/index.js';
 import type { Logger } from 'pino';
 import { CUT, HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import { abortTunnelStream } from './tunnel-abort.js';
@@ -234,7 +235,7 @@ export class FrontListeners {
       stream = backend.session.request(
         {
           ':method': 'CONNECT',
-          ':authority': `${route.service}.${this.options.domain}:${route.endpoint.port}`,
+          ':authority': `${serviceNames(this.options, route.service).fqdn}:${route.endpoint.port}`,
           ...(backendPort === null ? {} : { [HEADER.backendPort]: String(backendPort) }),
           [HEADER.endpoint]: route.endpoint.name,
           [HEADER.clientAddress]: socket.remoteAddress ?? '',

@@ -5,13 +5,13 @@
  * and certificates without dropping live connections.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { SecureContextOptions } from 'node:tls';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { MeshplaneError } from '../errors.js';
 import { readCrl } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';
+import { credentialFiles } from '../topology/index.js';
 import { LogSampler } from '../lib/log-sampler.js';
 import type { LogSamplerOptions } from '../lib/log-sampler.js';
 import type { AdminEvents, AdminTarget } from './admin.js';
@@ -58,8 +58,8 @@ export interface GatewayOptions {
 
 /** Credential files of one credential under a credentials root, as the PKI writes them. */
 export function credentialTlsFiles(root: string, credential: string, crl: string | null): GatewayTlsFiles {
-  const dir = join(root, 'x509', credential);
-  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server', 'cert.pem'), key: join(dir, 'server', 'private_key.pem'), crl };
+  const files = credentialFiles(root, credential, 'server');
+  return { ca: files.ca, cert: files.cert, key: files.key, crl };
 }
 
 export function readTlsFiles(files: GatewayTlsFiles): SecureContextOptions {

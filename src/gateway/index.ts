@@ -23,4 +23,4 @@ export { readClientHello } from './client-hello.js';
 export { readRequestHead } from './http-head.js';
 
 /** Where credentials live on a host (the PKI's default root). */
-export const DEFAULT_CREDENTIALS_ROOT_PATH = '/etc/credentials';
+export { DEFAULT_CREDENTIALS_ROOT as DEFAULT_CREDENTIALS_ROOT_PATH } from '../topology/credential-layout.js';

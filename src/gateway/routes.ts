@@ -5,7 +5,7 @@
  * requests routed by Host, CONNECT requests by their authority), never both
  * (the config check enforces it).
  */
-import { frontFamily } from '../topology/index.js';
+import { frontFamily, serviceNames } from '../topology/index.js';
 import type { FrontFamily, Topology, TopologyGatewayEndpoint } from '../topology/index.js';
 
 export interface Route {
@@ -41,7 +41,7 @@ export class RoutingTable {
         if (front.kind !== kind) continue; // refused by `meshplane check`; never mix on one port
         const route: Route = { service: service.name, endpoint, servicePorts: service.ports };
         if (endpoint.mode === 'connect') {
-          for (const name of [`${service.name}.${topology.domain}`, ...endpoint.hostnames]) if (!front.byConnectHost.has(name)) front.byConnectHost.set(name.toLowerCase(), route);
+          for (const name of [serviceNames(topology, service.name).fqdn, ...endpoint.hostnames]) if (!front.byConnectHost.has(name)) front.byConnectHost.set(name.toLowerCase(), route);
         } else {
           for (const name of endpoint.hostnames) if (!front.byHost.has(name)) front.byHost.set(name.toLowerCase(), route);
         }

@@ -35,12 +35,9 @@ export function generateHostKeys(topology: Topology, hostName: string, options: 
   // Check every overlay first and write only when all are fine, so an error
   // really means that nothing was written (the CLI says so).
   const plans: { result: KeygenResult; privateKey: string | undefined; publicKey: string }[] = [];
-  for (const name of Object.keys(host.overlays).sort()) {
-    const overlay = topology.overlays.find((o) => o.name === name);
-    if (overlay === undefined) {
-      problems.push({ code: 'OVERLAY_ERR_UNKNOWN_OVERLAY', overlay: name, host: hostName, message: `the host has an address on overlay "${name}", but the topology defines no such overlay` });
-      continue;
-    }
+  // The topology was checked when read: every overlay the host has an address on exists.
+  for (const overlay of topology.overlays.filter((o) => o.name in host.overlays)) {
+    const name = overlay.name;
     const privatePath = join(options.root, overlay.driver === 'tinc' ? paths.tincPrivateKey(name) : paths.wireguardPrivateKey(name));
     const publicPath = join(options.keysDir, publicKeyFile(hostName, name));
     const existing = readIfExists(privatePath);

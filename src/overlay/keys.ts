@@ -10,7 +10,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import type { OverlayDriver } from '../config/index.js';
+import type { OverlayDriver } from '../topology/index.js';
 
 export const TINC_RSA_BITS = 2048;
 /** PKCS#8 DER header of an X25519 private key (RFC 8410); the raw 32 bytes follow. */

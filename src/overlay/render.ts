@@ -24,15 +24,14 @@ export const DEFAULT_GATEWAY_GROUP = 'gateway';
 /** The host's files; throws OverlayError listing every problem found. */
 export function renderHost(topology: Topology, hostName: string, options: RenderOptions): RenderedFile[] {
   const mine = overlaysOfHost(topology, hostName);
-  if (mine.value === undefined) throw new OverlayError(mine.problems);
-  const { keys, problems } = loadPublicKeys(options.keysDir, mine.value.overlays, hostName);
+  const { keys, problems } = loadPublicKeys(options.keysDir, mine.overlays, hostName);
   if (problems.length > 0) throw new OverlayError(problems);
 
   const files: RenderedFile[] = [];
-  for (const entry of mine.value.overlays) {
+  for (const entry of mine.overlays) {
     const publicKeyOf = (host: string): string => keys.get(keyId(host, entry.overlay.name)) as string;
     files.push(...(entry.overlay.driver === 'tinc' ? renderTinc(entry, publicKeyOf) : renderWireguard(entry, publicKeyOf)));
   }
-  files.push(renderFirewall(topology, mine.value, { gatewayGroup: options.gatewayGroup ?? DEFAULT_GATEWAY_GROUP }));
+  files.push(renderFirewall(topology, mine, { gatewayGroup: options.gatewayGroup ?? DEFAULT_GATEWAY_GROUP }));
   return files;
 }

@@ -6,7 +6,7 @@
  * SAN is one the host is entitled to. Everything else is refused with a code
  * and the reason.
  */
-import { didYouMean } from '../config/index.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
 import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
 import type { ParsedCsr } from './csr.js';

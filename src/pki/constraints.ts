@@ -13,6 +13,7 @@ import { MeshplaneError } from '../errors.js';
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 import type { IpNetwork } from '../lib/ip.js';
 import type { Topology } from '../topology/index.js';
+import { masterNames } from '../topology/index.js';
 import type { San } from './sans.js';
 import { toSan } from './sans.js';
 import { DerReader, TAG, certificateExtensions } from './der.js';
@@ -53,7 +54,7 @@ export function wantedConstraints(topology: Topology, permitIps: readonly string
     for (const serviceName of credential.services) {
       dns.add(serviceName);
       const master = topology.services[serviceName]?.master;
-      if (master !== undefined && master !== null) dns.add(`${serviceName}-master`);
+      if (master !== undefined && master !== null) dns.add(masterNames(topology, serviceName).short);
     }
     for (const extra of credential.extra_san) {
       const san = toSan(extra);

@@ -18,12 +18,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, readdirSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { MeshplaneError } from '../errors.js';
 import { describeFsError, fsyncDir, makeDirs, removeStaleTemps, writeFileAtomic } from '../lib/atomic-write.js';
 import type { CertKind } from './sans.js';
+import { DEFAULT_CREDENTIALS_ROOT, credentialDir, credentialFiles, credentialsDir } from '../topology/index.js';
 
-export const DEFAULT_CREDENTIALS_ROOT = '/etc/credentials';
+export { DEFAULT_CREDENTIALS_ROOT };
 
 export const MODES = {
   credentialDir: 0o755,
@@ -50,16 +51,18 @@ export interface CredentialPaths {
   csr(kind: CertKind): string;
 }
 
+/** The layout (src/topology/credential-layout.ts) in the shape the writers use. */
 export function credentialPaths(root: string, name: string): CredentialPaths {
-  const dir = join(root, 'x509', name);
+  const client = credentialFiles(root, name, 'client');
+  const files = { client, server: credentialFiles(root, name, 'server') };
   return {
-    dir,
-    ca: join(dir, 'ca.pem'),
-    crl: join(dir, 'crl.pem'),
-    kindDir: (kind) => join(dir, kind),
-    cert: (kind) => join(dir, kind, 'cert.pem'),
-    key: (kind) => join(dir, kind, 'private_key.pem'),
-    csr: (kind) => join(dir, kind, 'request.csr'),
+    dir: credentialDir(root, name),
+    ca: client.ca,
+    crl: client.crl,
+    kindDir: (kind) => files[kind].kindDir,
+    cert: (kind) => files[kind].cert,
+    key: (kind) => files[kind].key,
+    csr: (kind) => files[kind].csr,
   };
 }
 
@@ -156,16 +159,15 @@ export function removeFileDurable(path: string): void {
  */
 export function credentialDirs(root: string): string[] {
   const dirs: string[] = [];
-  const x509 = join(root, 'x509');
   let names: string[];
   try {
-    names = readdirSync(x509);
+    names = readdirSync(credentialsDir(root));
   } catch {
     return dirs;
   }
   for (const name of names) {
-    const dir = join(x509, name);
-    dirs.push(dir, join(dir, 'client'), join(dir, 'server'));
+    const paths = credentialPaths(root, name);
+    dirs.push(paths.dir, paths.kindDir('client'), paths.kindDir('server'));
   }
   return dirs;
 }

@@ -6,9 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { didYouMean } from '../config/index.js';
+import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
-import type { Topology } from '../topology/index.js';
+import type { Topology, TopologyCredential } from '../topology/index.js';
+import { stateCredentialsRoot } from '../topology/index.js';
 import type { Ca } from './ca.js';
 import { initCa, loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
@@ -55,8 +56,8 @@ export async function issueHost(options: IssueHostOptions, signer: LeafSigner = 
   const crlPem = await currentCrl(ca, now);
   const results: IssueResult[] = [];
   for (const name of host.credentials) {
-    const credential = topology.credentials[name];
-    if (credential === undefined) continue;
+    // The topology's contract: a host's credentials are all in topology.credentials.
+    const credential = topology.credentials[name] as TopologyCredential;
     for (const kind of kindsOf(credential)) {
       const certPath = credentialPaths(options.root, name).cert(kind);
       const request = await requestCertificate({ root: options.root, topology, host: options.host, credential: name, kind, caPem: ca.certPem, revoked, force: options.force, now, writeCsr: false, manageOwnership: options.manageOwnership });
@@ -105,7 +106,7 @@ export async function issueMeshCredentials(options: MeshIssueOptions): Promise<M
   const signer = new LeafSigner(ca);
   const hosts: Record<string, { root: string; results: IssueResult[] }> = {};
   for (const hostName of Object.keys(options.topology.hosts)) {
-    const root = join(options.stateDir, 'credentials', hostName);
+    const root = stateCredentialsRoot(options.stateDir, hostName);
     // A local state directory: never chown or create system groups, even as root.
     hosts[hostName] = { root, results: await issueHost({ ca, topology: options.topology, host: hostName, root, now: options.now, manageOwnership: false }, signer) };
   }

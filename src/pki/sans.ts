@@ -5,7 +5,8 @@
  */
 import { parseIp } from '../lib/ip.js';
 import { OID } from './oids.js';
-import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
+import type { Topology, TopologyCredential, TopologyHost, TopologyService } from '../topology/index.js';
+import { instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
 
 export type CertKind = 'client' | 'server';
 export const CERT_KINDS: readonly CertKind[] = ['client', 'server'];
@@ -51,7 +52,8 @@ function unique(names: readonly string[]): San[] {
 
 /** Client certificate: `name`, `name.domain`. */
 export function clientSans(topology: Topology, credential: TopologyCredential): San[] {
-  return unique([credential.name, `${credential.name}.${topology.domain}`]);
+  const own = serviceNames(topology, credential.name);
+  return unique([own.short, own.fqdn]);
 }
 
 /**
@@ -62,14 +64,19 @@ export function clientSans(topology: Topology, credential: TopologyCredential): 
  * ::1 and `extra_san`.
  */
 export function serverSans(topology: Topology, credential: TopologyCredential, host: TopologyHost): San[] {
-  const domain = topology.domain;
   const names: string[] = [];
   for (const serviceName of credential.services) {
-    const service = topology.services[serviceName];
-    if (service === undefined || !host.services.includes(serviceName)) continue;
-    names.push(serviceName, `${serviceName}.${domain}`, `${host.name}.${serviceName}`, `${host.name}.${serviceName}.${domain}`);
-    if (host.shard !== null) names.push(`${host.shard}.${serviceName}.${domain}`);
-    if (service.master === host.name) names.push(`${serviceName}-master`, `${serviceName}-master.${domain}`);
+    // The topology's contract: a credential's services all exist.
+    if (!host.services.includes(serviceName)) continue;
+    const service = topology.services[serviceName] as TopologyService;
+    const all = serviceNames(topology, serviceName);
+    const instance = instanceNames(topology, serviceName, host.name);
+    names.push(all.short, all.fqdn, instance.short, instance.fqdn);
+    if (host.shard !== null) names.push(shardNames(topology, serviceName, host.shard).fqdn);
+    if (service.master === host.name) {
+      const master = masterNames(topology, serviceName);
+      names.push(master.short, master.fqdn);
+    }
   }
   names.push(host.fqdn, 'localhost');
   names.push(...host.ips, ...host.public_ips, ...Object.values(host.overlays), '127.0.0.1', '::1');

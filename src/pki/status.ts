@@ -7,6 +7,7 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { credentialsDir } from '../topology/index.js';
 import { MODES, credentialPaths, writeFileSecure } from './files.js';
 import { inspectCert, trustProblem } from './inspect.js';
 import type { CertKind } from './sans.js';
@@ -51,7 +52,7 @@ function read(path: string): string | undefined {
 export function credentialStatus(root: string, now: Date = new Date(), caDir?: string): StatusReport {
   const credentials: CredentialStatus[] = [];
   const files: FileExpiry[] = [];
-  const x509Dir = join(root, 'x509');
+  const x509Dir = credentialsDir(root);
   const names = existsSync(x509Dir) ? readdirSync(x509Dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : [];
   // The CA's own CRL (with --ca-dir) is the newest word on revocation; the one beside each credential is what its services use.
   const caCrl = caDir === undefined ? undefined : { path: join(caDir, 'crl.pem'), pem: read(join(caDir, 'crl.pem')), caPem: read(join(caDir, 'ca.pem')) };

@@ -6,6 +6,7 @@
  * meshplane-inventory ...`; Ansible merges the two.
  */
 import type { Topology } from './types.js';
+import { masterNames } from './names.js';
 
 export function toAnsibleInventory(topology: Topology): Record<string, unknown> {
   const hostvars: Record<string, Record<string, unknown>> = {};
@@ -30,7 +31,7 @@ export function toAnsibleInventory(topology: Topology): Record<string, unknown> 
     inventory[service.name] = { hosts: service.instances.map((i) => i.host) };
     children.push(service.name);
     if (service.master !== null) {
-      const group = `${service.name}-master`;
+      const group = masterNames(topology, service.name).short;
       inventory[group] = { hosts: [service.master] };
       children.push(group);
     }

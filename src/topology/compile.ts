@@ -4,6 +4,7 @@
  */
 import type { GatewayEndpointConfig, HostConfig, LoadedConfig } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
+import { hostFqdn } from './names.js';
 import { compareNames, schedule } from './scheduler.js';
 import type { ScheduleOptions, ScheduleRequest } from './scheduler.js';
 import { TOPOLOGY_FORMAT_VERSION } from './types.js';
@@ -73,7 +74,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
   for (const host of [...mesh.hosts.values()].sort((a, b) => compareNames(a.name, b.name))) {
     hosts[host.name] = {
       name: host.name,
-      fqdn: `${host.name}.${mesh.domain}`,
+      fqdn: hostFqdn(mesh, host.name),
       ips: [...host.ips],
       public_ips: [...host.publicIps],
       overlays: Object.fromEntries(host.overlays),
@@ -95,25 +96,15 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
     const credentialHosts = new Set<string>();
     for (const owner of owners) for (const instance of topologyServices[owner]?.instances ?? []) credentialHosts.add(instance.host);
     credentials[name] = {
-      name,
-      enable_client: config.enableClient,
-      enable_server: config.enableServer,
-      extra_san: [...config.extraSan],
+      ...withoutLoc(config),
+      extra_san: [...config.extra_san],
       services: owners,
       hosts: [...credentialHosts].sort(compareNames),
     };
   }
 
   const overlays: TopologyOverlay[] = mesh.overlays.map((overlay) => ({
-    name: overlay.name,
-    network: overlay.network,
-    port: overlay.port,
-    driver: overlay.driver,
-    mtu: overlay.mtu,
-    cipher: overlay.cipher,
-    digest: overlay.digest,
-    compression: overlay.compression,
-    persistent_keepalive: overlay.persistentKeepalive,
+    ...withoutLoc(overlay),
     hosts: Object.values(hosts)
       .filter((h) => overlay.name in h.overlays)
       .map((h) => h.name),
@@ -145,27 +136,13 @@ function instanceOf(host: HostConfig): TopologyInstance {
   };
 }
 
+/** Config's parsed shapes are the Topology's fields plus a source position. */
+function withoutLoc<T extends { readonly loc: unknown }>(item: T): Omit<T, 'loc'> {
+  const { loc, ...fields } = item;
+  void loc;
+  return fields;
+}
+
 function endpointOf(endpoint: GatewayEndpointConfig): TopologyGatewayEndpoint {
-  return {
-    name: endpoint.name,
-    hostnames: [...endpoint.hostnames],
-    port: endpoint.port,
-    mode: endpoint.mode,
-    proxy_protocol: endpoint.proxyProtocol,
-    balance: endpoint.balance,
-    max_connections: endpoint.maxConnections,
-    health: {
-      enabled: endpoint.health.enabled,
-      path: endpoint.health.path,
-      interval_ms: endpoint.health.intervalMs,
-      timeout_ms: endpoint.health.timeoutMs,
-      rise: endpoint.health.rise,
-      fall: endpoint.health.fall,
-    },
-    outlier: {
-      enabled: endpoint.outlier.enabled,
-      consecutive_errors: endpoint.outlier.consecutiveErrors,
-      ejection_ms: endpoint.outlier.ejectionMs,
-    },
-  };
+  return { ...withoutLoc(endpoint), hostnames: [...endpoint.hostnames], health: { ...endpoint.health }, outlier: { ...endpoint.outlier } };
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { MeshplaneError } from '../errors.js';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import { TOPOLOGY_FORMAT_VERSION } from './types.js';
+import { validateTopology } from './validate.js';
 import type { Topology } from './types.js';
 
 export function serializeTopology(topology: Topology): string {
@@ -13,7 +14,7 @@ export function writeTopology(path: string, topology: Topology): void {
   writeFileAtomic(path, serializeTopology(topology));
 }
 
-/** Parses and checks a Topology; the result is deeply frozen. */
+/** Parses a Topology and checks its whole contract (validate.ts); the result is deeply frozen. */
 export function parseTopology(text: string, source: string): Topology {
   let value: unknown;
   try {
@@ -28,8 +29,13 @@ export function parseTopology(text: string, source: string): Topology {
   if (version !== TOPOLOGY_FORMAT_VERSION) {
     throw new MeshplaneError('TOPOLOGY_ERR_VERSION', `${source}: topology format_version ${String(version)} is not supported (this meshplane reads ${TOPOLOGY_FORMAT_VERSION}); recompile it with this version`);
   }
-  for (const key of ['domain', 'hosts', 'services', 'credentials', 'overlays'] as const) {
-    if (!(key in value)) throw new MeshplaneError('TOPOLOGY_ERR_FORMAT', `${source}: topology has no "${key}"`);
+  const { problems, truncated } = validateTopology(value);
+  if (problems.length > 0) {
+    // A shape problem is the more basic one: name the file's fault by it.
+    const code = problems.some((problem) => problem.code === 'TOPOLOGY_ERR_FORMAT') ? 'TOPOLOGY_ERR_FORMAT' : 'TOPOLOGY_ERR_INCONSISTENT';
+    const lines = problems.map((problem) => `${source}: ${problem.path}: ${problem.message}`);
+    if (truncated) lines.push(`${source}: ... more problems after these ${problems.length}`);
+    throw new MeshplaneError(code, `${lines.join('\n')}\n(the topology was not written by this "meshplane compile", or was edited; compile it again)`);
   }
   return deepFreeze(value as Topology);
 }

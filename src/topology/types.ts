@@ -4,10 +4,23 @@
  * snake_case like the inputs, maps keyed and sorted by name so the same
  * inputs always serialise to the same bytes.
  */
-import type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol } from '../config/index.js';
 
 /** Bumped on any incompatible change of the shape below. */
 export const TOPOLOGY_FORMAT_VERSION = 1;
+
+// The enums live here, with their value lists, because the Topology is the
+// contract: config produces these values and every consumer reads them.
+export const OVERLAY_DRIVERS = ['tinc', 'wireguard'] as const;
+export type OverlayDriver = (typeof OVERLAY_DRIVERS)[number];
+/** tinc 1.0's UDP packet protection: CBC ciphers only, as its manual advises. */
+export const TINC_CIPHERS = ['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'camellia-128-cbc', 'camellia-192-cbc', 'camellia-256-cbc', 'none'] as const;
+export const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'none'] as const;
+export const GATEWAY_MODES = ['tls', 'http', 'connect', 'tcp'] as const;
+export type GatewayMode = (typeof GATEWAY_MODES)[number];
+export const PROXY_PROTOCOLS = ['v1', 'v2', 'none'] as const;
+export type ProxyProtocol = (typeof PROXY_PROTOCOLS)[number];
+export const BALANCE_POLICIES = ['least_load', 'round_robin', 'random', 'client_affinity'] as const;
+export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
 
 export interface Topology {
   readonly format_version: typeof TOPOLOGY_FORMAT_VERSION;
@@ -104,18 +117,25 @@ export interface TopologyGatewayEndpoint {
   readonly mode: GatewayMode;
   readonly proxy_protocol: ProxyProtocol;
   readonly balance: BalancePolicy;
+  /** Per-backend cap of concurrent connections; null means unlimited. */
   readonly max_connections: number | null;
-  readonly health: {
-    readonly enabled: boolean;
-    readonly path: string;
-    readonly interval_ms: number;
-    readonly timeout_ms: number;
-    readonly rise: number;
-    readonly fall: number;
-  };
-  readonly outlier: {
-    readonly enabled: boolean;
-    readonly consecutive_errors: number;
-    readonly ejection_ms: number;
-  };
+  readonly health: TopologyHealthCheck;
+  readonly outlier: TopologyOutlier;
+}
+
+export interface TopologyHealthCheck {
+  readonly enabled: boolean;
+  readonly path: string;
+  readonly interval_ms: number;
+  readonly timeout_ms: number;
+  /** Consecutive successes before a backend is marked up. */
+  readonly rise: number;
+  /** Consecutive failures before a backend is marked down. */
+  readonly fall: number;
+}
+
+export interface TopologyOutlier {
+  readonly enabled: boolean;
+  readonly consecutive_errors: number;
+  readonly ejection_ms: number;
 }

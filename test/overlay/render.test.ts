@@ -33,10 +33,23 @@ function fresh(name: string): string {
   return dir;
 }
 
-/** A copy of the fixture topology changed by `edit`, written to a file. */
-function editedTopology(edit: (t: { hosts: Record<string, { overlays: Record<string, string> } & Record<string, unknown>>; overlays: { name: string; hosts: string[] }[] }) => void): string {
-  const copy = JSON.parse(JSON.stringify(topology)) as Parameters<typeof edit>[0];
+type Editable = {
+  hosts: Record<string, { overlays: Record<string, string> } & Record<string, unknown>>;
+  overlays: { name: string; hosts: string[] }[];
+  services: Record<string, { instances: ({ host: string } & Record<string, unknown>)[] }>;
+};
+
+/**
+ * A copy of the fixture topology changed by `edit`, written to a file. The
+ * facts the topology states twice follow the hosts' overlay addresses (as a
+ * compile of the changed inventory would have them), so only what `edit`
+ * meant to change is wrong or new.
+ */
+function editedTopology(edit: (t: Editable) => void): string {
+  const copy = JSON.parse(JSON.stringify(topology)) as Editable;
   edit(copy);
+  for (const overlay of copy.overlays) overlay.hosts = Object.keys(copy.hosts).filter((name) => overlay.name in copy.hosts[name]!.overlays).sort();
+  for (const service of Object.values(copy.services)) for (const instance of service.instances) instance.overlays = { ...copy.hosts[instance.host]!.overlays };
   const file = join(fresh('topology'), 'topology.json');
   writeFileSync(file, JSON.stringify(copy));
   return file;
@@ -106,7 +119,6 @@ describe('overlay render', () => {
     // lone joins vpn0 (as "ip_vpn0: 100.64.30.4" in the inventory would do).
     const joined = editedTopology((t) => {
       (t.hosts.lone as { overlays: Record<string, string> }).overlays = { vpn0: '100.64.30.4' };
-      t.overlays.find((o) => o.name === 'vpn0')?.hosts.push('lone');
     });
     const keys = fresh('keys');
     for (const file of readdirSync(KEYS)) copyFileSync(join(KEYS, file), join(keys, file));
@@ -178,12 +190,21 @@ describe('overlay render: bad input names the overlay and the host', () => {
     expect(readdirSync(out)).toEqual([]);
   }
 
+  /** A topology that breaks its contract is refused when read, naming the JSON path, for every host. */
+  function expectRefused(result: { status: number; stdout: string; stderr: string }, out: string, code: string, line: string): void {
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`error ${code}: `);
+    expect(result.stderr).toContain(line);
+    expect(readdirSync(out)).toEqual([]);
+  }
+
   it('two hosts with one overlay address', () => {
     const file = editedTopology((t) => {
       (t.hosts['db-1'] as { overlays: Record<string, string> }).overlays.vpn0 = '100.64.30.2';
     });
     const out = fresh('out');
-    expectProblems(render(file, 'app-1', out), out, ['OVERLAY_ERR_DUPLICATE_ADDRESS: overlay vpn0, host db-1: address 100.64.30.2 is also host app-2\'s address on this overlay']);
+    expectRefused(render(file, 'app-1', out), out, 'TOPOLOGY_ERR_INCONSISTENT', `${file}: hosts.db-1.overlays.vpn0: address 100.64.30.2 is also host app-2's`);
   });
 
   it('an address outside the overlay network', () => {
@@ -191,7 +212,7 @@ describe('overlay render: bad input names the overlay and the host', () => {
       (t.hosts['app-2'] as { overlays: Record<string, string> }).overlays.vpn0 = '100.64.99.2';
     });
     const out = fresh('out');
-    expectProblems(render(file, 'db-1', out), out, ['OVERLAY_ERR_ADDRESS_OUTSIDE: overlay vpn0, host app-2: address 100.64.99.2 is outside the overlay\'s network 100.64.30.0/24']);
+    expectRefused(render(file, 'db-1', out), out, 'TOPOLOGY_ERR_INCONSISTENT', `${file}: hosts.app-2.overlays.vpn0: address 100.64.99.2 is outside the overlay's network 100.64.30.0/24`);
   });
 
   it('a missing public key for a peer, and a malformed one, all at once', () => {
@@ -222,18 +243,19 @@ describe('overlay render: bad input names the overlay and the host', () => {
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/^meshplane overlay render: error OVERLAY_ERR_UNKNOWN_HOST: host app-9: no such host in the topology \(it has 5 hosts: app-1, app-2, db-1, gw-1, lone\)\n/);
     const file = editedTopology((t) => {
-      (t.hosts['gw-1'] as { overlays: Record<string, string> }).overlays.vpn9 = '100.64.39.1';
+      const gw = t.hosts['gw-1'] as { overlays: Record<string, string> };
+      gw.overlays = Object.fromEntries(Object.entries({ ...gw.overlays, vpn9: '100.64.39.1' }).sort(([a], [b]) => (a < b ? -1 : 1)));
     });
-    const result = render(file, 'gw-1', out);
-    expect(result.stderr).toContain('error OVERLAY_ERR_UNKNOWN_OVERLAY: overlay vpn9, host gw-1: the host has an address on overlay "vpn9", but the topology defines no such overlay\n');
+    expectRefused(render(file, 'gw-1', out), out, 'TOPOLOGY_ERR_INCONSISTENT', `${file}: hosts.gw-1.overlays.vpn9: "vpn9" is not an overlay`);
   });
 
-  it('checks only the overlays of the host it renders', () => {
-    // A broken vpn0 does not stop gw-1, which is on wg0 only.
+  it('refuses a broken topology for every host, not only the ones on the broken overlay', () => {
+    // gw-1 is on wg0 only; a broken vpn0 still means the file is not one compile wrote.
     const file = editedTopology((t) => {
       (t.hosts['db-1'] as { overlays: Record<string, string> }).overlays.vpn0 = '100.64.30.2';
     });
-    expect(render(file, 'gw-1', fresh('out')).status).toBe(0);
+    const out = fresh('out');
+    expectRefused(render(file, 'gw-1', out), out, 'TOPOLOGY_ERR_INCONSISTENT', 'hosts.db-1.overlays.vpn0');
   });
 });
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
-import { compileTopology, hostView, readTopology, serializeTopology, toAnsibleInventory } from '../../topology/index.js';
+import { compileTopology, readTopology, serializeTopology, toAnsibleInventory, topologyForHost } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { INPUT_OPTIONS, INPUT_USAGE, loadInputs, reportDiagnostics } from '../inputs.js';
@@ -19,8 +19,8 @@ per service, _meta.hostvars) that a script inventory returns for --list.
 ${INPUT_USAGE}
   -o, --out FILE         write to FILE (atomically) instead of stdout
       --format json|ansible   output format (default json)
-      --host NAME        print only what host NAME needs (its view: overlays it is
-                         not on left out); what the Ansible roles ship to each host
+      --host NAME        print only what host NAME needs (overlays it is not on
+                         left out); what the Ansible roles ship to each host
   -t, --topology FILE    start from a compiled Topology instead of the inputs
       --list             accepted and ignored (lets a wrapper script pass Ansible's --list)
       --stats            print phase timings and peak memory to stderr`,
@@ -49,7 +49,7 @@ ${INPUT_USAGE}
       if (!reportDiagnostics(config, io)) return EXIT_INVALID;
       topology = compileTopology(config);
     }
-    if (values.host !== undefined) topology = hostView(topology, values.host);
+    if (values.host !== undefined) topology = topologyForHost(topology, values.host);
     const compiled = performance.now();
     const output = values.format === 'ansible' ? `${JSON.stringify(toAnsibleInventory(topology), null, 2)}\n` : serializeTopology(topology);
     if (values.out !== undefined) writeFileAtomic(resolve(io.cwd, values.out), output);

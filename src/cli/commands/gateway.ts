@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { credentialFiles } from '../../topology/index.js';
 import { parseArgs } from 'node:util';
 import { AdminServer, DEFAULT_ADMIN_CREDENTIAL, DEFAULT_CREDENTIALS_ROOT_PATH, Gateway, credentialTlsFiles, readTlsFiles } from '../../gateway/index.js';
 import type { AdminAuth, LimitSettings } from '../../gateway/index.js';
@@ -199,7 +199,7 @@ function positive(values: Record<string, unknown>, flag: string, what: string, o
 
 /** The CRL the PKI installs beside each credential, when there is one. */
 function defaultCrl(root: string, credential: string): string | null {
-  const path = join(root, 'x509', credential, 'crl.pem');
+  const path = credentialFiles(root, credential, 'server').crl;
   return existsSync(path) ? path : null;
 }
 

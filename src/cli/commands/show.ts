@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { didYouMean } from '../../config/index.js';
-import { addressesSeenBy, hostsByView } from '../../topology/index.js';
+import { addressesSeenBy, hostsByView, masterNames, serviceNames } from '../../topology/index.js';
 import { INPUT_OPTIONS, INPUT_USAGE, topologyFrom } from '../inputs.js';
 import type { Topology, TopologyHost, TopologyService } from '../../topology/index.js';
 import type { Command, CommandIO } from '../context.js';
@@ -60,9 +60,9 @@ function listText(items: readonly string[], max = 8): string {
 function printService(topology: Topology, service: TopologyService, io: CommandIO): void {
   const placement = service.schedule_with !== null ? `schedule_with ${service.schedule_with}` : `num_instances ${service.num_instances} in ${service.scheduling_groups.join(', ')}`;
   const lines = [
-    `service ${service.name}.${topology.domain}`,
+    `service ${serviceNames(topology, service.name).fqdn}`,
     `  placement:   ${service.instances.length} instance(s); ${placement}`,
-    `  master:      ${service.master_election ? `${dash(service.master)} (${service.name}-master.${topology.domain})` : '- (no election)'}`,
+    `  master:      ${service.master_election ? `${dash(service.master)} (${masterNames(topology, service.name).fqdn})` : '- (no election)'}`,
     `  ports:       ${dash(service.ports.join(', '))}`,
     `  credentials: ${dash(service.credentials.join(', '))}`,
   ];
@@ -76,7 +76,7 @@ function printService(topology: Topology, service: TopologyService, io: CommandI
       service.instances.map((i) => [i.host, dash(i.shard), i.ips.join(' '), overlaysText(i.overlays), i.host === service.master ? 'yes' : '']),
     )}\n\n`,
   );
-  io.stdout(`What ${service.name}.${topology.domain} resolves to, by asking host (hosts on the same overlays see the same):\n`);
+  io.stdout(`What ${serviceNames(topology, service.name).fqdn} resolves to, by asking host (hosts on the same overlays see the same):\n`);
   const rows: string[][] = [];
   for (const [key, hosts] of hostsByView(topology)) {
     const viewer = hosts[0] as TopologyHost;

@@ -1,5 +1,5 @@
 /** The commands `up` prints to try the mesh: dig for DNS views, curl through each gateway front. */
-import { join } from 'node:path';
+import { credentialFiles, hostFqdn, masterNames, serviceNames, stateCredentialsRoot } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { GatewaySpec } from './gateway.js';
 
@@ -17,11 +17,11 @@ export function digExamples(topology: Topology, address: string, port: number): 
     lines.push(`dig @${address} -p ${port} -b ${source} +short ${name}   # as ${asker.name}: ${note}`);
   };
   if (service !== undefined) {
-    dig(onOverlay, `${service.name}.${topology.domain}`, 'overlay addresses where it shares an overlay');
-    dig(offOverlay, `${service.name}.${topology.domain}`, 'on no overlay: public addresses');
-    if (service.master !== null) dig(offOverlay ?? onOverlay, `${service.name}-master.${topology.domain}`, 'the master');
+    dig(onOverlay, serviceNames(topology, service.name).fqdn, 'overlay addresses where it shares an overlay');
+    dig(offOverlay, serviceNames(topology, service.name).fqdn, 'on no overlay: public addresses');
+    if (service.master !== null) dig(offOverlay ?? onOverlay, masterNames(topology, service.name).fqdn, 'the master');
   }
-  if (hosts[0] !== undefined) dig(offOverlay ?? onOverlay, `${hosts[0].name}.${topology.domain}`, 'a host');
+  if (hosts[0] !== undefined) dig(offOverlay ?? onOverlay, hostFqdn(topology, hosts[0].name), 'a host');
   return lines;
 }
 
@@ -34,12 +34,12 @@ export function curlExamples(topology: Topology, stateDir: string, gateway: Gate
     const port = service.ports[0];
     const credential = service.credentials.map((name) => topology.credentials[name]).find((c) => c?.enable_client === true);
     if (first === undefined || port === undefined || credential === undefined) continue;
-    const caFile = join(stateDir, 'credentials', first.host, 'x509', credential.name, 'ca.pem');
+    const caFile = credentialFiles(stateCredentialsRoot(stateDir, first.host), credential.name, 'client').ca;
     for (const endpoint of service.gateway_endpoints) {
-      const name = endpoint.hostnames[0] ?? `${service.name}.${topology.domain}`;
+      const name = endpoint.hostnames[0] ?? serviceNames(topology, service.name).fqdn;
       if (endpoint.mode === 'tls') examples.push(`curl --cacert ${caFile} --resolve ${name}:${endpoint.port}:${front} https://${name}:${endpoint.port}/`);
       if (endpoint.mode === 'http') examples.push(`curl --resolve ${name}:${endpoint.port}:${front} http://${name}:${endpoint.port}/`);
-      if (endpoint.mode === 'connect') examples.push(`curl --proxytunnel -x http://${front}:${endpoint.port} http://${service.name}.${topology.domain}:${port}/`);
+      if (endpoint.mode === 'connect') examples.push(`curl --proxytunnel -x http://${front}:${endpoint.port} http://${serviceNames(topology, service.name).fqdn}:${port}/`);
     }
   }
   return examples;

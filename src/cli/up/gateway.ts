@@ -4,10 +4,9 @@
  * those settings tells the reconciler when a reload is not enough (the
  * gateway host, its addresses or its registration port changed).
  */
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gateway, credentialTlsFiles } from '../../gateway/index.js';
-import { GATEWAY_SERVICE, registrationPort } from '../../topology/index.js';
+import { GATEWAY_SERVICE, registrationPort, serviceNames, stateCredentialsRoot } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 
 export interface GatewaySpec {
@@ -36,8 +35,8 @@ export function gatewaySpec(topology: Topology, stateDir: string): GatewaySpec |
   const registration = { address: host.ips[0] ?? '127.0.0.1', port: registrationPort(topology) };
   const fronts = host.public_ips.length > 0 ? host.public_ips : host.ips;
   const credential = service.credentials[0] ?? 'gateway';
-  const root = join(stateDir, 'credentials', host.name);
-  const name = `${service.name}.${topology.domain}`;
+  const root = stateCredentialsRoot(stateDir, host.name);
+  const name = serviceNames(topology, service.name).fqdn;
   return { host: host.name, name, registration, fronts, credential, root, fingerprint: JSON.stringify([host.name, name, registration, fronts, credential]) };
 }
 

@@ -5,13 +5,12 @@
  * `agent` command uses), pointed at the local gateway.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { Agent, agentSettings, readAgentTls } from '../../agent/index.js';
 import type { AgentSettings } from '../../agent/index.js';
 import { startDemoBackend } from '../../demo/backend.js';
-import { GATEWAY_SERVICE } from '../../topology/index.js';
+import { GATEWAY_SERVICE, credentialFiles, stateCredentialsRoot } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { GatewaySpec } from './gateway.js';
 
@@ -51,7 +50,7 @@ export function instanceSpecs(topology: Topology, stateDir: string, gateway: Gat
       const host = topology.hosts[instance.host];
       const port = service.ports[0];
       if (host === undefined || port === undefined) continue;
-      const root = join(stateDir, 'credentials', host.name);
+      const root = stateCredentialsRoot(stateDir, host.name);
       let settings: AgentSettings;
       try {
         settings = agentSettings(topology, {
@@ -68,8 +67,8 @@ export function instanceSpecs(topology: Topology, stateDir: string, gateway: Gat
         continue;
       }
       const credential = topology.credentials[settings.credential];
-      const dir = join(root, 'x509', settings.credential);
-      const serverFiles = credential?.enable_server === true ? { cert: join(dir, 'server', 'cert.pem'), key: join(dir, 'server', 'private_key.pem') } : null;
+      const server = credentialFiles(root, settings.credential, 'server');
+      const serverFiles = credential?.enable_server === true ? { cert: server.cert, key: server.key } : null;
       const fingerprint = JSON.stringify([settings.credential, settings.files, settings.gatewayName, settings.backend, [...settings.proxyProtocol], settings.gateways, serverFiles]);
       specs.set(instanceKey(service.name, host.name), { key: instanceKey(service.name, host.name), service: service.name, host: host.name, settings, serverFiles, fingerprint });
     }

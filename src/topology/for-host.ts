@@ -1,21 +1,21 @@
 /**
- * The Topology as one host needs it: what the host's own daemons (DNS on
+ * The Topology for one host: the Topology as that host needs it: what the host's own daemons (DNS on
  * loopback, PKI requests, overlay files, firewall, gateway, agent) read, and
  * nothing they do not. Overlays the host is not on are left out, and so are
  * other hosts' addresses on them.
  *
  * Why: the playbook ships this file to each host. With the whole Topology
  * every host's copy changed whenever any host's overlay address moved, so
- * every host reported a change and reloaded; with its view, a host changes
+ * every host reported a change and reloaded; with its own, a host changes
  * only when something it resolves, serves or connects to changes. Every
- * answer a host's loopback DNS server gives (its own view), every SAN of its
- * certificates and every file of its overlay render are the same from the
- * view as from the whole Topology (tested in test/topology-host-view.test.ts).
+ * answer a host's loopback DNS server gives, every SAN of its certificates
+ * and every file of its overlay render are the same from it as from the
+ * whole Topology (tested in test/topology-for-host.test.ts).
  */
 import { MeshplaneError } from '../errors.js';
 import type { HostAddresses, Topology } from './types.js';
 
-export function hostView(topology: Topology, hostName: string): Topology {
+export function topologyForHost(topology: Topology, hostName: string): Topology {
   const self = topology.hosts[hostName];
   if (self === undefined) {
     const known = Object.keys(topology.hosts);

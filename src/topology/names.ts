@@ -1,0 +1,59 @@
+/**
+ * The DNS names the mesh gives services and hosts, in one place: the DNS
+ * zone answers them, certificates carry them as SANs, the CA's name
+ * constraints permit them, and the gateway and agent dial them. Each form
+ * comes short (relative to the domain, as search domains resolve it) and
+ * fully qualified.
+ *
+ *   svc            every instance          svc.<domain>
+ *   host.svc       one instance            host.svc.<domain>
+ *   shard.svc      the shard's instances   shard.svc.<domain>
+ *   svc-master     the elected master      svc-master.<domain>
+ *   host           the host                host.<domain>
+ */
+
+/** Anything that carries the mesh domain: a Topology, or config's mesh inventory. */
+export interface HasDomain {
+  readonly domain: string;
+}
+
+export interface NameForms {
+  /** Relative to the domain, e.g. `web`. */
+  readonly short: string;
+  /** `<short>.<domain>` */
+  readonly fqdn: string;
+}
+
+/** `<name>.<domain>`: any mesh name, fully qualified. */
+export function qualify(mesh: HasDomain, name: string): string {
+  return `${name}.${mesh.domain}`;
+}
+
+function forms(mesh: HasDomain, short: string): NameForms {
+  return { short, fqdn: qualify(mesh, short) };
+}
+
+/** A service's (or a credential's) own name: every instance. */
+export function serviceNames(mesh: HasDomain, service: string): NameForms {
+  return forms(mesh, service);
+}
+
+/** `host.svc`: one instance. */
+export function instanceNames(mesh: HasDomain, service: string, host: string): NameForms {
+  return forms(mesh, `${host}.${service}`);
+}
+
+/** `shard.svc`: the service's instances in one shard. */
+export function shardNames(mesh: HasDomain, service: string, shard: string): NameForms {
+  return forms(mesh, `${shard}.${service}`);
+}
+
+/** `svc-master`: the elected master (also the Ansible group of the master). */
+export function masterNames(mesh: HasDomain, service: string): NameForms {
+  return forms(mesh, `${service}-master`);
+}
+
+/** `host.<domain>` */
+export function hostFqdn(mesh: HasDomain, host: string): string {
+  return qualify(mesh, host);
+}
