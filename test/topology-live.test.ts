@@ -54,6 +54,18 @@ function follow(source: ConstructorParameters<typeof LiveTopology>[0], debounceM
   return { live, changes, errors, outcomes };
 }
 
+/** The same mesh under another domain, consistent as a compile would make it (host FQDNs follow). */
+function withDomain(topology: Topology, domain: string): Topology {
+  const hosts = Object.fromEntries(Object.entries(topology.hosts).map(([name, host]) => [name, { ...host, fqdn: `${name}.${domain}` }]));
+  return { ...topology, domain, hosts };
+}
+
+/** The same hosts without any service, consistent as a compile would make it. */
+function withoutServices(topology: Topology): Topology {
+  const hosts = Object.fromEntries(Object.entries(topology.hosts).map(([name, host]) => [name, { ...host, services: [], masters: [], credentials: [] }]));
+  return { ...topology, hosts, services: {}, credentials: {} };
+}
+
 async function until(what: string, check: () => boolean): Promise<void> {
   await waitFor(check, { what, interval: 20 });
 }
@@ -164,7 +176,7 @@ describe('LiveTopology following services.yml + inventory', () => {
     writeTopology(file, full);
     const { live, changes, errors } = follow(topologyFileSource(file));
     const before = live.current;
-    const empty: Topology = { ...full, services: {}, credentials: {} };
+    const empty = withoutServices(full);
     writeTopology(file, empty);
     expect(await live.reload('SIGHUP')).toBe('failure');
     expect((errors.at(-1)!.error as { code?: string }).code).toBe('TOPOLOGY_ERR_NO_SERVICES');
@@ -199,7 +211,7 @@ describe('LiveTopology following a compiled topology.json', () => {
     writeTopology(file, base);
     // A long settle time so the whole burst falls inside it on a busy machine too.
     const { live, changes, outcomes } = follow(topologyFileSource(file), 400);
-    for (let i = 1; i <= 20; i++) writeTopology(file, { ...base, domain: `burst${i}.internal` });
+    for (let i = 1; i <= 20; i++) writeTopology(file, withDomain(base, `burst${i}.internal`));
     await until('the burst applied', () => changes.length >= 1);
     await live.idle();
     expect(outcomes).toEqual(['success']);
@@ -215,7 +227,7 @@ describe('LiveTopology subscribers', () => {
     const file = join(dir, 'topology.json');
     const a = compileMesh(dir, spec());
     writeTopology(file, a);
-    return { file, a, b: { ...a, domain: 'b.internal' }, c: { ...a, domain: 'c.internal' } };
+    return { file, a, b: withDomain(a, 'b.internal'), c: withDomain(a, 'c.internal') };
   }
 
   it('isolates a subscriber that throws: the others still get the change', async () => {

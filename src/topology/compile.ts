@@ -143,6 +143,17 @@ function withoutLoc<T extends { readonly loc: unknown }>(item: T): Omit<T, 'loc'
   return fields;
 }
 
-function endpointOf(endpoint: GatewayEndpointConfig): TopologyGatewayEndpoint {
-  return { ...withoutLoc(endpoint), hostnames: [...endpoint.hostnames], health: { ...endpoint.health }, outlier: { ...endpoint.outlier } };
+/** Field by field: the parsed endpoint also carries source positions (`loc`, `portLoc`, `path`), which are no part of the Topology. */
+function endpointOf(e: GatewayEndpointConfig): TopologyGatewayEndpoint {
+  return {
+    name: e.name,
+    hostnames: [...e.hostnames],
+    port: e.port,
+    mode: e.mode,
+    proxy_protocol: e.proxy_protocol,
+    balance: e.balance,
+    max_connections: e.max_connections,
+    health: { ...e.health },
+    outlier: { ...e.outlier },
+  };
 }
