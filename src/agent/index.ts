@@ -3,9 +3,8 @@
  * client certificate and serves the gateway's CONNECT streams by opening
  * connections to the backend (with a PROXY protocol header). See README.md.
  */
-export { Agent, DEFAULT_BACKOFF, DEFAULT_PING_INTERVAL_MS } from './agent.js';
-export type { Address, AgentOptions } from './agent.js';
-export { agentSettings, readAgentTls, resolveGateways, DEFAULT_GATEWAY_PORT } from './settings.js';
-export type { AgentSettings, AgentSettingsInput } from './settings.js';
-export { proxyHeader } from './proxy-protocol.js';
-export type { ProxyVersion } from './proxy-protocol.js';
+export { Agent, DEFAULT_BACKOFF } from './agent.js';
+export { agentSettings, readAgentTls, resolveGateways } from './settings.js';
+// The demo backend reads the header the agent writes.
+export { readProxyHeader } from './proxy-protocol.js';
+export type { ConnectionAddresses } from './proxy-protocol.js';

@@ -11,7 +11,7 @@ import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Agent } from '../agent/index.js';
-import { startDemoBackend } from '../demo/backend.js';
+import { startDemoBackend } from '../demo/index.js';
 import { Gateway, credentialTlsFiles } from '../gateway/index.js';
 import { issueMeshCredentials } from '../pki/index.js';
 import type { Topology } from '../topology/index.js';

@@ -4,13 +4,11 @@
  * `readTopology(file)`; every daemon starts from that JSON alone.
  */
 export { compileTopology } from './compile.js';
-export { readTopology, parseTopology, serializeTopology, writeTopology } from './io.js';
+export { readTopology, serializeTopology, writeTopology } from './io.js';
 export { toAnsibleInventory } from './ansible.js';
 export { hostView } from './host-view.js';
 export { configSource, topologyFileSource, watchedDirectories } from './source.js';
-export type { TopologySource, WatchList } from './source.js';
-export { addressesSeenBy, sharedOverlay, viewKey, hostsByView } from './views.js';
+export type { TopologySource } from './source.js';
+export { addressesSeenBy, viewKey, hostsByView } from './views.js';
 export { schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
-export type { Placement, ScheduleRequest, ScheduleOptions } from './scheduler.js';
-export { TOPOLOGY_FORMAT_VERSION } from './types.js';
 export type * from './types.js';
