@@ -52,7 +52,7 @@ export interface AgentOptions {
 }
 
 export const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 30_000 } as const;
-export const DEFAULT_PING_INTERVAL_MS = 5000;
+const DEFAULT_PING_INTERVAL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A tunnel that lived this long resets the backoff. */
 const STABLE_AFTER_MS = 10_000;

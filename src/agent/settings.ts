@@ -14,7 +14,7 @@ import type { Topology } from '../topology/index.js';
 import type { Address } from './agent.js';
 import type { ProxyVersion } from './proxy-protocol.js';
 
-export interface AgentSettingsInput {
+interface AgentSettingsInput {
   readonly host: string;
   readonly service?: string;
   readonly credential?: string;
@@ -25,7 +25,7 @@ export interface AgentSettingsInput {
   readonly backend?: Address;
 }
 
-export interface AgentSettings {
+interface AgentSettings {
   readonly host: string;
   readonly service: string;
   readonly credential: string;
@@ -40,7 +40,7 @@ export interface AgentSettings {
   readonly gatewayPort: number;
 }
 
-export const DEFAULT_GATEWAY_PORT = 8443;
+const DEFAULT_GATEWAY_PORT = 8443;
 
 export function agentSettings(topology: Topology, input: AgentSettingsInput): AgentSettings {
   const host = topology.hosts[input.host];

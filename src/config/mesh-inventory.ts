@@ -13,7 +13,7 @@ import { checkKeys, checkName, expectMap, joinPath, oneOrMany, readEnum, readInt
 import type { HostConfig, MeshInventory, OverlayConfig, OverlayDriver } from './types.js';
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 
-export const DEFAULT_DOMAIN = 'mesh.internal';
+const DEFAULT_DOMAIN = 'mesh.internal';
 export const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'digest', 'compression', 'persistent_keepalive'] as const;
 const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wireguard: 51820 };
 /**
@@ -21,9 +21,9 @@ const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wiregua
  * out so every host file says what is in force. Only CBC ciphers: the tinc
  * manual advises them, and its legacy protocol is built around them.
  */
-export const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
-export const TINC_CIPHERS = ['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'camellia-128-cbc', 'camellia-192-cbc', 'camellia-256-cbc', 'none'] as const;
-export const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'none'] as const;
+const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
+const TINC_CIPHERS = ['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'camellia-128-cbc', 'camellia-192-cbc', 'camellia-256-cbc', 'none'] as const;
+const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'none'] as const;
 /** Keys that only one driver understands. */
 const DRIVER_ONLY_KEYS: Record<string, OverlayDriver> = { cipher: 'tinc', digest: 'tinc', compression: 'tinc', persistent_keepalive: 'wireguard' };
 /** Overlay names become Ansible variable suffixes and interface names (at most 15 bytes). */

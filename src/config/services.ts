@@ -57,13 +57,13 @@ const MODES: readonly GatewayMode[] = ['tls', 'http', 'connect', 'tcp'];
 const PROXY_PROTOCOLS: readonly ProxyProtocol[] = ['v1', 'v2', 'none'];
 const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_load', 'round_robin', 'random', 'client_affinity'];
 const DEFAULT_ENDPOINT_PORT: Record<Exclude<GatewayMode, 'tcp'>, number> = { tls: 443, http: 80, connect: 3128 };
-export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 };
-export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors: 5, ejectionMs: 30_000 };
+const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 };
+const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutiveErrors: 5, ejectionMs: 30_000 };
 /** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
 const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** Loads the file and its includes into one merged located tree; `read` is false when the main file could not be read as a map. */
-export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; read: boolean; files: string[]; watch: ServicesConfig['watch'] } {
+function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; read: boolean; files: string[]; watch: ServicesConfig['watch'] } {
   const files: string[] = [];
   const watch = { files: [] as string[], directories: [] as string[] };
   const tree = loadWithIncludes(normalize(file), [], diags, files, watch, undefined);

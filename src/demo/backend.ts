@@ -15,7 +15,7 @@ import { TLSSocket, createSecureContext } from 'node:tls';
 import { readProxyHeader } from '../agent/index.js';
 import type { ConnectionAddresses } from '../agent/index.js';
 
-export interface DemoBackendOptions {
+interface DemoBackendOptions {
   readonly service: string;
   readonly host: string;
   readonly address: string;

@@ -20,7 +20,7 @@ import { DnsServer } from './server.js';
 import type { BoundAddress } from './server.js';
 import { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
 
-export interface DnsServiceOptions {
+interface DnsServiceOptions {
   readonly source: TopologySource;
   /** The host this server runs on; null for a central server. */
   readonly host: string | null;
@@ -40,7 +40,7 @@ export interface DnsServiceOptions {
   readonly logger: Logger;
 }
 
-export type ReloadResult = 'success' | 'failure' | 'unchanged';
+type ReloadResult = 'success' | 'failure' | 'unchanged';
 
 /** How long file events must settle before a reload: editors and renames fire several. */
 const WATCH_DEBOUNCE_MS = 200;

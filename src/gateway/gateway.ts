@@ -35,7 +35,7 @@ export interface GatewayTlsFiles {
   readonly crl: string | null;
 }
 
-export interface GatewayOptions {
+interface GatewayOptions {
   readonly topology: Topology;
   readonly tls: GatewayTlsFiles;
   /** Where agents register, e.g. 0.0.0.0:8443 (port 0 in tests). */

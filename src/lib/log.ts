@@ -6,10 +6,6 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 
-export type { Logger };
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
 export function createLogger(level: string = process.env['MESHPLANE_LOG_LEVEL'] ?? 'info'): Logger {
   return pino(
     {

@@ -5,7 +5,7 @@
  */
 import { MeshplaneError } from '../errors.js';
 
-export type OverlayErrorCode =
+type OverlayErrorCode =
   | 'OVERLAY_ERR_UNKNOWN_HOST'
   | 'OVERLAY_ERR_UNKNOWN_OVERLAY'
   | 'OVERLAY_ERR_DUPLICATE_ADDRESS'

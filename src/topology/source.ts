@@ -19,7 +19,7 @@ export interface TopologySource {
   load(): Topology;
 }
 
-export interface WatchList {
+interface WatchList {
   /** Files whose change should trigger a reload. */
   readonly files: readonly string[];
   /** Directories where any change should (wildcard includes: a new matching file). */
