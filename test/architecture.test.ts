@@ -187,7 +187,7 @@ describe('import boundaries', () => {
   });
 
   it('(c) only the CLI reads src/config (and topology/compile.ts, source.ts, live.ts, for now)', () => {
-    expect(configImports(EDGES)).toEqual([]);
+    expect(configImports(EDGES), 'these read src/config; what they need belongs in src/topology').toEqual([]);
   });
 
   it('(d) tests and benchmarks use front doors (tests: and testing.ts), src/lib and src/errors.ts only', () => {
