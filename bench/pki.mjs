@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { URL, fileURLToPath } from 'node:url';
-import { loadConfig } from '../dist/config/index.js';
-import { compileTopology, readTopology, writeTopology } from '../dist/topology/index.js';
+import { compileTopology, loadConfig } from '../dist/config/index.js';
+import { readTopology, writeTopology } from '../dist/topology/index.js';
 import { entitledSans, generateKeyPair, makeCsr } from '../dist/pki/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -35,9 +35,8 @@ import { clearInterval, clearTimeout, setImmediate, setInterval, setTimeout } fr
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { URL, fileURLToPath } from 'node:url';
-import { loadConfig } from '../dist/config/index.js';
+import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { issueMeshCredentials } from '../dist/pki/index.js';
-import { compileTopology } from '../dist/topology/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');

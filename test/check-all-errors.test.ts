@@ -142,7 +142,7 @@ describe('a master the placement cannot reach (CONFIG_ERR_MASTER_NOT_PLACED)', (
     expect(refused).toHaveLength(1);
     expect(where(refused[0]!, 'CONFIG_ERR_MASTER_NOT_PLACED')).toEqual(['services.yml:7:28 backup.master_scheduling_group']);
     expect(refused[0]!.diagnostics.errors[0]?.message).toMatch(/^"backup" runs where "db" is placed \(h[12]\), and none of those hosts is in group "(left|right)": no master could be elected$/);
-    const { compileTopology } = await import('../src/topology/index.js');
+    const { compileTopology } = await import('../src/config/index.js');
     const accepted = [left, right].find((c) => c.ok)!;
     const topology = compileTopology(accepted);
     expect(topology.services['backup']?.master).toBe(topology.services['db']?.instances[0]?.host);

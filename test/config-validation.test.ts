@@ -215,7 +215,7 @@ describe('a services.yml that would serve nothing', () => {
     const config = load({ 'services.yml': '# nothing runs here yet\nallow_no_services: true\n' });
     expect(config.diagnostics.items).toEqual([]);
     expect(config.services.allowNoServices).toBe(true);
-    const { compileTopology } = await import('../src/topology/index.js');
+    const { compileTopology } = await import('../src/config/index.js');
     expect(compileTopology(config)).toMatchObject({ services: {}, allow_no_services: true });
     // With services it changes nothing, and a normal topology does not carry the key at all.
     expect(load({ 'services.yml': 'allow_no_services: true\nweb: {}\n' }).ok).toBe(true);

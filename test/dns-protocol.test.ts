@@ -6,9 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { DnsService, resolversFromResolvConf, topologyFileSource } from '../src/dns/index.js';
-import { LiveTopology } from '../src/topology/index.js';
-import { writeTopology } from '../src/topology/index.js';
+import { DnsService, resolversFromResolvConf } from '../src/dns/index.js';
+import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
 import { parseSocketAddress } from '../src/lib/socket-address.js';
 import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
 import { tempDir } from './support/run.js';

@@ -3,7 +3,7 @@
  * each cap, and how many lines a flood of events turns into.
  */
 import { describe, expect, it } from 'vitest';
-import { TcpSlots } from '../src/dns/tcp-slots.js';
+import { TcpSlots } from '../src/dns/testing.js';
 import { sourceKey } from '../src/lib/ip.js';
 import pino from 'pino';
 import { LogSampler, SUPPRESSED_MESSAGE } from '../src/lib/log-sampler.js';

@@ -6,8 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
-import { OVERLAY_KEYS } from '../src/config/mesh-inventory.js';
-import { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, SERVICE_KEYS } from '../src/config/services.js';
+import { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, OVERLAY_KEYS, SERVICE_KEYS } from '../src/config/testing.js';
 import { REPO_ROOT } from './support/run.js';
 
 const servicesExample = join(REPO_ROOT, 'services.yml.example');

@@ -5,8 +5,9 @@
  * same API over real mutual TLS with curl is in gateway-ops.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { AdminServer, BackendRegistry, buildAdminApi } from '../src/gateway/index.js';
-import type { AdminTarget } from '../src/gateway/index.js';
+import { AdminServer } from '../src/gateway/index.js';
+import { BackendRegistry, buildAdminApi } from '../src/gateway/testing.js';
+import type { AdminTarget } from '../src/gateway/testing.js';
 import { silentLogger } from './support/dns.js';
 import { fakeBackend } from './support/fake-backend.js';
 

@@ -16,7 +16,7 @@ import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../src/agent/index.js';
-import { readClientHello } from '../src/gateway/index.js';
+import { readClientHello } from '../src/gateway/testing.js';
 import { runAsync } from './support/dns.js';
 import { AUDIT_PORTS as P, auditAgent, prepareAuditMesh, series, startAuditGateway, startAuditHaproxy, waitUntil } from './support/gateway-audit.js';
 import type { AuditGateway, AuditMesh } from './support/gateway-audit.js';

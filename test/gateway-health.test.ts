@@ -9,9 +9,8 @@ import { connect as http2Connect, constants as http2Constants, createServer as h
 import type { ClientHttp2Session, Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkOnce, HealthMonitor } from '../src/gateway/health.js';
-import { freshBackendState } from '../src/gateway/index.js';
-import type { Backend, HealthState } from '../src/gateway/index.js';
+import { checkOnce, freshBackendState, HealthMonitor } from '../src/gateway/testing.js';
+import type { Backend, HealthState } from '../src/gateway/testing.js';
 import type { Topology, TopologyGatewayEndpoint } from '../src/topology/index.js';
 import { sleep, waitFor } from './support/wait.js';
 

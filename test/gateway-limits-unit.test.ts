@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { connectionBudget, openFileLimit, perSourceCap } from '../src/gateway/limits.js';
+import { connectionBudget, openFileLimit, perSourceCap } from '../src/gateway/testing.js';
 import { sourceKey } from '../src/lib/ip.js';
 import { LogSampler, SUPPRESSED_MESSAGE } from '../src/lib/log-sampler.js';
 

@@ -8,8 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { BackendRegistry } from '../src/gateway/index.js';
-import { GatewayMetrics } from '../src/gateway/metrics.js';
+import { BackendRegistry, GatewayMetrics } from '../src/gateway/testing.js';
 import { fakeBackend } from './support/fake-backend.js';
 
 const README = readFileSync(fileURLToPath(new URL('../src/gateway/README.md', import.meta.url)), 'utf8');

@@ -6,9 +6,8 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { readClientHello } from '../src/gateway/client-hello.js';
-import { proxyHeader } from '../src/agent/proxy-protocol.js';
-import { readRequestHead } from '../src/gateway/http-head.js';
+import { proxyHeader } from '../src/agent/testing.js';
+import { readClientHello, readRequestHead } from '../src/gateway/testing.js';
 import { runAsync } from './support/dns.js';
 
 /** The first bytes a TLS client sends to a listener that never answers. */

@@ -5,8 +5,8 @@
  * support/fake-backend.ts for the backends).
  */
 import { describe, expect, it } from 'vitest';
-import { BackendRegistry, Balancer, nextHealth, rendezvousWeight } from '../src/gateway/index.js';
-import type { Backend, PickResult, Route } from '../src/gateway/index.js';
+import { BackendRegistry, Balancer, nextHealth, rendezvousWeight } from '../src/gateway/testing.js';
+import type { Backend, PickResult, Route } from '../src/gateway/testing.js';
 import type { TopologyGatewayEndpoint } from '../src/topology/index.js';
 import { fakeBackend } from './support/fake-backend.js';
 

@@ -6,8 +6,9 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Diagnostics, groupVars, loadConfig, readInventory, toAnsibleList, toPlain } from '../src/config/index.js';
-import type { Inventory } from '../src/config/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { Diagnostics, groupVars, readInventory, toAnsibleList, toPlain } from '../src/config/testing.js';
+import type { Inventory } from '../src/config/testing.js';
 import { FIXTURES, ansibleInventory, tempDir } from './support/run.js';
 
 const INVENTORIES = join(FIXTURES, 'inventories');

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { schedule } from '../src/topology/index.js';
-import type { Placement, ScheduleRequest } from '../src/topology/index.js';
+import type { Placement, ScheduleRequest } from '../src/topology/testing.js';
 
 const hostsNamed = (n: number, prefix = 'host'): string[] => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
 

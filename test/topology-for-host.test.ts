@@ -7,8 +7,10 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateHostKeys, renderHost } from '../src/overlay/index.js';
-import { entitledSans, kindsOf } from '../src/pki/index.js';
-import { addressesSeenBy, parseTopology, topologyForHost } from '../src/topology/index.js';
+import { entitledSans } from '../src/pki/index.js';
+import { kindsOf } from '../src/pki/testing.js';
+import { addressesSeenBy, topologyForHost } from '../src/topology/index.js';
+import { parseTopology } from '../src/topology/testing.js';
 import type { Topology } from '../src/topology/index.js';
 import { meshplane, REPO_ROOT, tempDir } from './support/run.js';
 

@@ -8,9 +8,10 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.js';
+import { compileTopology, loadConfig } from '../src/config/index.js';
 import { MeshplaneError } from '../src/errors.js';
-import { compileTopology, parseTopology, serializeTopology, topologyForHost } from '../src/topology/index.js';
+import { serializeTopology, topologyForHost } from '../src/topology/index.js';
+import { parseTopology } from '../src/topology/testing.js';
 import type { Topology } from '../src/topology/index.js';
 import { FIXTURES, REPO_ROOT, tempDir } from './support/run.js';
 

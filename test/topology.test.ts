@@ -5,8 +5,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.js';
-import { addressesSeenBy, compileTopology, parseTopology, readTopology, serializeTopology, viewKey, writeTopology } from '../src/topology/index.js';
+import { compileTopology, loadConfig } from '../src/config/index.js';
+import { addressesSeenBy, readTopology, serializeTopology, viewKey, writeTopology } from '../src/topology/index.js';
+import { parseTopology } from '../src/topology/testing.js';
 import type { Topology } from '../src/topology/index.js';
 import { load, removeTempInputs } from './support/inputs.js';
 import { REPO_ROOT, tempDir } from './support/run.js';

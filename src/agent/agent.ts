@@ -52,10 +52,10 @@ export interface AgentOptions {
 }
 
 /** What update() can change on a running agent: read per connection, so no tunnel is redialled. */
-export type AgentRouting = Pick<AgentOptions, 'backend' | 'backendPorts' | 'proxyProtocol'>;
+type AgentRouting = Pick<AgentOptions, 'backend' | 'backendPorts' | 'proxyProtocol'>;
 
 export const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 30_000 } as const;
-export const DEFAULT_PING_INTERVAL_MS = 5000;
+const DEFAULT_PING_INTERVAL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A tunnel that lived this long resets the backoff. */
 const STABLE_AFTER_MS = 10_000;

@@ -9,7 +9,7 @@ import type { Topology } from '../topology/index.js';
 import { agentSettings } from './settings.js';
 import type { AgentSettings, AgentSettingsInput } from './settings.js';
 
-export type AgentFollowStep =
+type AgentFollowStep =
   | { readonly kind: 'same' }
   | { readonly kind: 'update'; readonly settings: AgentSettings }
   | { readonly kind: 'redial'; readonly settings: AgentSettings }

@@ -18,7 +18,7 @@ import { HEALTH_BODY_MAX_BYTES, HEALTH_HOST, LOAD_HEADER } from '../lib/tunnel-i
 import { proxyHeader } from './proxy-protocol.js';
 import type { ProxyVersion } from './proxy-protocol.js';
 
-export interface ProbeOptions {
+interface ProbeOptions {
   readonly address: string;
   readonly port: number;
   readonly path: string;
@@ -27,7 +27,7 @@ export interface ProbeOptions {
   readonly timeoutMs: number;
 }
 
-export interface ProbeResult {
+interface ProbeResult {
   /** HTTP status, or 502 when the backend could not be asked at all. */
   readonly status: number;
   readonly load: string | null;

@@ -3,11 +3,11 @@
  * client certificate and serves the gateway's CONNECT streams by opening
  * connections to the backend (with a PROXY protocol header). See README.md.
  */
-export { Agent, DEFAULT_BACKOFF, DEFAULT_PING_INTERVAL_MS } from './agent.js';
-export type { Address, AgentOptions, AgentRouting } from './agent.js';
+export { Agent, DEFAULT_BACKOFF } from './agent.js';
+export type { Address } from './agent.js';
 export { followTopology } from './follow.js';
-export type { AgentFollowStep } from './follow.js';
-export { agentSettings, readAgentTls, resolveGateways, DEFAULT_GATEWAY_PORT } from './settings.js';
+export { agentSettings, readAgentTls, resolveGateways } from './settings.js';
 export type { AgentSettings, AgentSettingsInput } from './settings.js';
-export { proxyHeader } from './proxy-protocol.js';
-export type { ProxyVersion } from './proxy-protocol.js';
+// The demo backend reads the header the agent writes.
+export { readProxyHeader } from './proxy-protocol.js';
+export type { ConnectionAddresses } from './proxy-protocol.js';

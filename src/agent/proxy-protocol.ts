@@ -49,7 +49,7 @@ function ipBytes(address: string): Buffer {
   return ipToBytes(parseIp(address)!);
 }
 
-export type ProxyHeaderRead =
+type ProxyHeaderRead =
   | { readonly kind: 'incomplete' }
   | { readonly kind: 'none' }
   | { readonly kind: 'header'; readonly version: ProxyVersion; readonly addresses: ConnectionAddresses | null; readonly length: number }

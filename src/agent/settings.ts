@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { MeshplaneError } from '../errors.js';
-import { DEFAULT_REGISTRATION_PORT, registrationPortOf } from '../topology/index.js';
+import { registrationPortOf } from '../topology/index.js';
 import type { Topology } from '../topology/index.js';
 import { credentialFiles, serviceNames } from '../topology/index.js';
 import type { Address } from './agent.js';
@@ -41,8 +41,6 @@ export interface AgentSettings {
   readonly gatewayPort: number;
 }
 
-/** The gateway's registration port when the topology names none (gateway-ports.ts). */
-export const DEFAULT_GATEWAY_PORT = DEFAULT_REGISTRATION_PORT;
 
 export function agentSettings(topology: Topology, input: AgentSettingsInput): AgentSettings {
   const host = topology.hosts[input.host];

@@ -6,7 +6,7 @@ import { serveMetrics } from '../lib/metrics-http.js';
 import { parseSocketAddress } from '../lib/socket-address.js';
 import { takeHeldHangup } from './early-signals.js';
 
-export interface Daemon {
+interface Daemon {
   readonly logger: Logger;
   readonly registry: Registry;
 }

@@ -1,10 +1,10 @@
 /** Options shared by every command that reads services.yml and the inventory. */
 import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { DEFAULT_INVENTORY_FILE, DEFAULT_SERVICES_FILE, formatDiagnostic, loadConfig } from '../config/index.js';
+import { DEFAULT_INVENTORY_FILE, DEFAULT_SERVICES_FILE, compileTopology, configSource, formatDiagnostic, loadConfig } from '../config/index.js';
 import type { LoadedConfig } from '../config/index.js';
 import { UsageError } from '../errors.js';
-import { compileTopology, configSource, readTopology, topologyFileSource } from '../topology/index.js';
+import { readTopology, topologyFileSource } from '../topology/index.js';
 import type { Topology, TopologySource } from '../topology/index.js';
 import type { CommandIO } from './context.js';
 

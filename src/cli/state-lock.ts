@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { MeshplaneError } from '../errors.js';
 import { describeFsError, makeDirs, processAlive } from '../lib/atomic-write.js';
 
-export interface LockOwner {
+interface LockOwner {
   readonly pid: number;
   /** ISO time the owner took the lock. */
   readonly started: string;
@@ -20,7 +20,7 @@ export interface LockOwner {
   readonly procStart?: string;
 }
 
-export interface StateLock {
+interface StateLock {
   readonly path: string;
   /** The stale lock that was taken over, if there was one. */
   readonly tookOver: LockOwner | undefined;

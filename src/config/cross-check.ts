@@ -5,14 +5,11 @@
  * not collide in DNS, and shared credentials agree.
  */
 import type { Diagnostics, Loc } from './diagnostics.js';
-import { masterNames } from '../topology/names.js';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { groupMembers } from './inventory.js';
 import type { MeshInventory, OverlayConfig, ServiceConfig, ServicesConfig } from './types.js';
-import { GATEWAY_SERVICE, registrationPortOf, describePortOwner, frontFamily, gatewayPortConflicts } from '../topology/gateway-ports.js';
-import type { GatewayPortFacts } from '../topology/gateway-ports.js';
-import { compareNames, schedule } from '../topology/scheduler.js';
-import type { ScheduleRequest } from '../topology/scheduler.js';
+import { GATEWAY_SERVICE, compareNames, describePortOwner, frontFamily, gatewayPortConflicts, masterNames, registrationPortOf, schedule } from '../topology/index.js';
+import type { GatewayPortFacts, ScheduleRequest } from '../topology/index.js';
 
 /** Candidate hosts per enabled service (scheduleWith services get none). */
 export type Candidates = ReadonlyMap<string, readonly string[]>;

@@ -12,7 +12,7 @@ export interface Loc {
   readonly col: number;
 }
 
-export type Severity = 'error' | 'warning';
+type Severity = 'error' | 'warning';
 
 export interface Diagnostic {
   readonly code: string;

@@ -10,7 +10,7 @@ import type { LEntry, LMap, LNode } from './located.js';
 import { toPlain } from './located.js';
 import { checkKeys, joinPath } from './schema.js';
 
-export interface InventoryGroup {
+interface InventoryGroup {
   readonly name: string;
   readonly loc: Loc;
   /** Hosts listed directly in this group, in file order. */
@@ -27,7 +27,7 @@ export interface InventoryGroup {
   priority: number;
 }
 
-export interface InventoryHost {
+interface InventoryHost {
   readonly name: string;
   /** Where the host first appears. */
   readonly loc: Loc;
@@ -194,7 +194,7 @@ function addHosts(inventory: Inventory, group: InventoryGroup, pattern: string, 
  * Expands Ansible host patterns: `name`, `name:port`, and ranges such as
  * `web[01:20]`, `web[1:9:2]`, `db-[a:f]` (several ranges multiply out).
  */
-export function expandHostPattern(pattern: string): { names: string[]; port?: number } {
+function expandHostPattern(pattern: string): { names: string[]; port?: number } {
   let base = pattern;
   let port: number | undefined;
   const portMatch = /^([^:[\]]+|[^:]*\[[^\]]*\][^:]*):(\d+)$/.exec(pattern);

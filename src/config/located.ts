@@ -9,7 +9,7 @@ import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yam
 import type { Document, Node as YamlNode, ScalarTag } from 'yaml';
 import type { Diagnostics, Loc } from './diagnostics.js';
 
-export type LScalarValue = string | number | boolean | null;
+type LScalarValue = string | number | boolean | null;
 
 export interface LMap {
   readonly kind: 'map';
@@ -23,13 +23,13 @@ export interface LEntry {
   readonly value: LNode;
 }
 
-export interface LSeq {
+interface LSeq {
   readonly kind: 'seq';
   readonly loc: Loc;
   readonly items: LNode[];
 }
 
-export interface LScalar {
+interface LScalar {
   readonly kind: 'scalar';
   readonly loc: Loc;
   readonly value: LScalarValue;

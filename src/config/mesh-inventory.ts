@@ -11,10 +11,10 @@ import type { LEntry, LNode } from './located.js';
 import { describeNode } from './located.js';
 import { checkKeys, checkName, expectMap, joinPath, oneOrMany, readEnum, readInt, readString } from './schema.js';
 import type { HostConfig, MeshInventory, OverlayConfig, OverlayDriver } from './types.js';
-import { OVERLAY_DRIVERS, TINC_CIPHERS, TINC_DIGESTS } from '../topology/types.js';
+import { OVERLAY_DRIVERS, TINC_CIPHERS, TINC_DIGESTS } from '../topology/index.js';
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 
-export const DEFAULT_DOMAIN = 'mesh.internal';
+const DEFAULT_DOMAIN = 'mesh.internal';
 export const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'digest', 'compression', 'persistent_keepalive'] as const;
 const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wireguard: 51820 };
 /**
@@ -22,7 +22,7 @@ const DEFAULT_OVERLAY_PORT: Record<OverlayDriver, number> = { tinc: 655, wiregua
  * out so every host file says what is in force. Only CBC ciphers: the tinc
  * manual advises them, and its legacy protocol is built around them.
  */
-export const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
+const TINC_DEFAULTS = { cipher: 'aes-256-cbc', digest: 'sha256', compression: 0 } as const;
 /** Keys that only one driver understands. */
 const DRIVER_ONLY_KEYS: Record<string, OverlayDriver> = { cipher: 'tinc', digest: 'tinc', compression: 'tinc', persistent_keepalive: 'wireguard' };
 /** Overlay names become Ansible variable suffixes and interface names (at most 15 bytes). */

@@ -10,8 +10,8 @@ import type { LMap, LNode } from './located.js';
 import { describeNode } from './located.js';
 
 /** A DNS label: lowercase letters, digits and `-`, not at either end. */
-export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-export const NAME_EXPECTED = 'lowercase letters, digits and "-" (not first or last), at most 63 characters';
+const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NAME_EXPECTED = 'lowercase letters, digits and "-" (not first or last), at most 63 characters';
 
 export function joinPath(parent: string, key: string | number): string {
   if (typeof key === 'number') return `${parent}[${key}]`;

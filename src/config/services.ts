@@ -24,7 +24,7 @@ import {
   readString,
 } from './schema.js';
 import type { CredentialConfig, GatewayEndpointConfig, GatewayMode, HealthCheckConfig, OutlierConfig, ServiceConfig, ServicesConfig } from './types.js';
-import { BALANCE_POLICIES, GATEWAY_MODES, PROXY_PROTOCOLS } from '../topology/types.js';
+import { BALANCE_POLICIES, GATEWAY_MODES, PROXY_PROTOCOLS } from '../topology/index.js';
 import { parseIp } from '../lib/ip.js';
 
 export const SERVICE_KEYS = [
@@ -45,13 +45,13 @@ export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protoc
 export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
 export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
 const DEFAULT_ENDPOINT_PORT: Record<Exclude<GatewayMode, 'tcp'>, number> = { tls: 443, http: 80, connect: 3128 };
-export const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', interval_ms: 5000, timeout_ms: 2000, rise: 2, fall: 3 };
-export const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutive_errors: 5, ejection_ms: 30_000 };
+const DEFAULT_HEALTH: HealthCheckConfig = { enabled: true, path: '/health', interval_ms: 5000, timeout_ms: 2000, rise: 2, fall: 3 };
+const DEFAULT_OUTLIER: OutlierConfig = { enabled: true, consecutive_errors: 5, ejection_ms: 30_000 };
 /** A host name in a route or SAN: DNS labels, optionally a leading `*.`. */
 const HOSTNAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** Loads the file and its includes into one merged located tree; `read` is false when the main file could not be read as a map. */
-export function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; read: boolean; files: string[]; watch: ServicesConfig['watch'] } {
+function loadServicesTree(file: string, diags: Diagnostics): { tree: LMap; read: boolean; files: string[]; watch: ServicesConfig['watch'] } {
   const files: string[] = [];
   const watch = { files: [] as string[], directories: [] as string[] };
   const tree = loadWithIncludes(normalize(file), [], diags, files, watch, undefined);

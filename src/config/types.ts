@@ -5,10 +5,10 @@
  */
 import type { Loc } from './diagnostics.js';
 import type { Inventory } from './inventory.js';
-import type { TopologyCredential, TopologyGatewayEndpoint, TopologyOverlay } from '../topology/types.js';
+import type { TopologyCredential, TopologyGatewayEndpoint, TopologyOverlay } from '../topology/index.js';
 
 // The enums are the Topology's; config re-exports them for its readers.
-export type { BalancePolicy, GatewayMode, OverlayDriver, ProxyProtocol, TopologyHealthCheck as HealthCheckConfig, TopologyOutlier as OutlierConfig } from '../topology/types.js';
+export type { GatewayMode, OverlayDriver, TopologyHealthCheck as HealthCheckConfig, TopologyOutlier as OutlierConfig } from '../topology/index.js';
 
 /** An overlay as the Topology spells it, less the member list compile fills in. */
 export interface OverlayConfig extends Omit<TopologyOverlay, 'hosts'> {

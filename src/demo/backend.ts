@@ -12,10 +12,10 @@ import { createServer as createNetServer } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Server, Socket } from 'node:net';
 import { TLSSocket, createSecureContext } from 'node:tls';
-import { readProxyHeader } from '../agent/proxy-protocol.js';
-import type { ConnectionAddresses } from '../agent/proxy-protocol.js';
+import { readProxyHeader } from '../agent/index.js';
+import type { ConnectionAddresses } from '../agent/index.js';
 
-export interface DemoBackendOptions {
+interface DemoBackendOptions {
   readonly service: string;
   readonly host: string;
   readonly address: string;

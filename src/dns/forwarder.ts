@@ -10,12 +10,12 @@ import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 
-export interface Upstream {
+interface Upstream {
   readonly address: string;
   readonly port: number;
 }
 
-export const DEFAULT_FORWARD_TIMEOUT_MS = 2000;
+const DEFAULT_FORWARD_TIMEOUT_MS = 2000;
 
 interface Pending {
   readonly upstream: Upstream;

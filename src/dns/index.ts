@@ -1,15 +1,12 @@
 /**
  * DNS: an authoritative server for the mesh domain with per-host views,
  * forwarding everything else. Start one with `new DnsService(...)`; the
- * pieces below are exported for the CLI and tests.
+ * pieces below are exported for the CLI.
  */
 export { DnsService } from './service.js';
-export type { DnsServiceOptions, ReloadResult } from './service.js';
-export { configSource, topologyFileSource } from '../topology/index.js';
-export type { TopologySource } from '../topology/index.js';
-export { DNS_PORT, expandWildcards, parseSocketAddress, resolversFromResolvConf } from './listen.js';
+export { expandWildcards, parseSocketAddress, resolversFromResolvConf } from './listen.js';
 export type { SocketAddress } from './listen.js';
-export { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
+export { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL } from './zone.js';
 export {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   DEFAULT_TCP_MAX_CONNECTIONS,
@@ -17,4 +14,3 @@ export {
   DEFAULT_TCP_QUERY_TIMEOUT_MS,
   DEFAULT_UDP_SIZE,
 } from './server.js';
-export type { BoundAddress } from './server.js';

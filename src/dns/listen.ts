@@ -14,7 +14,7 @@ import { parseIp } from '../lib/ip.js';
 import { DNS_PORT, scopedAddress } from '../lib/socket-address.js';
 import type { SocketAddress } from '../lib/socket-address.js';
 
-export { DNS_PORT, parseSocketAddress } from '../lib/socket-address.js';
+export { parseSocketAddress } from '../lib/socket-address.js';
 export type { SocketAddress } from '../lib/socket-address.js';
 
 /** 0.0.0.0 and :: become every local address of that family; the rest stay as they are. */

@@ -43,7 +43,7 @@ function rcodeSlot(rcode: number): number {
  * - `refused`: a new connection closed at once: at the cap, with nothing evictable;
  * - `overflow`: the client sent more than we buffer without reading our replies.
  */
-export const TCP_CLOSE_REASONS = ['idle', 'query_timeout', 'evicted_source', 'evicted_global', 'refused', 'overflow'] as const;
+const TCP_CLOSE_REASONS = ['idle', 'query_timeout', 'evicted_source', 'evicted_global', 'refused', 'overflow'] as const;
 export type TcpCloseReason = (typeof TCP_CLOSE_REASONS)[number];
 
 export interface DnsMetrics {

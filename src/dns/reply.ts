@@ -6,7 +6,7 @@
  */
 import type { Answer } from './zone.js';
 import type { Query } from './wire.js';
-import { FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC, HEADER_SIZE, OPT_RECORD_SIZE, RCODE, TYPE, optRecord } from './wire.js';
+import { FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC, HEADER_SIZE, OPT_RECORD_SIZE, TYPE, optRecord } from './wire.js';
 
 export interface ReplyLimits {
   /** Largest reply the transport carries (UDP: the asker's buffer capped by ours; TCP: 65535). */
@@ -110,5 +110,3 @@ export function errorReply(
 export function isTransfer(type: number): boolean {
   return type === TYPE.AXFR || type === TYPE.IXFR;
 }
-
-export { RCODE };

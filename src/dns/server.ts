@@ -29,7 +29,7 @@ import { LogSampler } from '../lib/log-sampler.js';
 import type { View } from './views.js';
 import type { Zone } from './zone.js';
 
-export interface DnsServerOptions {
+interface DnsServerOptions {
   readonly listen: readonly SocketAddress[];
   readonly forwarder: Forwarder | null;
   /** Largest UDP reply we send to EDNS askers (RFC 9715 advises 1232). */

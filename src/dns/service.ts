@@ -17,7 +17,7 @@ import { DnsServer } from './server.js';
 import type { BoundAddress } from './server.js';
 import { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
 
-export interface DnsServiceOptions {
+interface DnsServiceOptions {
   /**
    * Where the zone comes from. DnsService starts it if it is not started yet
    * (and then closes it on close()); whether it watches files is its own option.
@@ -39,7 +39,7 @@ export interface DnsServiceOptions {
   readonly logger: Logger;
 }
 
-export type ReloadResult = ReloadOutcome;
+type ReloadResult = ReloadOutcome;
 
 export class DnsService {
   private readonly options: DnsServiceOptions;

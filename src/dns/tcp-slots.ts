@@ -29,7 +29,7 @@ export interface TcpSlot {
   readonly busy: boolean;
 }
 
-export type Admission<T> = { readonly admit: true; readonly evict: T | null; readonly reason: 'evicted_source' | 'evicted_global' | null } | { readonly admit: false };
+type Admission<T> = { readonly admit: true; readonly evict: T | null; readonly reason: 'evicted_source' | 'evicted_global' | null } | { readonly admit: false };
 
 export class TcpSlots<T extends TcpSlot> {
   private readonly bySource = new Map<string, Set<T>>();

@@ -16,7 +16,7 @@ export interface View {
 }
 
 /** Unknown askers (and hosts on no overlay) get every target's own addresses. */
-export const PUBLIC_VIEW: View = { label: 'public', viewer: null };
+const PUBLIC_VIEW: View = { label: 'public', viewer: null };
 
 /** Bounds the memo of unknown sources, so a scan of many addresses cannot grow memory. */
 const MAX_REMEMBERED_SOURCES = 10_000;

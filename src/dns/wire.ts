@@ -25,7 +25,7 @@ export const CLASSIC_UDP_SIZE = 512;
 /** Size of the OPT record we add: root name, type, class, TTL, empty RDATA. */
 export const OPT_RECORD_SIZE = 11;
 
-export interface Edns {
+interface Edns {
   readonly udpSize: number;
   readonly version: number;
   readonly dnssecOk: boolean;
@@ -50,7 +50,7 @@ export interface Query {
  * (too short to carry an ID, or a response rather than a query). The
  * others carry the ID so that an error reply can be sent.
  */
-export type ParseFailure =
+type ParseFailure =
   | { readonly kind: 'drop' }
   | {
       readonly kind: 'formerr';
@@ -63,7 +63,7 @@ export type ParseFailure =
     }
   | { readonly kind: 'notimp'; readonly id: number; readonly opcode: number; readonly recursionDesired: boolean };
 
-export type ParseResult = ({ readonly kind: 'query' } & Query) | ParseFailure;
+type ParseResult = ({ readonly kind: 'query' } & Query) | ParseFailure;
 
 const DROP: ParseFailure = { kind: 'drop' };
 /** Reused for every query: names are at most 255 bytes. */
@@ -198,7 +198,7 @@ export function addressRdata(address: string): Buffer {
   return ipToBytes(parsed);
 }
 
-export interface SoaFields {
+interface SoaFields {
   readonly mname: string;
   readonly rname: string;
   readonly serial: number;

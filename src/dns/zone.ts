@@ -10,7 +10,7 @@ import { ViewTable } from './views.js';
 import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata } from './wire.js';
 import type { Rcode } from './wire.js';
 
-export interface ZoneOptions {
+interface ZoneOptions {
   /** TTL of A, AAAA, NS and SOA records, seconds. */
   readonly ttl: number;
   /** SOA minimum: how long resolvers may cache "no such name", seconds. */

@@ -53,7 +53,7 @@ export interface AdminEvents {
   refused(code: string, peer: string, detail: string): void;
 }
 
-export interface AdminOptions {
+interface AdminOptions {
   readonly auth: AdminAuth;
   /** The gateway's credential (and CA, CRL) for HTTPS; required for mtls. */
   readonly tls?: SecureContextOptions;
@@ -65,14 +65,14 @@ export interface AdminOptions {
   readonly events?: AdminEvents;
 }
 
-export const ADMIN_DEFAULT_LIMITS: ListenerLimits = { maxConnections: 64, maxPerSource: 16, deadlineMs: DEFAULT_HANDSHAKE_TIMEOUT_MS };
+const ADMIN_DEFAULT_LIMITS: ListenerLimits = { maxConnections: 64, maxPerSource: 16, deadlineMs: DEFAULT_HANDSHAKE_TIMEOUT_MS };
 const ADMIN_KEEPALIVE_MS = 5000;
 const ADMIN_ALPN = ['http/1.1'];
 
 export const DEFAULT_ADMIN_CREDENTIAL = 'gateway-admin';
 
 /** An error the API answers with: HTTP status, stable code, message. */
-export class AdminError extends MeshplaneError {
+class AdminError extends MeshplaneError {
   constructor(
     readonly statusCode: number,
     code: string,

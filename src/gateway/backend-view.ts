@@ -2,7 +2,7 @@
 import { isEjected } from './balance.js';
 import type { Backend } from './registry.js';
 
-export type OverallHealth = 'healthy' | 'unhealthy' | 'unknown' | 'unchecked';
+type OverallHealth = 'healthy' | 'unhealthy' | 'unknown' | 'unchecked';
 
 export interface BackendView {
   readonly id: string;
@@ -21,7 +21,7 @@ export interface BackendView {
   readonly ejected_until: string | null;
 }
 
-export function overallHealth(backend: Backend): OverallHealth {
+function overallHealth(backend: Backend): OverallHealth {
   const states = [...backend.health.values()].map((h) => h.state);
   if (states.length === 0) return 'unchecked';
   if (states.includes('unhealthy')) return 'unhealthy';

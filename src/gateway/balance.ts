@@ -22,7 +22,7 @@ import type { TopologyGatewayEndpoint } from '../topology/index.js';
 import type { Backend, BackendRegistry } from './registry.js';
 import type { Route } from './routes.js';
 
-export type PickRefusal = 'no_backend' | 'no_healthy_backend' | 'backends_full';
+type PickRefusal = 'no_backend' | 'no_healthy_backend' | 'backends_full';
 
 export type PickResult = { readonly backend: Backend } | { readonly refusal: PickRefusal; readonly detail: string };
 
@@ -31,7 +31,7 @@ export interface BackendPicker {
   pick(route: Route, clientAddress: string): PickResult;
 }
 
-export interface OutlierEvents {
+interface OutlierEvents {
   ejected(backend: Backend, forMs: number, failures: number): void;
 }
 
@@ -43,12 +43,12 @@ export function isEjected(backend: Backend, now = Date.now()): boolean {
 }
 
 /** Healthy for this endpoint: checks off, or its last verdict was healthy. */
-export function isHealthyFor(backend: Backend, endpoint: TopologyGatewayEndpoint): boolean {
+function isHealthyFor(backend: Backend, endpoint: TopologyGatewayEndpoint): boolean {
   if (!endpoint.health.enabled) return true;
   return backend.health.get(endpoint.name)?.state === 'healthy';
 }
 
-export function score(backend: Backend): number {
+function score(backend: Backend): number {
   return (1 + (backend.load ?? 0)) * (1 + backend.openStreams);
 }
 

@@ -5,7 +5,7 @@
  * arrived so far and gets "need more", the name, or a reason it never will.
  */
 
-export type HelloResult =
+type HelloResult =
   | { readonly kind: 'incomplete' }
   /** A whole ClientHello: its SNI host name (lowercased), or null when it carries none. */
   | { readonly kind: 'hello'; readonly serverName: string | null }
@@ -16,7 +16,7 @@ const HANDSHAKE_CLIENT_HELLO = 1;
 const EXTENSION_SERVER_NAME = 0;
 const NAME_TYPE_HOST = 0;
 /** Handshake messages above this are refused: a ClientHello is a few KB at most. */
-export const MAX_HELLO_BYTES = 16 * 1024;
+const MAX_HELLO_BYTES = 16 * 1024;
 
 const INCOMPLETE: HelloResult = { kind: 'incomplete' };
 const invalid = (reason: string): HelloResult => ({ kind: 'invalid', reason });

@@ -23,9 +23,9 @@ import type { BackendPicker } from './balance.js';
 import type { Backend } from './registry.js';
 import type { FrontPort, Route, RoutingTable } from './routes.js';
 
-export type FrontRefusal = 'timeout' | 'bad_hello' | 'bad_request' | 'no_route' | 'no_backend' | 'no_healthy_backend' | 'backends_full' | 'tunnel_failed';
+type FrontRefusal = 'timeout' | 'bad_hello' | 'bad_request' | 'no_route' | 'no_backend' | 'no_healthy_backend' | 'backends_full' | 'tunnel_failed';
 
-export interface FrontEvents {
+interface FrontEvents {
   routed(route: Route, backend: Backend, peer: string): void;
   /** `connection` is the client connection's id (in logs). */
   refused(port: number, reason: FrontRefusal, peer: string, detail: string, connection: string): void;
@@ -37,7 +37,7 @@ export interface FrontEvents {
   limited(port: number, reason: LimitReason, peer: string): void;
 }
 
-export interface FrontOptions {
+interface FrontOptions {
   /** Addresses every front port listens on (default 0.0.0.0 and ::). */
   readonly addresses: readonly string[];
   /** How long a client may take to send its hello or request head (absolute, from accept). */

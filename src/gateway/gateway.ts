@@ -27,7 +27,7 @@ import type { Backend } from './registry.js';
 import { RoutingTable } from './routes.js';
 
 /** Why a backend is dropped when its (service, host) is no longer an instance. */
-export const INSTANCE_REMOVED = 'instance removed from the topology';
+const INSTANCE_REMOVED = 'instance removed from the topology';
 
 export interface GatewayTlsFiles {
   /** The mesh CA (ca.pem): agents' client certificates must chain to it. */
@@ -38,7 +38,7 @@ export interface GatewayTlsFiles {
   readonly crl: string | null;
 }
 
-export interface GatewayOptions {
+interface GatewayOptions {
   readonly topology: Topology;
   readonly tls: GatewayTlsFiles;
   /** Where agents register, e.g. 0.0.0.0:8443 (port 0 in tests). */

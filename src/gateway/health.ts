@@ -23,7 +23,7 @@ export interface CheckResult {
   readonly reason: string | null;
 }
 
-export interface HealthEvents {
+interface HealthEvents {
   checked(backend: Backend, endpoint: string, result: CheckResult): void;
   changed(backend: Backend, endpoint: string, from: HealthState, to: HealthState, reason: string | null): void;
 }

@@ -10,7 +10,7 @@
  * backend that disagree on where a line ends disagree on the Host.
  */
 
-export type HeadResult =
+type HeadResult =
   | { readonly kind: 'incomplete' }
   | {
       readonly kind: 'request';
@@ -25,7 +25,7 @@ export type HeadResult =
     }
   | { readonly kind: 'invalid'; readonly reason: string };
 
-export const MAX_HEAD_BYTES = 16 * 1024;
+const MAX_HEAD_BYTES = 16 * 1024;
 const INCOMPLETE: HeadResult = { kind: 'incomplete' };
 const BARE_LINE_ENDING: HeadResult = { kind: 'invalid', reason: 'line ending other than CRLF (bare LF or CR)' };
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -24,7 +24,7 @@ import { gatewayServerTls } from './tls-policy.js';
 
 const ALPN = ['h2'];
 
-export type RefusalReason =
+type RefusalReason =
   | 'no_certificate'
   | 'unknown_ca'
   | 'expired'
@@ -34,7 +34,7 @@ export type RefusalReason =
   | 'bad_registration'
   | 'timeout';
 
-export interface RegistrationEvents {
+interface RegistrationEvents {
   refused(reason: RefusalReason, peer: string, detail: string): void;
   registered(backend: Backend, replaced: Backend | undefined): void;
   deregistered(backend: Backend, why: string): void;
@@ -45,7 +45,7 @@ const HELLO_MAX_BYTES = 4096;
 const PING_INTERVAL_MS = 3000;
 
 /** Why a TLS handshake failed outright, from Node's error codes. */
-export function tlsRefusalReason(err: NodeJS.ErrnoException): RefusalReason {
+function tlsRefusalReason(err: NodeJS.ErrnoException): RefusalReason {
   const text = `${err.code ?? ''} ${err.message}`;
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|NO_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)) return 'no_certificate';
   return 'tls_error';
@@ -58,7 +58,7 @@ export function tlsRefusalReason(err: NodeJS.ErrnoException): RefusalReason {
  * than inside the handshake, so each refusal has a precise reason and a
  * peer address to log, and the agent can be told why.
  */
-export function certificateRefusal(socket: TLSSocket): { reason: RefusalReason; detail: string } | null {
+function certificateRefusal(socket: TLSSocket): { reason: RefusalReason; detail: string } | null {
   const cert = socket.getPeerCertificate();
   if (Object.keys(cert).length === 0) return { reason: 'no_certificate', detail: 'no client certificate was presented' };
   if (socket.authorized) return null;

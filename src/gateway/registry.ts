@@ -41,7 +41,7 @@ export interface EndpointHealth {
   lastDurationMs: number | null;
 }
 
-export interface OutlierState {
+interface OutlierState {
   consecutiveFailures: number;
   /** Ejections so far, decaying while the backend behaves; sets the next ejection's length. */
   level: number;

@@ -10,7 +10,7 @@ import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { TUNNEL_CIPHERS } from '../lib/tunnel-io.js';
 
 /** TLS 1.2 and 1.3 only, AEAD suites only (ECDSA keys), the server's order. */
-export const GATEWAY_TLS_POLICY = {
+const GATEWAY_TLS_POLICY = {
   minVersion: 'TLSv1.2',
   ciphers: TUNNEL_CIPHERS,
   honorCipherOrder: true,

@@ -21,14 +21,14 @@ import { closeSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, read
 import { basename, dirname, join, resolve } from 'node:path';
 import { MeshplaneError } from '../errors.js';
 
-export const WRITE_ERROR_CODE = 'CLI_ERR_CANNOT_WRITE';
+const WRITE_ERROR_CODE = 'CLI_ERR_CANNOT_WRITE';
 
-export interface FileOwner {
+interface FileOwner {
   readonly uid: number;
   readonly gid: number;
 }
 
-export interface AtomicWriteOptions {
+interface AtomicWriteOptions {
   /** The file's mode, applied exactly (the umask does not narrow it). Default 0644. */
   readonly mode?: number;
   /** chown the file (before it is renamed into place). */
@@ -173,9 +173,9 @@ export function fsyncDir(dir: string): void {
 }
 
 /** Names of the temporary files writeFileAtomic makes: `.<file>.<pid>.<ms>.<random>.tmp`. */
-export const STALE_TEMP_NAME = /^\..+\.(\d+)\.(\d+)\.[a-z0-9]+\.tmp$/;
+const STALE_TEMP_NAME = /^\..+\.(\d+)\.(\d+)\.[a-z0-9]+\.tmp$/;
 /** A temporary file older than this is stale even if its PID is alive (the PID was reused). */
-export const STALE_TEMP_AGE_MS = 10 * 60_000;
+const STALE_TEMP_AGE_MS = 10 * 60_000;
 
 export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
@@ -187,7 +187,7 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-export interface RemovedTemp {
+interface RemovedTemp {
   readonly path: string;
   readonly pid: number;
 }

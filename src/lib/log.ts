@@ -6,9 +6,6 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 
-export type { Logger };
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** `destination`: a file descriptor (default 2, stderr) or a file to append to (created with its directory). */
 export function createLogger(level: string = process.env['MESHPLANE_LOG_LEVEL'] ?? 'info', destination: number | string = 2): Logger {

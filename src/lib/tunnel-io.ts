@@ -8,10 +8,10 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** Stream and connection receive windows (each end governs what it receives). */
-export const TUNNEL_WINDOW = 8 * 1024 * 1024;
+const TUNNEL_WINDOW = 8 * 1024 * 1024;
 export const TUNNEL_SESSION_WINDOW = 32 * 1024 * 1024;
 
-export const TUNNEL_SETTINGS = {
+const TUNNEL_SETTINGS = {
   initialWindowSize: TUNNEL_WINDOW,
   maxFrameSize: 64 * 1024,
   maxConcurrentStreams: 100_000,
@@ -90,7 +90,7 @@ export interface AgentHello {
  * much per direction, well under the HTTP/2 stream window (TUNNEL_WINDOW)
  * that a tunnel allows in flight anyway.
  */
-export const PIPE_BUFFER_BYTES = 256 * 1024;
+const PIPE_BUFFER_BYTES = 256 * 1024;
 
 /** An error listener for tunnel streams and client sockets: they report nothing of their own, a reset just closes them. */
 export function ignoreError(): void {}

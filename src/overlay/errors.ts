@@ -5,7 +5,7 @@
  */
 import { MeshplaneError } from '../errors.js';
 
-export type OverlayErrorCode =
+type OverlayErrorCode =
   | 'OVERLAY_ERR_UNKNOWN_HOST'
   | 'OVERLAY_ERR_MISSING_KEY'
   | 'OVERLAY_ERR_BAD_KEY'

@@ -22,7 +22,7 @@ import type { HostOverlays } from './members.js';
 import { paths } from './paths.js';
 import type { RenderedFile } from './write.js';
 
-export interface FirewallOptions {
+interface FirewallOptions {
   /** Inventory group whose hosts run the gateway. */
   readonly gatewayGroup: string;
 }

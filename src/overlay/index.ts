@@ -4,13 +4,7 @@
  * compiled Topology. See README.md.
  */
 export { renderHost, DEFAULT_GATEWAY_GROUP } from './render.js';
-export type { RenderOptions } from './render.js';
 export { writeRendered } from './write.js';
-export type { RenderedFile, WriteReport } from './write.js';
 export { generateHostKeys } from './keygen.js';
-export type { KeygenResult } from './keygen.js';
-export { generateKeyPair, publicKeyOf, normalizePublicKey } from './keys.js';
 export { OverlayError, describeProblem } from './errors.js';
-export type { OverlayProblem, OverlayErrorCode } from './errors.js';
-export { paths, publicKeyFile, onHost } from './paths.js';
-export { tincNodeName } from './names.js';
+export { paths } from './paths.js';

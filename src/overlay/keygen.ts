@@ -14,7 +14,7 @@ import type { OverlayProblem } from './errors.js';
 import { generateKeyPair, publicKeyOf } from './keys.js';
 import { paths, publicKeyFile } from './paths.js';
 
-export interface KeygenResult {
+interface KeygenResult {
   readonly overlay: string;
   readonly driver: 'tinc' | 'wireguard';
   /** Absolute paths. */

@@ -12,11 +12,11 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:cry
 import type { KeyObject } from 'node:crypto';
 import type { OverlayDriver } from '../topology/index.js';
 
-export const TINC_RSA_BITS = 2048;
+const TINC_RSA_BITS = 2048;
 /** PKCS#8 DER header of an X25519 private key (RFC 8410); the raw 32 bytes follow. */
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
-export interface KeyPair {
+interface KeyPair {
   /** File contents of the private key. */
   readonly privateKey: string;
   /** File contents of the public key (`<host>.<overlay>.pub`). */

@@ -12,7 +12,7 @@ import { renderTinc } from './tinc.js';
 import { renderWireguard } from './wireguard.js';
 import type { RenderedFile } from './write.js';
 
-export interface RenderOptions {
+interface RenderOptions {
   /** Directory of `<host>.<overlay>.pub` files. */
   readonly keysDir: string;
   /** Inventory group of the gateway hosts (default `gateway`). */

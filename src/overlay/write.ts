@@ -18,7 +18,7 @@ export interface RenderedFile {
   readonly mode: number;
 }
 
-export interface WriteReport {
+interface WriteReport {
   /** Root-relative paths, sorted. */
   readonly written: readonly string[];
   readonly unchanged: readonly string[];

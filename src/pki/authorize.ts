@@ -22,7 +22,7 @@ export interface Authorised {
   readonly publicKeySpki: Uint8Array;
 }
 
-export interface AuthoriseInput {
+interface AuthoriseInput {
   readonly csr: ParsedCsr;
   /** The host the CSR came from (the controller knows it: Ansible fetched the CSR from there). */
   readonly host: string;

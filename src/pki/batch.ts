@@ -40,13 +40,13 @@ export interface BatchJob {
   readonly csrPaths: readonly string[];
 }
 
-export interface BatchFailure {
+interface BatchFailure {
   readonly csrPath: string;
   readonly code: string;
   readonly message: string;
 }
 
-export interface BatchResult {
+interface BatchResult {
   /** Certificates signed. */
   readonly signed: number;
   /** Host files written. */
@@ -56,7 +56,7 @@ export interface BatchResult {
   readonly threads: number;
 }
 
-export interface BatchOptions {
+interface BatchOptions {
   readonly caDir: string;
   readonly topology: Topology;
   readonly jobs: readonly BatchJob[];
@@ -82,7 +82,7 @@ export function batchJobs(csrDir: string): BatchJob[] {
   return jobs;
 }
 
-export interface JobContext {
+interface JobContext {
   readonly topology: Topology;
   readonly signer: LeafSigner;
   readonly stagingDir: string;
@@ -90,7 +90,7 @@ export interface JobContext {
   readonly lifetimeMs?: number;
 }
 
-export interface JobOutcome {
+interface JobOutcome {
   readonly signed: number;
   readonly failures: BatchFailure[];
 }
@@ -99,7 +99,7 @@ export interface JobOutcome {
  * Signs one host's CSRs and writes its file. Refusals are returned, not
  * thrown, so one bad CSR does not stop the batch.
  */
-export function runJob(context: JobContext, job: BatchJob): JobOutcome {
+function runJob(context: JobContext, job: BatchJob): JobOutcome {
   const failures: BatchFailure[] = [];
   const pems: string[] = [];
   for (const csrPath of job.csrPaths) {

@@ -30,7 +30,7 @@ import { EC_ALGORITHM } from './oids.js';
 import type { X509 } from './x509.js';
 import { peculiar } from './x509.js';
 
-export interface CaFiles {
+interface CaFiles {
   readonly dir: string;
   readonly cert: string;
   readonly key: string;
@@ -38,12 +38,12 @@ export interface CaFiles {
   readonly crl: string;
 }
 
-export function caFiles(dir: string): CaFiles {
+function caFiles(dir: string): CaFiles {
   return { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca_key.pem'), revoked: join(dir, 'revoked.json'), crl: join(dir, 'crl.pem') };
 }
 
 /** The CA certificate's fields, read once (node:crypto and the DER reader: fast even with thousands of constraints). */
-export interface CaCertificate {
+interface CaCertificate {
   readonly der: Uint8Array;
   /** The subject exactly as encoded: the issuer of every leaf. */
   readonly subjectDer: Uint8Array;
@@ -63,7 +63,7 @@ export interface Ca {
   readonly constraints: NameConstraintSet | undefined;
 }
 
-export interface InitCaOptions {
+interface InitCaOptions {
   readonly caDir: string;
   readonly topology: Topology;
   readonly permitIps?: readonly string[];
@@ -71,7 +71,7 @@ export interface InitCaOptions {
   readonly now?: Date;
 }
 
-export type InitAction = 'created' | 'updated' | 'unchanged';
+type InitAction = 'created' | 'updated' | 'unchanged';
 
 function readText(path: string, what: string): string {
   try {
@@ -128,7 +128,7 @@ function ensureNewline(text: string): string {
 }
 
 /** CA subject: names the mesh so operators can tell CAs of different meshes apart. */
-export function caSubject(domain: string): string {
+function caSubject(domain: string): string {
   return `CN=meshplane CA ${domain}, O=meshplane`;
 }
 

@@ -31,7 +31,7 @@ export interface NameConstraintSet {
 const LOOPBACK_RANGES = ['127.0.0.0/8', '::1/128'];
 
 /** True when `name` is `base` or below it (OpenSSL `nc_dns` semantics). */
-export function dnsWithin(name: string, base: string): boolean {
+function dnsWithin(name: string, base: string): boolean {
   const n = name.toLowerCase();
   const b = base.toLowerCase();
   if (b === '') return true;
@@ -103,10 +103,6 @@ function normalise(dns: readonly string[], ip: readonly string[]): NameConstrain
 /** Everything either set permits. */
 export function mergeConstraints(a: NameConstraintSet, b: NameConstraintSet): NameConstraintSet {
   return normalise([...a.dns, ...b.dns], [...a.ip, ...b.ip]);
-}
-
-export function sameConstraints(a: NameConstraintSet, b: NameConstraintSet): boolean {
-  return a.dns.join(',') === b.dns.join(',') && a.ip.join(',') === b.ip.join(',');
 }
 
 /** True when every name and range of `inner` is allowed by `outer`. */
@@ -202,9 +198,4 @@ export function compileConstraints(set: NameConstraintSet): CompiledConstraints 
         return address === undefined || !ranges.some((range) => networkContains(range, address));
       }),
   };
-}
-
-/** The SANs that `set` does not permit (empty when all are fine). */
-export function outsideConstraints(set: NameConstraintSet, sans: readonly San[]): San[] {
-  return compileConstraints(set).outside(sans);
 }

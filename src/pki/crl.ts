@@ -19,14 +19,14 @@ import { peculiar } from './x509.js';
 export const REVOCATION_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation'] as const;
 export type RevocationReason = (typeof REVOCATION_REASONS)[number];
 
-export interface RevokedEntry {
+interface RevokedEntry {
   readonly serial: string;
   readonly revoked_at: string;
   readonly reason: RevocationReason;
 }
 
 
-export function readRevoked(ca: Ca): RevokedEntry[] {
+function readRevoked(ca: Ca): RevokedEntry[] {
   if (!existsSync(ca.files.revoked)) return [];
   try {
     const data = JSON.parse(readFileSync(ca.files.revoked, 'utf8')) as { revoked?: RevokedEntry[] };
@@ -41,7 +41,7 @@ export function revokedSerials(ca: Ca): Set<string> {
 }
 
 /** Signs crl.pem from revoked.json. */
-export async function writeCrl(ca: Ca, now: Date = new Date()): Promise<string> {
+async function writeCrl(ca: Ca, now: Date = new Date()): Promise<string> {
   const x509 = await peculiar();
   const entries = readRevoked(ca);
   const { crypto, signingKey } = signerCrypto(ca.signer);
@@ -77,7 +77,7 @@ function crlNumber(now: Date): Uint8Array {
   return bytes;
 }
 
-export interface CrlInfo {
+interface CrlInfo {
   readonly nextUpdate: Date | undefined;
   /** Revoked serials, normalised (see normaliseSerial). */
   readonly serials: ReadonlySet<string>;

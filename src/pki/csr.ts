@@ -13,7 +13,7 @@ import { kindsOfUsages, toSan } from './sans.js';
 import { EC_ALGORITHM, OID } from './oids.js';
 import { peculiar } from './x509.js';
 
-export interface CsrRequest {
+interface CsrRequest {
   readonly privateKeyPem: string;
   readonly credential: string;
   readonly kind: CertKind;

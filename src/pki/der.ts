@@ -185,7 +185,7 @@ export function readTime(reader: DerReader, node: Node): Date {
   return new Date(Date.UTC(year, mo - 1, d, h, mi, se));
 }
 
-export interface ExtensionNode {
+interface ExtensionNode {
   /** Dotted OID. */
   readonly id: string;
   /** The DER inside the extension's OCTET STRING. */
@@ -229,7 +229,7 @@ export function readOidList(r: DerReader, list: Node): string[] {
 }
 
 /** An iPAddress GeneralName's bytes (4 or 16) as text; IPv6 uncompressed (callers canonicalise). */
-export function ipText(bytes: Uint8Array): string {
+function ipText(bytes: Uint8Array): string {
   if (bytes.length === 4) return Array.from(bytes).join('.');
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));

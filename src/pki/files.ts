@@ -41,7 +41,7 @@ export interface Owner {
   readonly gid: number;
 }
 
-export interface CredentialPaths {
+interface CredentialPaths {
   readonly dir: string;
   readonly ca: string;
   readonly crl: string;
@@ -66,12 +66,12 @@ export function credentialPaths(root: string, name: string): CredentialPaths {
   };
 }
 
-export const credentialGroup = (name: string): string => `${name}-credentials`;
+const credentialGroup = (name: string): string => `${name}-credentials`;
 
 /** root:root for the public files beside a key owned by `keyOwner` (none when ownership is not managed). */
 export const publicOwner = (keyOwner: Owner | undefined): Owner | undefined => (keyOwner === undefined ? undefined : { uid: 0, gid: 0 });
 
-export function isRoot(): boolean {
+function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 

@@ -27,7 +27,7 @@ function readIfExists(path: string): string | undefined {
   return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
 }
 
-export function lookupHostCredential(topology: Topology, hostName: string, credentialName: string, kind: CertKind): { host: TopologyHost; credential: TopologyCredential } {
+function lookupHostCredential(topology: Topology, hostName: string, credentialName: string, kind: CertKind): { host: TopologyHost; credential: TopologyCredential } {
   const host = topology.hosts[hostName];
   if (host === undefined) throw new MeshplaneError('PKI_ERR_UNKNOWN_HOST', `host "${hostName}" is not in the topology`);
   const credential = topology.credentials[credentialName];
@@ -38,7 +38,7 @@ export function lookupHostCredential(topology: Topology, hostName: string, crede
   return { host, credential };
 }
 
-export interface RequestOptions {
+interface RequestOptions {
   readonly root: string;
   readonly topology: Topology;
   readonly host: string;
@@ -60,7 +60,7 @@ export interface RequestOptions {
   readonly manageOwnership?: boolean;
 }
 
-export interface RequestResult {
+interface RequestResult {
   readonly keyCreated: boolean;
   /** Undefined when the existing certificate is good and nothing was requested. */
   readonly csrPem: string | undefined;
@@ -102,7 +102,7 @@ function prepareDirs(paths: ReturnType<typeof credentialPaths>, kind: CertKind, 
   ensureDir(paths.kindDir(kind), MODES.kindDir, owner);
 }
 
-export interface InstallOptions {
+interface InstallOptions {
   readonly root: string;
   readonly credential: string;
   readonly kind: CertKind;

@@ -8,7 +8,7 @@ import { normaliseSerial } from './keys.js';
 import { OID } from './oids.js';
 import { VALIDITY } from './validity.js';
 
-export interface CertInfo {
+interface CertInfo {
   readonly serial: string;
   readonly commonName: string;
   readonly issuer: string;

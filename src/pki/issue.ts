@@ -19,7 +19,7 @@ import type { CertKind } from './sans.js';
 import { kindsOf } from './sans.js';
 import { LeafSigner } from './sign.js';
 
-export interface IssueHostOptions {
+interface IssueHostOptions {
   readonly ca: Ca;
   readonly topology: Topology;
   readonly host: string;
@@ -33,7 +33,7 @@ export interface IssueHostOptions {
   readonly manageOwnership?: boolean;
 }
 
-export interface IssueResult {
+interface IssueResult {
   readonly credential: string;
   readonly kind: CertKind;
   readonly action: 'issued' | 'unchanged';
@@ -79,14 +79,14 @@ function readCert(path: string): string {
   return readFileSync(path, 'utf8');
 }
 
-export interface MeshIssueOptions {
+interface MeshIssueOptions {
   readonly topology: Topology;
   /** State directory: the CA goes to <stateDir>/ca, credentials to <stateDir>/credentials/<host>/x509/<name>/. */
   readonly stateDir: string;
   readonly now?: Date;
 }
 
-export interface MeshIssueReport {
+interface MeshIssueReport {
   readonly caDir: string;
   readonly caAction: 'created' | 'updated' | 'unchanged';
   /** Host name -> its credentials root and results. */

@@ -3,7 +3,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, ran
 import { MeshplaneError } from '../errors.js';
 import { DerReader, TAG } from './der.js';
 
-export interface KeyPair {
+interface KeyPair {
   /** PKCS#8 PEM ("BEGIN PRIVATE KEY"), what openssl, curl and Node read. */
   readonly privateKeyPem: string;
   readonly publicKeySpki: Uint8Array;

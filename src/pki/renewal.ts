@@ -9,7 +9,7 @@ import { sanKey } from './sans.js';
 import { inspectCert, trustProblem } from './inspect.js';
 import { VALIDITY } from './validity.js';
 
-export interface ExistingCredential {
+interface ExistingCredential {
   readonly certPem: string | undefined;
   readonly keyPem: string | undefined;
   readonly caPem: string | undefined;

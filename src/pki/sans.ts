@@ -28,13 +28,6 @@ export function toSan(text: string): San {
   return ip !== undefined ? { type: 'ip', value: ip.text } : { type: 'dns', value: text.toLowerCase().replace(/\.$/, '') };
 }
 
-/** Same SANs, any order. */
-export function sameSans(a: readonly San[], b: readonly San[]): boolean {
-  const left = new Set(a.map(sanKey));
-  const right = new Set(b.map(sanKey));
-  return left.size === right.size && [...left].every((key) => right.has(key));
-}
-
 function unique(names: readonly string[]): San[] {
   const seen = new Set<string>();
   const out: San[] = [];

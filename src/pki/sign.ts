@@ -23,14 +23,14 @@ import { sanKey } from './sans.js';
 import { leafValidity } from './validity.js';
 import { LeafTemplate } from './template.js';
 
-export interface SignOptions {
+interface SignOptions {
   /** Signing time (tests move it to make expired certificates). Default: now. */
   readonly now?: Date;
   /** Requested lifetime; default and bounds in validity.ts. */
   readonly lifetimeMs?: number;
 }
 
-export interface SignRequest extends SignOptions {
+interface SignRequest extends SignOptions {
   readonly csrPem: string;
   readonly host: string;
   readonly kind?: CertKind;
@@ -38,7 +38,7 @@ export interface SignRequest extends SignOptions {
   readonly source: string;
 }
 
-export interface Signed {
+interface Signed {
   readonly authorised: Authorised;
   readonly pem: string;
   readonly serial: string;

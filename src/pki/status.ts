@@ -15,9 +15,9 @@ import { CERT_KINDS } from './sans.js';
 import { VALIDITY } from './validity.js';
 import { crlNextUpdate, trustedRevokedSerials } from './crl.js';
 
-export type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid' | 'revoked';
+type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid' | 'revoked';
 
-export interface CredentialStatus {
+interface CredentialStatus {
   readonly credential: string;
   readonly kind: CertKind;
   readonly path: string;
@@ -29,13 +29,13 @@ export interface CredentialStatus {
   readonly notAfter?: Date;
 }
 
-export interface FileExpiry {
+interface FileExpiry {
   readonly path: string;
   readonly what: 'ca' | 'crl';
   readonly notAfter: Date;
 }
 
-export interface StatusReport {
+interface StatusReport {
   readonly credentials: readonly CredentialStatus[];
   readonly files: readonly FileExpiry[];
 }

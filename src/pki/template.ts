@@ -23,7 +23,7 @@ const TRUE = Uint8Array.of(0x01, 0x01, 0xff);
 /** Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
 const extension = (id: string, critical: boolean, value: Uint8Array): Uint8Array => seq(oid(id), ...(critical ? [TRUE] : []), tlv(TAG.octetString, value));
 
-export interface LeafFields {
+interface LeafFields {
   readonly commonName: string;
   readonly kind: CertKind;
   readonly sans: readonly San[];

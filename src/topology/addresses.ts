@@ -7,7 +7,7 @@
 import type { HostAddresses } from './types.js';
 
 /** The overlay both hosts are on, lowest name first; null when none. */
-export function sharedOverlay(viewer: Pick<HostAddresses, 'overlays'> | null, target: Pick<HostAddresses, 'overlays'>): string | null {
+function sharedOverlay(viewer: Pick<HostAddresses, 'overlays'> | null, target: Pick<HostAddresses, 'overlays'>): string | null {
   if (viewer === null) return null;
   let best: string | null = null;
   for (const name of Object.keys(target.overlays)) {

@@ -15,10 +15,10 @@ import { join } from 'node:path';
 /** The credentials root on a host. */
 export const DEFAULT_CREDENTIALS_ROOT = '/etc/credentials';
 
-export const CREDENTIAL_KINDS = ['client', 'server'] as const;
-export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
+/** A credential's two certificates: client (clientAuth) and server (serverAuth). */
+type CredentialKind = 'client' | 'server';
 
-export interface CredentialFiles {
+interface CredentialFiles {
   /** `<root>/x509/<name>/<kind>` */
   readonly kindDir: string;
   readonly ca: string;

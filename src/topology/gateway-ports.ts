@@ -8,7 +8,7 @@
  *
  * Pure functions over plain data: no config types, no file positions.
  */
-import type { GatewayMode, OverlayDriver } from '../config/index.js';
+import type { GatewayMode, OverlayDriver } from './types.js';
 import type { Topology } from './types.js';
 
 /** The service that is the gateway: its hosts run it, its first port is the registration port. */
@@ -34,7 +34,7 @@ export function frontFamily(mode: GatewayMode): FrontFamily {
   return mode === 'tls' || mode === 'tcp' ? mode : 'http';
 }
 
-export interface EndpointPort {
+interface EndpointPort {
   readonly service: string;
   readonly endpoint: string;
   readonly port: number;
@@ -53,7 +53,7 @@ export interface GatewayPortFacts {
 }
 
 /** Who else wants the port. */
-export type PortOwner =
+type PortOwner =
   | { readonly kind: 'endpoint'; readonly service: string; readonly endpoint: string; readonly mode: GatewayMode }
   | { readonly kind: 'registration'; readonly service: string }
   | { readonly kind: 'service'; readonly service: string }
@@ -61,7 +61,7 @@ export type PortOwner =
 
 type FixedOwner = Exclude<PortOwner, { readonly kind: 'endpoint' }>;
 
-export interface PortConflict {
+interface PortConflict {
   readonly port: number;
   /**
    * family: a tls front and an http/connect front on one port; tcp: a tcp

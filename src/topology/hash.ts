@@ -6,7 +6,7 @@
  */
 
 /** FNV-1a over the UTF-16 code units of `text`, seeded. */
-export function hash32(text: string, seed: number): number {
+function hash32(text: string, seed: number): number {
   let h = (0x811c9dc5 ^ seed) >>> 0;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
@@ -16,7 +16,7 @@ export function hash32(text: string, seed: number): number {
 }
 
 /** MurmurHash3's finaliser: every input bit flips about half the output bits. */
-export function fmix32(value: number): number {
+function fmix32(value: number): number {
   let h = value >>> 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);

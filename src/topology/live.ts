@@ -117,7 +117,7 @@ export interface TopologyChange {
 
 export type ReloadOutcome = 'success' | 'failure' | 'unchanged';
 
-export interface LiveTopologyOptions {
+interface LiveTopologyOptions {
   /** Watch the source's files (default true); SIGHUP/reload() works either way. */
   readonly watch?: boolean;
   /** How long file events must settle before a reload (default 200 ms). */
@@ -126,7 +126,7 @@ export interface LiveTopologyOptions {
 }
 
 /** How long file events must settle before a reload: editors and renames fire several. */
-export const DEFAULT_DEBOUNCE_MS = 200;
+const DEFAULT_DEBOUNCE_MS = 200;
 
 type Listener = (change: TopologyChange) => void | Promise<void>;
 type ErrorListener = (error: Error, reason: string) => void;

@@ -13,11 +13,11 @@
  */
 
 /** Anything that carries the mesh domain: a Topology, or config's mesh inventory. */
-export interface HasDomain {
+interface HasDomain {
   readonly domain: string;
 }
 
-export interface NameForms {
+interface NameForms {
   /** Relative to the domain, e.g. `web`. */
   readonly short: string;
   /** `<short>.<domain>` */
@@ -25,7 +25,7 @@ export interface NameForms {
 }
 
 /** `<name>.<domain>`: any mesh name, fully qualified. */
-export function qualify(mesh: HasDomain, name: string): string {
+function qualify(mesh: HasDomain, name: string): string {
   return `${name}.${mesh.domain}`;
 }
 

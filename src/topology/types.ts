@@ -18,9 +18,9 @@ export const TINC_DIGESTS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'no
 export const GATEWAY_MODES = ['tls', 'http', 'connect', 'tcp'] as const;
 export type GatewayMode = (typeof GATEWAY_MODES)[number];
 export const PROXY_PROTOCOLS = ['v1', 'v2', 'none'] as const;
-export type ProxyProtocol = (typeof PROXY_PROTOCOLS)[number];
+type ProxyProtocol = (typeof PROXY_PROTOCOLS)[number];
 export const BALANCE_POLICIES = ['least_load', 'round_robin', 'random', 'client_affinity'] as const;
-export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
+type BalancePolicy = (typeof BALANCE_POLICIES)[number];
 
 export interface Topology {
   readonly format_version: typeof TOPOLOGY_FORMAT_VERSION;

@@ -19,9 +19,9 @@ import { hostFqdn } from './names.js';
 import { BALANCE_POLICIES, GATEWAY_MODES, OVERLAY_DRIVERS, PROXY_PROTOCOLS, TINC_CIPHERS, TINC_DIGESTS, TOPOLOGY_FORMAT_VERSION } from './types.js';
 import type { Topology, TopologyOverlay, TopologyService } from './types.js';
 
-export const MAX_PROBLEMS = 20;
+const MAX_PROBLEMS = 20;
 
-export interface TopologyProblem {
+interface TopologyProblem {
   /** TOPOLOGY_ERR_FORMAT: a field's type or range; TOPOLOGY_ERR_INCONSISTENT: two fields disagree. */
   readonly code: 'TOPOLOGY_ERR_FORMAT' | 'TOPOLOGY_ERR_INCONSISTENT';
   /** JSON path, e.g. `services.web.instances[1].host`. */

@@ -9,7 +9,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { addressesSeenBy, parseTopology } from '../../src/topology/index.js';
+import { addressesSeenBy } from '../../src/topology/index.js';
+import { parseTopology } from '../../src/topology/testing.js';
 import { meshplane, REPO_ROOT } from '../support/run.js';
 import { ANSIBLE_DIR } from './support.js';
 

@@ -8,9 +8,8 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
+import { compileTopology, loadConfig } from '../../src/config/index.js';
 import { renderHost } from '../../src/overlay/index.js';
-import { compileTopology } from '../../src/topology/index.js';
 import { REPO_ROOT, run } from '../support/run.js';
 
 const FIXTURE = join(REPO_ROOT, 'test/overlay/fixtures/golden');

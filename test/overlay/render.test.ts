@@ -7,7 +7,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { normalizePublicKey, publicKeyOf } from '../../src/overlay/index.js';
+import { normalizePublicKey, publicKeyOf } from '../../src/overlay/testing.js';
 import type { Topology } from '../../src/topology/index.js';
 import { REPO_ROOT, meshplane, run, tempDir } from '../support/run.js';
 

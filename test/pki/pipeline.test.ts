@@ -10,20 +10,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   LeafSigner,
   VALIDITY,
-  clientSans,
   generateKeyPair,
   initCa,
-  leafValidity,
   loadCa,
   makeCsr,
   parseLifetime,
+} from '../../src/pki/index.js';
+import {
+  clientSans,
+  leafValidity,
+  peculiar,
   sanKey,
   serverSans,
   toSan,
   wantedConstraints,
-} from '../../src/pki/index.js';
-import type { Ca, CertKind, San } from '../../src/pki/index.js';
-import { peculiar } from '../../src/pki/x509.js';
+} from '../../src/pki/testing.js';
+import type { CertKind } from '../../src/pki/index.js';
+import type { Ca, San } from '../../src/pki/testing.js';
 import { MeshplaneError } from '../../src/errors.js';
 import type { Topology } from '../../src/topology/index.js';
 import { asyncCodeOf, codeOf, exampleTopology, openssl, scratch } from './support.js';

@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeafSigner, generateKeyPair, initCa, issueMeshCredentials, loadCa, makeCsr, revoke } from '../../src/pki/index.js';
-import type { Ca } from '../../src/pki/index.js';
+import type { Ca } from '../../src/pki/testing.js';
 import { exampleTopology, openssl, runAsync, sServer, scratch } from './support.js';
 
 const topology = exampleTopology();

@@ -10,8 +10,7 @@ import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config/index.js';
-import { compileTopology } from '../../src/topology/index.js';
+import { compileTopology, loadConfig } from '../../src/config/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { CLI } from './run.js';
 

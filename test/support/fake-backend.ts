@@ -4,8 +4,8 @@
  * recording that it was destroyed), which is all those parts look at.
  */
 import type { ClientHttp2Session } from 'node:http2';
-import { freshBackendState } from '../../src/gateway/index.js';
-import type { Backend, HealthState } from '../../src/gateway/index.js';
+import { freshBackendState } from '../../src/gateway/testing.js';
+import type { Backend, HealthState } from '../../src/gateway/testing.js';
 
 export function fakeBackend(id: string, options: { service?: string; load?: number | null; open?: number; health?: HealthState; endpoint?: string } = {}): Backend & { destroyed(): boolean } {
   let destroyed = false;

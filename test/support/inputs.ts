@@ -2,7 +2,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../../src/config/index.js';
-import type { Diagnostic, LoadedConfig } from '../../src/config/index.js';
+import type { LoadedConfig } from '../../src/config/index.js';
+import type { Diagnostic } from '../../src/config/testing.js';
 import { tempDir } from './run.js';
 
 export const BASIC_INVENTORY = `all:

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
-import { formatDiagnostic } from '../../config/index.js';
+import { compileTopology, formatDiagnostic } from '../../config/index.js';
 import type { Command } from '../context.js';
 import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { INPUT_OPTIONS, INPUT_USAGE, loadInputs } from '../inputs.js';
-import { compileTopology } from '../../topology/index.js';
 
 export const checkCommand: Command = {
   name: 'check',

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { MeshplaneError, UsageError } from '../../errors.js';
-import { didYouMean } from '../../config/index.js';
+import { didYouMean } from '../../lib/did-you-mean.js';
 import { addressesSeenBy, hostsByView, masterNames, serviceNames } from '../../topology/index.js';
 import { INPUT_OPTIONS, INPUT_USAGE, topologyFrom } from '../inputs.js';
 import type { Topology, TopologyHost, TopologyService } from '../../topology/index.js';

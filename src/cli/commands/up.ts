@@ -3,8 +3,8 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
-import { loadConfig } from '../../config/index.js';
-import { DnsService, configSource, parseSocketAddress } from '../../dns/index.js';
+import { configSource, loadConfig } from '../../config/index.js';
+import { DnsService, parseSocketAddress } from '../../dns/index.js';
 import { createLogger } from '../../lib/log.js';
 import { LiveTopology } from '../../topology/index.js';
 import type { Command, CommandIO } from '../context.js';
@@ -17,12 +17,12 @@ import { UpReconciler } from '../up/reconcile.js';
 
 /** The package root, where the example inputs ship. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const EXAMPLE_SERVICES = join(PACKAGE_ROOT, 'services.yml.example');
-export const EXAMPLE_INVENTORY = join(PACKAGE_ROOT, 'hosts.yml.example');
+const EXAMPLE_SERVICES = join(PACKAGE_ROOT, 'services.yml.example');
+const EXAMPLE_INVENTORY = join(PACKAGE_ROOT, 'hosts.yml.example');
 /** Unprivileged, and away from 5353 (mDNS). */
-export const UP_DNS_LISTEN = '127.0.0.1:15353';
+const UP_DNS_LISTEN = '127.0.0.1:15353';
 /** The JSON log, in the state directory: stdout stays for the summary and the change lines. */
-export const UP_LOG = 'up.log';
+const UP_LOG = 'up.log';
 
 export const upCommand: Command = {
   name: 'up',

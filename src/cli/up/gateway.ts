@@ -21,7 +21,7 @@ export interface GatewaySpec {
 }
 
 /** Services the gateway routes to: some gateway endpoints and at least one instance. */
-export function exposedServices(topology: Topology): string[] {
+function exposedServices(topology: Topology): string[] {
   return Object.values(topology.services)
     .filter((s) => s.gateway_endpoints.length > 0 && s.instances.length > 0)
     .map((s) => s.name);

@@ -9,7 +9,7 @@ import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { Agent, agentSettings, readAgentTls } from '../../agent/index.js';
 import type { AgentSettings } from '../../agent/index.js';
-import { startDemoBackend } from '../../demo/backend.js';
+import { startDemoBackend } from '../../demo/index.js';
 import { GATEWAY_SERVICE, credentialFiles, stateCredentialsRoot } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { GatewaySpec } from './gateway.js';
@@ -33,9 +33,9 @@ export interface RunningInstance {
 }
 
 /** How long a removed instance's open connections get to finish. */
-export const INSTANCE_DRAIN_MS = 5000;
+const INSTANCE_DRAIN_MS = 5000;
 
-export const instanceKey = (service: string, host: string): string => `${service}@${host}`;
+const instanceKey = (service: string, host: string): string => `${service}@${host}`;
 
 /**
  * Every instance of an exposed service that has a client credential and a

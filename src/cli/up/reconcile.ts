@@ -18,7 +18,7 @@ import type { GatewaySpec } from './gateway.js';
 import { instanceSpecs, startInstance, stopInstance } from './instance.js';
 import type { InstanceSpec, RunningInstance } from './instance.js';
 
-export interface ReconcilerOptions {
+interface ReconcilerOptions {
   readonly stateDir: string;
   readonly topologyFile: string;
   readonly logger: Logger;

@@ -2,12 +2,11 @@
  * Builds the Topology from validated inputs: schedule every enabled service,
  * then lay out per-service, per-host and per-credential views of the result.
  */
-import type { GatewayEndpointConfig, HostConfig, LoadedConfig } from '../config/index.js';
-import { ConfigError } from '../config/index.js';
-import { hostFqdn } from './names.js';
-import { compareNames, schedule } from './scheduler.js';
-import type { ScheduleOptions, ScheduleRequest } from './scheduler.js';
-import { TOPOLOGY_FORMAT_VERSION } from './types.js';
+import { TOPOLOGY_FORMAT_VERSION, compareNames, hostFqdn, schedule } from '../topology/index.js';
+import type { ScheduleOptions, ScheduleRequest } from '../topology/index.js';
+import { ConfigError } from './diagnostics.js';
+import type { LoadedConfig } from './load.js';
+import type { GatewayEndpointConfig, HostConfig } from './types.js';
 import type {
   Topology,
   TopologyCredential,
@@ -16,7 +15,7 @@ import type {
   TopologyInstance,
   TopologyOverlay,
   TopologyService,
-} from './types.js';
+} from '../topology/index.js';
 
 export function compileTopology(config: LoadedConfig, options: ScheduleOptions = {}): Topology {
   if (!config.ok) throw new ConfigError(config.diagnostics.sorted());

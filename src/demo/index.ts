@@ -1,0 +1,5 @@
+/**
+ * Demo: the PROXY-reading backend `meshplane up` puts behind the example
+ * mesh's gateway endpoints (backend.ts).
+ */
+export { startDemoBackend } from './backend.js';
