@@ -248,7 +248,7 @@ function timed(command, args) {
   return { seconds, stdout: child.stdout, stderr: child.stderr };
 }
 
-const STATS = /stats: read\+validate ([\d.]+) ms, schedule\+build ([\d.]+) ms, serialise\+write ([\d.]+) ms, peak rss ([\d.]+) MiB/;
+const STATS = /stats: read\+validate ([\d.]+) ms, schedule\+build ([\d.]+) ms, serialize\+write ([\d.]+) ms, peak rss ([\d.]+) MiB/;
 
 function runOurs(services, inventory, out) {
   const run = timed(process.execPath, [BIN, 'compile', '-s', services, '-i', inventory, '-o', out, '--stats']);
@@ -329,7 +329,7 @@ function main(dir) {
     if (run < OURS_RUNS) {
       const r = runOurs(services, inventory, oursOut);
       ours.push(r);
-      log(`  run ${run + 1} meshplane compile: ${r.seconds.toFixed(3)} s (read+validate ${r.readMs} ms, schedule+build ${r.buildMs} ms, serialise+write ${r.writeMs} ms, peak rss ${r.rss} MiB)`);
+      log(`  run ${run + 1} meshplane compile: ${r.seconds.toFixed(3)} s (read+validate ${r.readMs} ms, schedule+build ${r.buildMs} ms, serialize+write ${r.writeMs} ms, peak rss ${r.rss} MiB)`);
     }
     if (run < PEER_RUNS) {
       const r = runPeer(inventory, peerOut);
@@ -350,7 +350,7 @@ function main(dir) {
   const peerS = median(peer.map((r) => r.seconds));
   const rss = Math.max(...ours.map((r) => r.rss));
   log(`compile median: meshplane ${sig(oursS)} s (medians: read+validate ${sig(median(ours.map((r) => r.readMs)))} ms, ` +
-    `schedule+build ${sig(median(ours.map((r) => r.buildMs)))} ms, serialise+write ${sig(median(ours.map((r) => r.writeMs)))} ms), ` +
+    `schedule+build ${sig(median(ours.map((r) => r.buildMs)))} ms, serialize+write ${sig(median(ours.map((r) => r.writeMs)))} ms), ` +
     `ansible-inventory ${sig(peerS)} s; peak rss max ${sig(rss)} MiB`);
 
   const st = stability();

@@ -21,7 +21,7 @@ beforeAll(() => {
 });
 
 describe('meshplane check', () => {
-  it('passes the shipped example and summarises it', () => {
+  it('passes the shipped example and summarizes it', () => {
     const result = meshplane(['check', ...EXAMPLE]);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
@@ -136,7 +136,7 @@ describe('meshplane compile', () => {
   it('reports phase timings and peak memory with --stats', () => {
     const result = meshplane(['compile', '--stats', '-o', join(work.path, 'stats.json')], { cwd: work.path });
     expect(result.status).toBe(0);
-    expect(result.stderr).toMatch(/^stats: read\+validate [\d.]+ ms, schedule\+build [\d.]+ ms, serialise\+write [\d.]+ ms, peak rss [\d.]+ MiB\n$/);
+    expect(result.stderr).toMatch(/^stats: read\+validate [\d.]+ ms, schedule\+build [\d.]+ ms, serialize\+write [\d.]+ ms, peak rss [\d.]+ MiB\n$/);
   });
 });
 

@@ -422,7 +422,7 @@ describe('inventory validation', () => {
     expect(where(config, 'CONFIG_ERR_OVERLAY_ADDRESS_OUTSIDE')).toEqual(['h1.yml:2:10 h1.ip_vpn0']);
   });
 
-  it('recognises an INI inventory and says how to convert it', () => {
+  it('recognizes an INI inventory and says how to convert it', () => {
     const config = load({ 'services.yml': services, 'hosts.yml': '# fleet\n[web]\nh1 ip=198.18.0.1\n' });
     expect(config.diagnostics.errors.map((d) => d.code)).toEqual(['CONFIG_ERR_INVENTORY_FORMAT']);
     expect(where(config, 'CONFIG_ERR_INVENTORY_FORMAT')).toEqual(['hosts.yml:2:1 ']);

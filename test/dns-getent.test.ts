@@ -174,7 +174,7 @@ describe('getent through meshplane DNS, per host', () => {
     expect(await ahosts('out', 'web.mesh.internal')).toEqual(['198.18.1.11', '198.18.1.12', '198.18.1.13', '2001:db8::13'].sort());
   });
 
-  it('recognises a host by its overlay address as well as its public one', async () => {
+  it('recognizes a host by its overlay address as well as its public one', async () => {
     const viaOverlay = await ahosts('h1', 'web.mesh.internal', { resolv: 'overlay' });
     expect(viaOverlay).toEqual(['100.64.12.1', '100.64.12.2', '198.18.1.13', '2001:db8::13'].sort());
     // An unknown asker would have got the public view instead.

@@ -364,14 +364,14 @@ describe('refused agents', () => {
       await tryAgent('expired', 'bulk', 'bulk', expiredCert.pem, key.privateKeyPem);
       await tryAgent('revoked', 'bulk', 'bulk', revokedCert.pem, key.privateKeyPem);
       // "other" is a real, valid credential: just not one that service bulk lists.
-      await tryAgent('not_authorised', 'bulk', 'other', readFileSync(join(dir, 'other', 'client', 'cert.pem')), readFileSync(join(dir, 'other', 'client', 'private_key.pem')));
+      await tryAgent('not_authorized', 'bulk', 'other', readFileSync(join(dir, 'other', 'client', 'cert.pem')), readFileSync(join(dir, 'other', 'client', 'private_key.pem')));
       await waitUntil(async () => {
         const text = await refusals();
-        return ['no_certificate', 'unknown_ca', 'expired', 'revoked', 'not_authorised'].every((reason) => new RegExp(`meshplane_gateway_auth_failures_total\\{reason="${reason}"\\} [1-9]`).test(text));
+        return ['no_certificate', 'unknown_ca', 'expired', 'revoked', 'not_authorized'].every((reason) => new RegExp(`meshplane_gateway_auth_failures_total\\{reason="${reason}"\\} [1-9]`).test(text));
       }, 10_000, async () => `${(await refusals()).split('\n').filter((l) => l.includes('auth_failures')).join('\n')}\n${gateway.output()}`);
       expect(await refusals()).not.toMatch(/meshplane_gateway_backends\{service="bulk"\} [1-9]/);
       const log = gateway.output();
-      expect(log).toMatch(/"reason":"not_authorised".*credential .*other.* is not listed by service .*bulk/);
+      expect(log).toMatch(/"reason":"not_authorized".*credential .*other.* is not listed by service .*bulk/);
       expect(log).toMatch(/"peer":"127\.0\.0\.1:\d+"/);
     } finally {
       await gateway.stop();

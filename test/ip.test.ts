@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isLoopback, networkContains, parseIp, parseNetwork } from '../src/lib/ip.js';
 
 describe('IP helpers', () => {
-  it('canonicalises IPv6 text the RFC 5952 way', () => {
+  it('canonicalizes IPv6 text the RFC 5952 way', () => {
     expect(parseIp('2001:DB8:0:0:0:0:0:1')?.text).toBe('2001:db8::1');
     expect(parseIp('::ffff:192.0.2.1')?.text).toBe('::ffff:c000:201');
     expect(parseIp('fe80::1:0:0:1')?.text).toBe('fe80::1:0:0:1');

@@ -241,7 +241,7 @@ export class Gateway {
   /**
    * New topology and certificates. Listeners for new front ports open,
    * removed ones close; live tunnels and connections are not touched,
-   * except those of agents the topology no longer authorises (or no longer
+   * except those of agents the topology no longer authorizes (or no longer
    * lists as an instance of their service on their host) or the new CRL
    * revokes. Throws (and changes nothing) when the certificates or the
    * CRL cannot be read.
@@ -263,7 +263,7 @@ export class Gateway {
     // (registration refuses their redials). Other backends and their connections are not touched.
     for (const backend of this.backends.all()) {
       const service = topology.services[backend.service];
-      if (service === undefined || !service.credentials.includes(backend.credential) || service.gateway_endpoints.length === 0) this.kill(backend.id, 'no longer authorised by the topology');
+      if (service === undefined || !service.credentials.includes(backend.credential) || service.gateway_endpoints.length === 0) this.kill(backend.id, 'no longer authorized by the topology');
       else if (!service.instances.some((instance) => instance.host === backend.host)) this.kill(backend.id, INSTANCE_REMOVED);
       else if (revoked.has(backend.certificateSerial)) this.kill(backend.id, `certificate ${backend.certificateSerial} revoked by the CRL`);
     }

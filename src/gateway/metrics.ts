@@ -63,7 +63,7 @@ export class GatewayMetrics {
     });
     this.checks = new Counter({ name: 'meshplane_gateway_health_checks_total', help: 'Health checks by result (pass or fail)', labelNames: ['service', 'backend', 'endpoint', 'result'], registers });
     this.ejections = new Counter({ name: 'meshplane_gateway_ejections_total', help: 'Backends ejected as outliers after consecutive connection failures', labelNames: ['service'], registers });
-    this.kills = new Counter({ name: 'meshplane_gateway_kills_total', help: 'Backends killed by id (admin API), or cut off by a reload that no longer authorises them', labelNames: ['service'], registers });
+    this.kills = new Counter({ name: 'meshplane_gateway_kills_total', help: 'Backends killed by id (admin API), or cut off by a reload that no longer authorizes them', labelNames: ['service'], registers });
 
     const perBackend = (name: string, help: string, value: (b: Backend) => number | null): void => {
       new Gauge({

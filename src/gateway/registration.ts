@@ -3,7 +3,7 @@
  * connection then carries HTTP/2 the other way round (the gateway is the
  * client). Refusals at every stage are logged with the peer and reason and
  * counted: TLS (no certificate, another CA, expired, revoked), and
- * authorisation (a valid certificate for a credential the service does not
+ * authorization (a valid certificate for a credential the service does not
  * list).
  */
 import { randomBytes } from 'node:crypto';
@@ -13,7 +13,7 @@ import { createServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Topology } from '../topology/index.js';
-import { normaliseSerial } from '../pki/index.js';
+import { normalizeSerial } from '../pki/index.js';
 import { REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { rawSocket } from './limits.js';
@@ -30,7 +30,7 @@ type RefusalReason =
   | 'expired'
   | 'revoked'
   | 'tls_error'
-  | 'not_authorised'
+  | 'not_authorized'
   | 'bad_registration'
   | 'timeout';
 
@@ -227,14 +227,14 @@ export class RegistrationListener {
                   `host "${hello.host}" runs no instance of service "${hello.service}" in the topology`
                 : null;
     if (problem !== null) {
-      this.refuse(session, 'not_authorised', peer, problem);
+      this.refuse(session, 'not_authorized', peer, problem);
       return;
     }
     const backend: Backend = {
       id: randomBytes(6).toString('hex'),
       service: hello.service,
       credential,
-      certificateSerial: normaliseSerial(socket.getPeerCertificate().serialNumber),
+      certificateSerial: normalizeSerial(socket.getPeerCertificate().serialNumber),
       agentId: hello.agent_id,
       host: hello.host,
       peer,

@@ -10,7 +10,7 @@ export interface Backend {
   readonly id: string;
   readonly service: string;
   readonly credential: string;
-  /** Serial of the client certificate the agent registered with (normalised hex), for revocation on reload. */
+  /** Serial of the client certificate the agent registered with (normalized hex), for revocation on reload. */
   readonly certificateSerial: string;
   /** Stable across the agent's reconnects (host, service, connection slot). */
   readonly agentId: string;

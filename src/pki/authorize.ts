@@ -1,5 +1,5 @@
 /**
- * Authorisation of a CSR against the Topology: the first stage of signing.
+ * Authorization of a CSR against the Topology: the first stage of signing.
  * A CSR from `host` is signed only when its key is ECDSA P-256 and proves
  * possession (valid signature), its CN names a credential that host needs,
  * the certificate kind is enabled for that credential, and every requested
@@ -13,7 +13,7 @@ import type { ParsedCsr } from './csr.js';
 import type { CertKind, San } from './sans.js';
 import { entitledSans, sanKey } from './sans.js';
 
-export interface Authorised {
+export interface Authorized {
   readonly credential: TopologyCredential;
   readonly host: TopologyHost;
   readonly kind: CertKind;
@@ -22,7 +22,7 @@ export interface Authorised {
   readonly publicKeySpki: Uint8Array;
 }
 
-interface AuthoriseInput {
+interface AuthorizeInput {
   readonly csr: ParsedCsr;
   /** The host the CSR came from (the controller knows it: Ansible fetched the CSR from there). */
   readonly host: string;
@@ -36,7 +36,7 @@ function refuse(code: string, source: string, reason: string): MeshplaneError {
   return new MeshplaneError(code, `refusing ${source}: ${reason}`);
 }
 
-export function authorise(topology: Topology, input: AuthoriseInput): Authorised {
+export function authorize(topology: Topology, input: AuthorizeInput): Authorized {
   const { csr, source } = input;
   if (!csr.signatureValid) throw refuse('PKI_ERR_CSR_INVALID', source, 'its signature does not verify with its own public key (corrupted, or not made by the key holder)');
   if (!csr.keyIsP256) throw refuse('PKI_ERR_KEY_TYPE', source, `its key is ${csr.keyType || 'of an unknown type'} (expected ECDSA P-256)`);

@@ -73,7 +73,7 @@ export function wantedConstraints(topology: Topology, permitIps: readonly string
     const address = parseIp(text);
     if (address !== undefined && !ranges.some((r) => networkContains(r, address))) ranges.push(parseRange(address.text, 'address'));
   }
-  return normalise([...dns], ranges.map((r) => r.text));
+  return normalize([...dns], ranges.map((r) => r.text));
 }
 
 /**
@@ -81,7 +81,7 @@ export function wantedConstraints(topology: Topology, permitIps: readonly string
  * form to compare. Linear in practice: a DNS name is checked against the set
  * of its own parent names, an address range against the (few) wider ranges.
  */
-function normalise(dns: readonly string[], ip: readonly string[]): NameConstraintSet {
+function normalize(dns: readonly string[], ip: readonly string[]): NameConstraintSet {
   const dnsSet = new Set(dns.map((d) => d.toLowerCase()));
   const names = [...dnsSet].filter((name) => {
     const labels = name.split('.');
@@ -102,7 +102,7 @@ function normalise(dns: readonly string[], ip: readonly string[]): NameConstrain
 
 /** Everything either set permits. */
 export function mergeConstraints(a: NameConstraintSet, b: NameConstraintSet): NameConstraintSet {
-  return normalise([...a.dns, ...b.dns], [...a.ip, ...b.ip]);
+  return normalize([...a.dns, ...b.dns], [...a.ip, ...b.ip]);
 }
 
 /** True when every name and range of `inner` is allowed by `outer`. */
@@ -150,7 +150,7 @@ export function readConstraints(certDer: Uint8Array): NameConstraintSet | undefi
         else if (base?.tag === 0x87) ip.push(cidrText(r.content(base)));
       }
     }
-    return normalise(dns, ip);
+    return normalize(dns, ip);
   }
   return undefined;
 }

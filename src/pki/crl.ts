@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { MeshplaneError } from '../errors.js';
 import type { Ca } from './ca.js';
 import { MODES, writeFileSecure } from './files.js';
-import { keyIdentifier, normaliseSerial } from './keys.js';
+import { keyIdentifier, normalizeSerial } from './keys.js';
 import { signerCrypto } from './signer.js';
 import { VALIDITY, daysToMs } from './validity.js';
 import { DerReader, TAG, pem, positiveInteger, readTime, unpem } from './der.js';
@@ -79,7 +79,7 @@ function crlNumber(now: Date): Uint8Array {
 
 interface CrlInfo {
   readonly nextUpdate: Date | undefined;
-  /** Revoked serials, normalised (see normaliseSerial). */
+  /** Revoked serials, normalized (see normalizeSerial). */
   readonly serials: ReadonlySet<string>;
   /** Whether `caPem`'s key signed it (false when no CA was given). */
   readonly signedByCa: boolean;
@@ -101,7 +101,7 @@ export function readCrl(pemText: string, source: string, caPem?: string): CrlInf
   if (revokedList !== undefined) {
     for (const entry of r.children(revokedList)) {
       const [serial] = r.children(r.expect(entry, TAG.sequence, 'revoked certificate'));
-      serials.add(normaliseSerial(Buffer.from(r.content(r.expect(serial, TAG.integer, 'serial'))).toString('hex')));
+      serials.add(normalizeSerial(Buffer.from(r.content(r.expect(serial, TAG.integer, 'serial'))).toString('hex')));
     }
   }
   let signedByCa = false;
@@ -147,7 +147,7 @@ export async function currentCrl(ca: Ca, now: Date = new Date()): Promise<string
 
 /** Adds `serial` to the revoked list (idempotent) and re-signs the CRL. */
 export async function revoke(ca: Ca, serialText: string, reason: RevocationReason = 'unspecified', now: Date = new Date()): Promise<{ added: boolean; entry: RevokedEntry }> {
-  const serial = normaliseSerial(serialText);
+  const serial = normalizeSerial(serialText);
   const entries = readRevoked(ca);
   const existing = entries.find((entry) => entry.serial === serial);
   if (existing !== undefined) {

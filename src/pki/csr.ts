@@ -1,7 +1,7 @@
 /**
  * Certificate signing requests. The host makes one from its own key (the key
  * never leaves the host); the controller parses it into a plain value that
- * the authorisation step checks against the Topology.
+ * the authorization step checks against the Topology.
  */
 import { createPublicKey, verify, webcrypto } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';

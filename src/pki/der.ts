@@ -228,7 +228,7 @@ export function readOidList(r: DerReader, list: Node): string[] {
   return r.children(r.expect(list, TAG.sequence, 'OID list')).map((n) => oidText(r.content(r.expect(n, TAG.oid, 'OID'))));
 }
 
-/** An iPAddress GeneralName's bytes (4 or 16) as text; IPv6 uncompressed (callers canonicalise). */
+/** An iPAddress GeneralName's bytes (4 or 16) as text; IPv6 uncompressed (callers canonicalize). */
 function ipText(bytes: Uint8Array): string {
   if (bytes.length === 4) return Array.from(bytes).join('.');
   const groups: string[] = [];

@@ -1,5 +1,5 @@
 /**
- * Service PKI: the mesh CA, host-side keys and CSRs, authorised signing,
+ * Service PKI: the mesh CA, host-side keys and CSRs, authorized signing,
  * credential files, renewal, revocation and status. See README.md.
  */
 export { initCa, loadCa } from './ca.js';
@@ -13,7 +13,7 @@ export { credentialDirs, DEFAULT_CREDENTIALS_ROOT } from './files.js';
 export { requestCertificate, installCertificate } from './host.js';
 export { inspectCert } from './inspect.js';
 export { revoke, readCrl, REVOCATION_REASONS } from './crl.js';
-export { normaliseSerial } from './keys.js';
+export { normalizeSerial } from './keys.js';
 export type { RevocationReason } from './crl.js';
 export { credentialStatus, writeStatusMetrics } from './status.js';
 export { issueHost, issueMeshCredentials } from './issue.js';

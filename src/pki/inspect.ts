@@ -4,7 +4,7 @@ import { MeshplaneError } from '../errors.js';
 import type { CertKind, San } from './sans.js';
 import { kindsOfUsages, toSan } from './sans.js';
 import { DerReader, certificateExtensions, readGeneralNames, readOidList } from './der.js';
-import { normaliseSerial } from './keys.js';
+import { normalizeSerial } from './keys.js';
 import { OID } from './oids.js';
 import { VALIDITY } from './validity.js';
 
@@ -27,7 +27,7 @@ export function inspectCert(pemText: string, source: string): CertInfo {
   }
   const { sans, kinds } = readExtensions(new Uint8Array(cert.raw), source);
   return {
-    serial: normaliseSerial(cert.serialNumber),
+    serial: normalizeSerial(cert.serialNumber),
     commonName: /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? '',
     // Node prints one RDN a line.
     issuer: cert.issuer.split('\n').join(', '),

@@ -48,7 +48,7 @@ export function keyIdentifier(spki: Uint8Array): Buffer {
 }
 
 /** Serial numbers as lowercase hex without separators or leading zeros. */
-export function normaliseSerial(text: string): string {
+export function normalizeSerial(text: string): string {
   const hex = text.trim().toLowerCase().replace(/^0x/, '').replace(/:/g, '');
   if (!/^[0-9a-f]+$/.test(hex)) throw new MeshplaneError('PKI_ERR_SERIAL', `"${text}" is not a serial number (expected hex, such as 1a2b3c or 1A:2B:3C)`);
   return hex.replace(/^0+(?=.)/, '');

@@ -22,7 +22,7 @@ export function sanKey(san: San): string {
   return `${san.type}:${san.value}`;
 }
 
-/** A DNS name or an IP address, canonicalised; IP text becomes an IP SAN. */
+/** A DNS name or an IP address, canonicalized; IP text becomes an IP SAN. */
 export function toSan(text: string): San {
   const ip = parseIp(text);
   return ip !== undefined ? { type: 'ip', value: ip.text } : { type: 'dns', value: text.toLowerCase().replace(/\.$/, '') };

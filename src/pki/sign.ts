@@ -1,5 +1,5 @@
 /**
- * Issuing as a pipeline (smallstep `sign_options.go`): authorise the CSR
+ * Issuing as a pipeline (smallstep `sign_options.go`): authorize the CSR
  * against the Topology, build the certificate template, validate it
  * (lifetime within min/max, names within the CA's Name Constraints), sign.
  * The order is fixed here and nowhere else.
@@ -11,8 +11,8 @@
  */
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
-import type { Authorised } from './authorize.js';
-import { authorise } from './authorize.js';
+import type { Authorized } from './authorize.js';
+import { authorize } from './authorize.js';
 import type { Ca } from './ca.js';
 import type { CompiledConstraints } from './constraints.js';
 import { compileConstraints } from './constraints.js';
@@ -39,7 +39,7 @@ interface SignRequest extends SignOptions {
 }
 
 interface Signed {
-  readonly authorised: Authorised;
+  readonly authorized: Authorized;
   readonly pem: string;
   readonly serial: string;
   readonly notBefore: Date;
@@ -55,20 +55,20 @@ export class LeafSigner {
     this.constraints = ca.constraints === undefined ? undefined : compileConstraints(ca.constraints);
   }
 
-  /** Parses, authorises and signs one PEM CSR. */
+  /** Parses, authorizes and signs one PEM CSR. */
   signCsr(topology: Topology, request: SignRequest): Signed {
     const csr = parseCsr(request.csrPem, request.source);
     return this.signParsed(topology, csr, request);
   }
 
   signParsed(topology: Topology, csr: ParsedCsr, request: Omit<SignRequest, 'csrPem'>): Signed {
-    // 1. authorise
-    const authorised = authorise(topology, { csr, host: request.host, kind: request.kind, source: request.source });
-    // 2. template: subject = credential, the authorised SANs, the kind's EKU; lifetime from validity.ts
+    // 1. authorize
+    const authorized = authorize(topology, { csr, host: request.host, kind: request.kind, source: request.source });
+    // 2. template: subject = credential, the authorized SANs, the kind's EKU; lifetime from validity.ts
     const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs);
     // 3. validate against what peers will check
     if (this.constraints !== undefined) {
-      const outside = this.constraints.outside(authorised.sans);
+      const outside = this.constraints.outside(authorized.sans);
       if (outside.length > 0) {
         throw new MeshplaneError(
           'PKI_ERR_NAME_CONSTRAINTS',
@@ -80,7 +80,7 @@ export class LeafSigner {
       throw new MeshplaneError('PKI_ERR_VALIDITY', `refusing ${request.source}: the certificate would outlive the CA (which expires ${this.ca.cert.notAfter.toISOString()})`);
     }
     // 4. sign
-    const { pem, serial } = this.template.sign({ commonName: authorised.credential.name, kind: authorised.kind, sans: authorised.sans, publicKeySpki: authorised.publicKeySpki, validity });
-    return { authorised, pem, serial, notBefore: validity.notBefore, notAfter: validity.notAfter };
+    const { pem, serial } = this.template.sign({ commonName: authorized.credential.name, kind: authorized.kind, sans: authorized.sans, publicKeySpki: authorized.publicKeySpki, validity });
+    return { authorized, pem, serial, notBefore: validity.notBefore, notAfter: validity.notAfter };
   }
 }

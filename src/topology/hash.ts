@@ -15,7 +15,7 @@ function hash32(text: string, seed: number): number {
   return fmix32(h);
 }
 
-/** MurmurHash3's finaliser: every input bit flips about half the output bits. */
+/** MurmurHash3's finalizer: every input bit flips about half the output bits. */
 function fmix32(value: number): number {
   let h = value >>> 0;
   h ^= h >>> 16;

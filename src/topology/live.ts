@@ -97,7 +97,7 @@ export function isEmptyDiff(diff: TopologyDiff): boolean {
 }
 
 /** A short summary for logs: only the non-empty parts. */
-function summarise(diff: TopologyDiff): Record<string, unknown> {
+function summarize(diff: TopologyDiff): Record<string, unknown> {
   const summary: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(diff)) {
     if (Array.isArray(value)) {
@@ -308,7 +308,7 @@ export class LiveTopology {
     this.topology = topology;
     this.text = text;
     const change: TopologyChange = { previous, current: topology, diff: diffTopologies(previous, topology), reason };
-    log.info({ reason, source: this.description, diff: summarise(change.diff) }, 'topology changed');
+    log.info({ reason, source: this.description, diff: summarize(change.diff) }, 'topology changed');
     for (const listener of this.listeners) {
       try {
         await listener(change);

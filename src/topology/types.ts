@@ -1,8 +1,8 @@
 /**
  * The compiled Topology: the one value every other component consumes (DNS,
- * PKI, overlays, gateway, Ansible). Plain JSON-serialisable data, keys in
+ * PKI, overlays, gateway, Ansible). Plain JSON-serializable data, keys in
  * snake_case like the inputs, maps keyed and sorted by name so the same
- * inputs always serialise to the same bytes.
+ * inputs always serialize to the same bytes.
  */
 
 /** Bumped on any incompatible change of the shape below. */

@@ -81,7 +81,7 @@ describe('names in certificates', () => {
     expect(gateway).toEqual(expect.arrayContaining(['ip:127.0.1.10', 'ip:127.0.2.10', 'ip:100.64.0.10']));
   });
 
-  it('canonicalises IPv6 and lowercases DNS names', () => {
+  it('canonicalizes IPv6 and lowercases DNS names', () => {
     expect(toSan('0:0:0:0:0:0:0:1')).toEqual({ type: 'ip', value: '::1' });
     expect(toSan('WWW.Example.COM.')).toEqual({ type: 'dns', value: 'www.example.com' });
   });

@@ -19,7 +19,7 @@ interface Message {
 export interface Browser {
   /** Opens `url` in the page and waits for its load event. */
   open(url: string): Promise<void>;
-  /** Evaluates an expression in the page and returns its value (JSON-serialisable). */
+  /** Evaluates an expression in the page and returns its value (JSON-serializable). */
   evaluate<T>(expression: string): Promise<T>;
   close(): Promise<void>;
 }

@@ -60,7 +60,7 @@ ${INPUT_USAGE}
       const ms = (a: number, b: number): string => (b - a).toFixed(1);
       io.stderr(
         `stats: read+validate ${ms(started, loaded)} ms, schedule+build ${ms(loaded, compiled)} ms, ` +
-          `serialise+write ${ms(compiled, written)} ms, peak rss ${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MiB\n`,
+          `serialize+write ${ms(compiled, written)} ms, peak rss ${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MiB\n`,
       );
     }
     return EXIT_OK;

@@ -234,7 +234,7 @@ const sign: Handler = async (args, io) => {
   if (values.out === undefined) io.stdout(signed.pem);
   else {
     writeFileAtomic(at(io, values.out), signed.pem, 0o644);
-    io.stderr(`meshplane pki: signed ${signed.authorised.kind} certificate of ${signed.authorised.credential.name} for ${host} (serial ${signed.serial}, expires ${signed.notAfter.toISOString()}) into ${values.out}\n`);
+    io.stderr(`meshplane pki: signed ${signed.authorized.kind} certificate of ${signed.authorized.credential.name} for ${host} (serial ${signed.serial}, expires ${signed.notAfter.toISOString()}) into ${values.out}\n`);
   }
   return EXIT_OK;
 };
