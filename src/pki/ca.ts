@@ -38,7 +38,8 @@ interface CaFiles {
   readonly crl: string;
 }
 
-function caFiles(dir: string): CaFiles {
+/** The CA directory's layout: its one home (init, load and status read it). */
+export function caFiles(dir: string): CaFiles {
   return { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca_key.pem'), revoked: join(dir, 'revoked.json'), crl: join(dir, 'crl.pem') };
 }
 

@@ -6,8 +6,8 @@
  */
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { credentialsDir } from '../topology/index.js';
+import { caFiles } from './ca.js';
 import { MODES, credentialPaths, writeFileSecure } from './files.js';
 import { inspectCert, trustProblem } from './inspect.js';
 import type { CertKind } from './sans.js';
@@ -55,7 +55,8 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
   const x509Dir = credentialsDir(root);
   const names = existsSync(x509Dir) ? readdirSync(x509Dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : [];
   // The CA's own CRL (with --ca-dir) is the newest word on revocation; the one beside each credential is what its services use.
-  const caCrl = caDir === undefined ? undefined : { path: join(caDir, 'crl.pem'), pem: read(join(caDir, 'crl.pem')), caPem: read(join(caDir, 'ca.pem')) };
+  const ca = caDir === undefined ? undefined : caFiles(caDir);
+  const caCrl = ca === undefined ? undefined : { path: ca.crl, pem: read(ca.crl), caPem: read(ca.cert) };
   // Read and verified once, not once per credential.
   const caCrlSerials = caCrl === undefined ? undefined : trustedRevokedSerials(caCrl.pem, caCrl.path, caCrl.caPem);
   for (const name of names) {
@@ -75,8 +76,8 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
       credentials.push(judge(name, kind, path, certPem, caPem, read(paths.key(kind)), crls, now));
     }
   }
-  if (caCrl !== undefined) {
-    if (caCrl.caPem !== undefined) addFile(files, join(caDir as string, 'ca.pem'), 'ca', caCrl.caPem);
+  if (ca !== undefined && caCrl !== undefined) {
+    if (caCrl.caPem !== undefined) addFile(files, ca.cert, 'ca', caCrl.caPem);
     if (caCrl.pem !== undefined) addFile(files, caCrl.path, 'crl', caCrl.pem);
   }
   return { credentials, files };
