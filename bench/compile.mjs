@@ -2,7 +2,9 @@
 // and 1,000 services, against `ansible-inventory --list` on the same
 // inventory; plus a placement-stability figure for the scheduler.
 //
-// Run with `npm run bench:compile` (builds first). Prints progress, then
+// Run with `npm run bench:compile` (builds first). Needs ansible-inventory
+// (ansible-core; checked first: exit 2 with the apt-get line when missing).
+// Prints progress, then
 // `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1 means ours is
 // better (for times: peer / ours).
 import { spawnSync } from 'node:child_process';
@@ -13,6 +15,8 @@ import process from 'node:process';
 import { prng } from './prng.mjs';
 import { URL, fileURLToPath } from 'node:url';
 import { DEFAULT_LOAD_FACTOR, schedule } from '../dist/topology/index.js';
+import { atExit, exitOnSignals } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -377,22 +381,19 @@ if (process.argv[2] === '--inputs-only' && process.argv[3] !== undefined) {
   process.exit(0);
 }
 
+// ansible-inventory is the peer this benchmark compares against.
+requireTools('bench/compile.mjs', ['ansible-inventory']);
+exitOnSignals();
 const probe = spawnSync('ansible-inventory', ['--version'], { encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
 if (probe.error !== undefined || probe.status !== 0) {
-  process.stderr.write('ansible-inventory is not installed (or does not run): it is the peer this benchmark compares against.\n' +
-    'Install ansible-core (e.g. `pipx install ansible-core` or `apt-get install ansible-core`) and run again.\n');
-  process.exit(1);
+  process.stderr.write(`ansible-inventory is installed but does not run: ${probe.error?.message ?? probe.stderr}\n`);
+  process.exit(2);
 }
 log(`peer: ${probe.stdout.split('\n')[0]}; node ${process.version}`);
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-'));
 const cleanup = () => rmSync(dir, { recursive: true, force: true });
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
+atExit(cleanup);
 try {
   main(dir);
 } catch (error) {

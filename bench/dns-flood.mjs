@@ -9,7 +9,7 @@
  *   node bench/dns-flood.mjs [--mode slowloris|idle] [--count 300] [--sources 127.0.0.2,127.0.0.3]
  *                            [--seconds 40] [--digs 20] [--cli dist/cli/bin.js] [-- extra dns flags]
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,8 @@ import console from 'node:console';
 import process from 'node:process';
 import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { URL } from 'node:url';
+import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
 /* global fetch */
 
 const { values, positionals } = parseArgs({
@@ -39,7 +41,10 @@ const sources = values.sources.split(',');
 const seconds = Number(values.seconds);
 const digs = Number(values.digs);
 
+requireTools('bench/dns-flood.mjs', ['dig']);
+exitOnSignals();
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-flood-'));
+atExit(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(join(dir, 'hosts.yml'), 'all:\n  vars:\n    domain: mesh.internal\n  hosts:\n    h1: {ip: 127.0.10.1}\n    h2: {ip: 127.0.10.2}\n    h3: {ip: 127.0.10.3}\n    h4: {ip: 127.0.10.4}\n');
 writeFileSync(join(dir, 'services.yml'), 'app: {}\n');
 const child = spawn(process.execPath, [values.cli, 'dns', '-s', join(dir, 'services.yml'), '-i', join(dir, 'hosts.yml'), '--host', 'h4', '--listen', '127.0.0.1:0', '--no-forward', '--no-watch', '--metrics', '127.0.0.1:0', ...positionals], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -3,10 +3,12 @@
 // memory and start-up figures for a 10,000-host topology.
 //
 // Run with `npm run bench:dns` (builds first). Needs dnsperf and nsd
-// (Debian packages of those names). Everything listens on 127.0.0.1.
+// (Debian packages of those names; checked first: exit 2 with the apt-get
+// line when one is missing); stops what it started on any exit. Everything
+// listens on 127.0.0.1.
 // Ends with `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1
 // means ours is better (rates: ours/peer; times and sizes: peer/ours).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,11 @@ import { prng } from './prng.mjs';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { URL, fileURLToPath } from 'node:url';
 import { addressesSeenBy } from '../dist/topology/index.js';
+import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
+
+requireTools('bench/dns.mjs', ['dnsperf', 'nsd', 'nproc']);
+exitOnSignals();
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -235,6 +242,7 @@ async function main(dir) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-dns-'));
+atExit(() => rmSync(dir, { recursive: true, force: true }));
 main(dir)
   .catch((err) => {
     process.stderr.write(`${err.stack ?? err}\n`);

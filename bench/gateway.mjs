@@ -16,9 +16,10 @@
 // same shape as haproxy's `mode tcp` and ssh's forwarded port.
 //
 // Run with `npm run bench:gateway` (builds first). Needs iperf3, wrk,
-// haproxy, openssh-server and openssh-client. Ends with
+// haproxy, openssh-server and openssh-client (checked first: exit 2 with
+// the apt-get line when one is missing); stops what it started on any exit. Ends with
 // `RESULT <metric> ours=<v> <peer>=<v> ratio=<r>` (r > 1: ours is better).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,11 @@ import process from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { URL, fileURLToPath } from 'node:url';
 import { issueMeshCredentials } from '../dist/pki/index.js';
+import { atExit, exitOnSignals, spawnTracked, stopAll } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
+
+requireTools('bench/gateway.mjs', ['iperf3', 'wrk', 'haproxy', '/usr/sbin/sshd', 'ssh', 'ssh-keygen', 'nproc']);
+exitOnSignals();
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -54,7 +60,7 @@ const sig = (x) => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : S
 const children = [];
 
 function start(command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  const child = spawnTracked(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   child.stderr.on('data', (c) => (out += c));
@@ -343,6 +349,7 @@ async function main(dir) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-gateway-'));
+atExit(() => rmSync(dir, { recursive: true, force: true }));
 main(dir)
   .catch((err) => {
     process.stderr.write(`${err.stack ?? err}\n`);
@@ -351,8 +358,5 @@ main(dir)
   })
   .finally(async () => {
     // SIGTERM first, so that a --cpu-prof child writes its profile.
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-    await sleep(NODE_ARGS.length > 0 ? 3000 : 200);
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    await stopAll(NODE_ARGS.length > 0 ? 3000 : 200);
   });

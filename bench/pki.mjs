@@ -5,8 +5,10 @@
 // Run with `npm run bench:pki` (builds first), under
 // `flock /tmp/meshplane-bench.lock` when others share the machine. Prints
 // progress, then `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1
-// means ours is better (rates: ours / peer; times: target / ours).
-import { spawnSync, spawn } from 'node:child_process';
+// means ours is better (rates: ours / peer; times: target / ours). Needs
+// openssl (checked first: exit 2 with the apt-get line when missing); stops
+// the processes it started on any exit.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,8 @@ import { URL, fileURLToPath } from 'node:url';
 import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { readTopology, writeTopology } from '../dist/topology/index.js';
 import { entitledSans, generateKeyPair, makeCsr } from '../dist/pki/index.js';
+import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -136,8 +140,11 @@ function countCerts(dir) {
 async function main() {
   // --inputs-only DIR: make the topology, CA and CSRs in DIR and stop (for profiling by hand).
   const inputsOnly = process.argv[2] === '--inputs-only' ? process.argv[3] : undefined;
+  requireTools('bench/pki.mjs', ['openssl']);
+  exitOnSignals();
   if (inputsOnly !== undefined) mkdirSync(inputsOnly, { recursive: true });
   const dir = inputsOnly ?? mkdtempSync(join(tmpdir(), 'meshplane-bench-pki-'));
+  if (inputsOnly === undefined) atExit(() => rmSync(dir, { recursive: true, force: true }));
   const cleanups = [];
   try {
     log(`bench pki: ${HOSTS} hosts x ${CREDENTIALS} credentials in ${dir}`);

@@ -21,10 +21,10 @@
 //   npm run soak                      # 10 minutes
 //   SOAK_MINUTES=3 npm run soak       # shorter
 //
-// Needs haproxy (the PROXY-protocol backend). Stops everything it started on
-// any exit. Loopback only (127.0.61.0/24), fixed ports 26xxx.
+// Needs haproxy (the PROXY-protocol backend; checked first: exit 2 with the
+// apt-get line when missing). Stops everything it started on any exit
+// (bench/lib/children.mjs). Loopback only (127.0.61.0/24), fixed ports 26xxx.
 import { Buffer } from 'node:buffer';
-import { spawn, execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
@@ -37,6 +37,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { URL, fileURLToPath } from 'node:url';
 import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { issueMeshCredentials } from '../dist/pki/index.js';
+import { exitOnSignals, killAll, spawnTracked } from './lib/children.mjs';
+import { requireTools } from './lib/tools.mjs';
+
+requireTools('bench/soak.mjs', ['haproxy']);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -60,14 +64,12 @@ const DOMAIN = 'mesh.internal';
 const log = (line) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 // ---------------------------------------------------------------------------------------------
-// Processes: every child is remembered and killed on any exit.
+// Processes: every child is remembered and killed on any exit (bench/lib/children.mjs).
 
-const children = new Set();
 const MEMORY_DIR = mkdtempSync(join(tmpdir(), 'meshplane-soak-memory-'));
 
 function start(name, command, args) {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY_DIR: MEMORY_DIR } });
-  children.add(child);
+  const child = spawnTracked(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY_DIR: MEMORY_DIR } });
   child.name = name;
   child.lines = [];
   let partial = '';
@@ -83,7 +85,6 @@ function start(name, command, args) {
   };
   child.stdout.on('data', onData);
   child.stderr.on('data', onData);
-  child.on('exit', () => children.delete(child));
   return child;
 }
 
@@ -120,16 +121,6 @@ async function waitForPort(address, port, child) {
     if (!alive(child)) throw new Error(`${child.name} exited:\n${child.lines.join('\n')}`);
     if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} after 15 s`);
     await sleep(50);
-  }
-}
-
-function killAll() {
-  for (const child of children) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // gone already
-    }
   }
 }
 
@@ -522,13 +513,6 @@ function median(values) {
 }
 
 async function main() {
-  for (const tool of ['haproxy']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      throw new Error(`soak needs ${tool} (apt-get install -y ${tool})`);
-    }
-  }
   const dir = mkdtempSync(join(tmpdir(), 'meshplane-soak-'));
   process.on('exit', () => {
     killAll();
@@ -795,12 +779,8 @@ function timeOf(line) {
 
 let stopping = false;
 // Stop everything started, also when killed (the 'exit' handler does not run on a signal).
-for (const signal of ['SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(128 + (signal === 'SIGTERM' ? 15 : 1));
-  });
-}
+// SIGINT is not among them: it ends the run early, with its figures (see main).
+exitOnSignals(['SIGTERM', 'SIGHUP']);
 main().then(
   () => {
     killAll();

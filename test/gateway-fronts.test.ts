@@ -176,7 +176,7 @@ describe('TLS passthrough by SNI', () => {
     // It really was large and cut up, and still a well-formed hello naming the site.
     expect(wire.length).toBeGreaterThan(6000);
     expect(Math.ceil(wire.length / 333)).toBeGreaterThanOrEqual(18);
-    expect(readClientHello(wire)).toEqual({ kind: 'hello', serverName: 'site.audit.test' });
+    expect(readClientHello(wire)).toEqual({ kind: 'hello', serverName: 'site.audit.test', version: 0x0303 });
     // haproxy terminated TLS behind the tunnel and learnt the client from the PROXY v2 header.
     expect(await reply).toMatch(/site client=127\.0\.0\.1 port=\d+/);
   });
@@ -185,6 +185,17 @@ describe('TLS passthrough by SNI', () => {
     const ca = join(mesh.root('b1'), 'x509', 'site', 'ca.pem');
     const result = await runAsync('curl', ['-sS', '--max-time', '10', '-g', '--cacert', ca, '--resolve', `site.audit.test:${P.tls}:[::1]`, `https://site.audit.test:${P.tls}/six`]);
     expect(result.stdout, result.stderr).toMatch(/^site client=::1 port=\d+$/m);
+  });
+
+  it('answers an unknown SNI with a fatal unrecognized_name alert that openssl and curl report, counted as no_route', async () => {
+    const before = await results(P.tls, 'no_route');
+    const ssl = await runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${P.tls}`, '-servername', 'unknown.example'], 10_000);
+    expect(ssl.stdout + ssl.stderr).toMatch(/tlsv1 unrecognized name/);
+    expect(ssl.stdout + ssl.stderr).toMatch(/alert number 112/);
+    const curl = await runAsync('curl', ['-sS', '--max-time', '10', '--resolve', `unknown.example:${P.tls}:127.0.0.1`, `https://unknown.example:${P.tls}/`]);
+    expect(curl.status).toBe(35);
+    expect(curl.stderr).toMatch(/unrecognized name/);
+    expect(await results(P.tls, 'no_route')).toBe(before + 2);
   });
 
   it('closes a hello over the 16 KiB cap at once, counted as bad_hello', async () => {
@@ -277,6 +288,23 @@ describe('HTTP CONNECT', () => {
     }
   });
 
+
+  it('answers 405 with how to use the port to a plain request and to a plain proxy request, counted as not_connect', async () => {
+    const before = await results(P.connect, 'not_connect');
+    const direct = await runAsync('curl', ['-sS', '-i', '--max-time', '10', `http://127.0.0.1:${P.connect}/`]);
+    expect(direct.stdout).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(direct.stdout).toMatch(/^Allow: CONNECT\r$/m);
+    expect(direct.stdout).toContain(`This port (${P.connect}) is an HTTP CONNECT proxy port: it expects CONNECT, not GET.`);
+    expect(direct.stdout).toContain(`curl --proxytunnel -x http://127.0.0.1:${P.connect} https://SERVICE.DOMAIN:PORT/`);
+    // curl -x without --proxytunnel sends "GET http://app.audit.test/": a proxy request, not a CONNECT.
+    const proxied = await runAsync('curl', ['-sS', '-i', '--max-time', '10', '-x', `http://127.0.0.1:${P.connect}`, 'http://app.audit.test/']);
+    expect(proxied.stdout).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(proxied.stdout).toContain('expects CONNECT, not GET');
+    expect(await results(P.connect, 'not_connect')).toBe(before + 2);
+    // With --proxytunnel the same proxy works.
+    const tunnelled = await runAsync('curl', ['-sS', '--max-time', '10', '--proxytunnel', '-x', `http://127.0.0.1:${P.connect}`, `http://app.mesh.internal:${P.appBackend}/ok`]);
+    expect(tunnelled.stdout, tunnelled.stderr).toContain('app client=127.0.0.1');
+  });
 
   it('forwards the bytes that came in the same packet as the CONNECT head', async () => {
     const socket = connect({ host: '127.0.0.1', port: P.connect, noDelay: true });

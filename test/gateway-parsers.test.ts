@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { proxyHeader } from '../src/agent/testing.js';
-import { readClientHello, readRequestHead } from '../src/gateway/testing.js';
+import { readClientHello, readRequestHead, unrecognizedNameAlert } from '../src/gateway/testing.js';
 import { runAsync } from './support/dns.js';
 
 /** The first bytes a TLS client sends to a listener that never answers. */
@@ -50,23 +50,35 @@ function reframe(hello: Buffer, size: number): Buffer {
 describe('SNI from a ClientHello', () => {
   it('reads the server name from openssl s_client and curl hellos', async () => {
     const openssl = await captureHello((port) => runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'Web.Mesh.Internal'], 5000));
-    expect(readClientHello(openssl)).toEqual({ kind: 'hello', serverName: 'web.mesh.internal' });
+    expect(readClientHello(openssl)).toEqual({ kind: 'hello', serverName: 'web.mesh.internal', version: 0x0303 });
     const curl = await captureHello((port) => runAsync('curl', ['-sk', '--max-time', '3', '--resolve', `site.example.com:${port}:127.0.0.1`, `https://site.example.com:${port}/`], 5000));
-    expect(readClientHello(curl)).toEqual({ kind: 'hello', serverName: 'site.example.com' });
+    expect(readClientHello(curl)).toEqual({ kind: 'hello', serverName: 'site.example.com', version: 0x0303 });
   });
 
   it('reassembles a hello split over many records and fed a byte at a time', async () => {
     const hello = await captureHello((port) => runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'split.example.com'], 5000));
     const split = reframe(hello, 37);
     for (let cut = 0; cut < split.length; cut++) expect(readClientHello(split.subarray(0, cut)).kind).toBe('incomplete');
-    expect(readClientHello(split)).toEqual({ kind: 'hello', serverName: 'split.example.com' });
+    expect(readClientHello(split)).toEqual({ kind: 'hello', serverName: 'split.example.com', version: 0x0303 });
   });
 
   it('reports hellos without SNI, non-TLS bytes and oversized hellos', async () => {
     const noSni = await captureHello((port) => runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-noservername'], 5000));
-    expect(readClientHello(noSni)).toEqual({ kind: 'hello', serverName: null });
+    expect(readClientHello(noSni)).toEqual({ kind: 'hello', serverName: null, version: 0x0303 });
     expect(readClientHello(Buffer.from('GET / HTTP/1.1\r\n')).kind).toBe('invalid');
     expect(readClientHello(Buffer.from([22, 3, 1, 0x40, 0, 1, 0x01, 0x00, 0x00]))).toMatchObject({ kind: 'invalid', reason: expect.stringContaining('cap') as string });
+  });
+});
+
+describe('unrecognized_name alert', () => {
+  it('is a fatal alert 112 whose record version is the hello legacy_version, at most 0x0303', async () => {
+    // A TLS 1.0-only client offers 0x0301 and is answered in it; TLS 1.2/1.3 clients get 0x0303.
+    const old = await captureHello((port) => runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'old.example', '-tls1', '-cipher', 'DEFAULT@SECLEVEL=0'], 5000));
+    const hello = readClientHello(old);
+    expect(hello).toEqual({ kind: 'hello', serverName: 'old.example', version: 0x0301 });
+    expect(unrecognizedNameAlert(0x0301).toString('hex')).toBe('15030100020270');
+    expect(unrecognizedNameAlert(0x0303).toString('hex')).toBe('15030300020270');
+    expect(unrecognizedNameAlert(0x0304).toString('hex')).toBe('15030300020270');
   });
 });
 

@@ -2,19 +2,22 @@
  * The status page in a real browser: headless Chromium opens the admin
  * API's `/` (development token, loopback), the page shows the live
  * backends with their health and load, and — without being reloaded —
- * shows a backend gone once it is killed through the API.
+ * shows a backend gone once it is killed through the API. Then, with a
+ * third backend, a PNG of the page: the README's docs/status-page.png when
+ * run as `npm run screenshot:status` (UPDATE_SCREENSHOT=1).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent/index.js';
 import { AdminServer, Gateway, credentialTlsFiles } from '../src/gateway/index.js';
+import { writeFileAtomic } from '../src/lib/atomic-write.js';
 import { launchChromium } from './support/chromium.js';
 import type { Browser } from './support/chromium.js';
 import { silentLogger } from './support/dns.js';
 import { prepareOpsMesh, startTestBackend } from './support/gateway-ops.js';
 import type { OpsFixture, TestBackend } from './support/gateway-ops.js';
-import { tempDir } from './support/run.js';
+import { REPO_ROOT, tempDir } from './support/run.js';
 import { waitFor as waitUntil } from './support/wait.js';
 
 const TOKEN = 'status-page-token-0123456789';
@@ -98,6 +101,28 @@ describe('status page', () => {
     expect(await browser!.evaluate<boolean>('window.__sameDocument === true')).toBe(true);
     // The other one is still there (the killed agent may already be back, under a new id).
     expect((await rows()).map((r) => r.id)).toContain(live.find((b) => b.host === 'b2')!.id);
+  });
+
+  it('renders as a PNG with three backends (docs/status-page.png when UPDATE_SCREENSHOT=1)', async () => {
+    const backend = await startTestBackend('b3', 3);
+    backends.push(backend);
+    startAgent('b3', backend);
+    await waitFor(() => gateway.backends.forService('pool').filter((b) => b.health.get('lb')?.state === 'healthy').length === 3, 'three healthy pool backends');
+    await browser!.open(`${adminUrl}/?token=${TOKEN}`);
+    // Each with its RTT (agents are PINGed every 3 s), for a page as an operator sees it.
+    await waitFor(async () => {
+      const shown = await rows();
+      return shown.length === 3 && shown.every((r) => /healthy/.test(r.text) && /\d ms/.test(r.text));
+    }, 'three healthy rows with their RTT on the page');
+    const png = await browser!.screenshot(1100);
+    // A PNG (signature, IHDR) of the width asked for, with the content's height, and not blank.
+    expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+    expect(png.subarray(12, 16).toString('latin1')).toBe('IHDR');
+    expect(png.readUInt32BE(16)).toBe(1100);
+    expect(png.readUInt32BE(20)).toBeGreaterThanOrEqual(200);
+    expect(png.length).toBeGreaterThan(10_000);
+    writeFileSync(join(work.path, 'status-page.png'), png);
+    if (process.env.UPDATE_SCREENSHOT === '1') writeFileAtomic(join(REPO_ROOT, 'docs', 'status-page.png'), png);
   });
 
   it('shows an error instead of data when opened without the token', async () => {

@@ -7,11 +7,17 @@
 
 type HelloResult =
   | { readonly kind: 'incomplete' }
-  /** A whole ClientHello: its SNI host name (lowercased), or null when it carries none. */
-  | { readonly kind: 'hello'; readonly serverName: string | null }
+  /**
+   * A whole ClientHello: its SNI host name (lowercased), or null when it
+   * carries none; and its legacy_version (0x0303 for TLS 1.2 and 1.3).
+   */
+  | { readonly kind: 'hello'; readonly serverName: string | null; readonly version: number }
   | { readonly kind: 'invalid'; readonly reason: string };
 
 const CONTENT_HANDSHAKE = 22;
+const CONTENT_ALERT = 21;
+const ALERT_FATAL = 2;
+const ALERT_UNRECOGNIZED_NAME = 112;
 const HANDSHAKE_CLIENT_HELLO = 1;
 const EXTENSION_SERVER_NAME = 0;
 const NAME_TYPE_HOST = 0;
@@ -63,7 +69,21 @@ function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
   return out;
 }
 
+/**
+ * A fatal unrecognized_name (112) alert record, written raw before closing:
+ * the client learns why without the gateway terminating TLS. Its record
+ * version is the hello's legacy_version, at most 0x0303: that is RFC 8446
+ * §5.1's 0x0303 for TLS 1.2/1.3 clients (what haproxy's strict-sni sends),
+ * and an old client's own version for TLS 1.0/1.1-only ones (RFC 5246 E.1).
+ */
+export function unrecognizedNameAlert(version: number): Buffer {
+  const legacy = Math.min(Math.max(version, 0x0301), 0x0303);
+  return Buffer.from([CONTENT_ALERT, legacy >> 8, legacy & 0xff, 0, 2, ALERT_FATAL, ALERT_UNRECOGNIZED_NAME]);
+}
+
 function parseHello(hello: Uint8Array): HelloResult {
+  if (hello.length < 2) return invalid('truncated ClientHello');
+  const version = (hello[0]! << 8) | hello[1]!;
   let offset = 2 + 32; // client_version, random
   const skip = (lengthBytes: 1 | 2): boolean => {
     if (offset + lengthBytes > hello.length) return false;
@@ -72,7 +92,7 @@ function parseHello(hello: Uint8Array): HelloResult {
     return offset <= hello.length;
   };
   if (!skip(1) || !skip(2) || !skip(1)) return invalid('truncated ClientHello');
-  if (offset === hello.length) return { kind: 'hello', serverName: null }; // no extensions at all
+  if (offset === hello.length) return { kind: 'hello', serverName: null, version }; // no extensions at all
   if (offset + 2 > hello.length) return invalid('truncated extensions');
   const extensionsEnd = offset + 2 + ((hello[offset]! << 8) | hello[offset + 1]!);
   if (extensionsEnd > hello.length) return invalid('truncated extensions');
@@ -82,13 +102,13 @@ function parseHello(hello: Uint8Array): HelloResult {
     const length = (hello[offset + 2]! << 8) | hello[offset + 3]!;
     const body = offset + 4;
     if (body + length > extensionsEnd) return invalid('truncated extension');
-    if (type === EXTENSION_SERVER_NAME) return readServerName(hello.subarray(body, body + length));
+    if (type === EXTENSION_SERVER_NAME) return readServerName(hello.subarray(body, body + length), version);
     offset = body + length;
   }
-  return { kind: 'hello', serverName: null };
+  return { kind: 'hello', serverName: null, version };
 }
 
-function readServerName(extension: Uint8Array): HelloResult {
+function readServerName(extension: Uint8Array, version: number): HelloResult {
   if (extension.length < 2) return invalid('empty server_name extension');
   const listEnd = Math.min(2 + ((extension[0]! << 8) | extension[1]!), extension.length);
   let offset = 2;
@@ -99,9 +119,9 @@ function readServerName(extension: Uint8Array): HelloResult {
     if (type === NAME_TYPE_HOST) {
       const name = Buffer.from(extension.subarray(offset + 3, offset + 3 + length)).toString('latin1').toLowerCase();
       if (!/^[a-z0-9.-]+$/.test(name) || name.length > 253) return invalid('server name is not a host name');
-      return { kind: 'hello', serverName: name.endsWith('.') ? name.slice(0, -1) : name };
+      return { kind: 'hello', serverName: name.endsWith('.') ? name.slice(0, -1) : name, version };
     }
     offset += 3 + length;
   }
-  return { kind: 'hello', serverName: null };
+  return { kind: 'hello', serverName: null, version };
 }

@@ -15,7 +15,7 @@ import { serviceNames } from '../topology/index.js';
 import type { Logger } from 'pino';
 import { CUT, HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import { abortTunnelStream } from './tunnel-abort.js';
-import { readClientHello } from './client-hello.js';
+import { readClientHello, unrecognizedNameAlert } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
 import { ConnectionGuard } from './limits.js';
 import type { LimitReason, ListenerLimits } from './limits.js';
@@ -23,7 +23,7 @@ import type { BackendPicker } from './balance.js';
 import type { Backend } from './registry.js';
 import type { FrontPort, Route, RoutingTable } from './routes.js';
 
-type FrontRefusal = 'timeout' | 'bad_hello' | 'bad_request' | 'no_route' | 'no_backend' | 'no_healthy_backend' | 'backends_full' | 'tunnel_failed';
+type FrontRefusal = 'timeout' | 'bad_hello' | 'bad_request' | 'not_connect' | 'no_route' | 'no_backend' | 'no_healthy_backend' | 'backends_full' | 'tunnel_failed';
 
 interface FrontEvents {
   routed(route: Route, backend: Backend, peer: string): void;
@@ -172,9 +172,9 @@ export class FrontListeners {
       socket.off('data', onData);
       socket.off('end', onEnd);
     };
-    const refuse = (reason: FrontRefusal, detail: string): void => {
+    const refuse = (reason: FrontRefusal, detail: string, reply?: Buffer | string): void => {
       decide();
-      this.refuse(connection, reason, detail);
+      this.refuse(connection, reason, detail, reply);
     };
     const timer = setTimeout(() => refuse('timeout', `nothing routable within ${this.options.peekTimeoutMs} ms`), this.options.peekTimeoutMs);
     const onData = (chunk: Buffer): void => {
@@ -187,12 +187,17 @@ export class FrontListeners {
         if (hello.kind === 'incomplete') return;
         if (hello.kind === 'invalid') return refuse('bad_hello', hello.reason);
         route = table.lookup(port, hello.serverName, false);
-        if (route === null) return refuse('no_route', `no route for TLS server name ${hello.serverName ?? '(none)'}`);
+        // Without terminating TLS the client can still learn why: an unrecognized_name alert.
+        if (route === null) return refuse('no_route', `no route for TLS server name ${hello.serverName ?? '(none)'}`, unrecognizedNameAlert(hello.version));
       } else {
         const head = readRequestHead(buffered);
         if (head.kind === 'incomplete') return;
         if (head.kind === 'invalid') return refuse('bad_request', head.reason);
         connection.isConnect = head.method === 'CONNECT';
+        if (!connection.isConnect && table.ports.get(port)?.connectOnly === true) {
+          const detail = `${head.method} on port ${port}, which expects CONNECT`;
+          return refuse('not_connect', detail, connectExpected(head.method, head.target, head.host, socket, port));
+        }
         route = table.lookup(port, head.host, connection.isConnect);
         if (route === null) return refuse('no_route', `no route for ${connection.isConnect ? 'CONNECT to' : 'Host'} ${head.host ?? '(none)'}`);
         if (connection.isConnect) {
@@ -214,13 +219,19 @@ export class FrontListeners {
     socket.on('end', onEnd);
   }
 
-  /** Logs and counts a refusal; HTTP clients get a status line, others a closed connection. */
-  private refuse(connection: Connection, reason: FrontRefusal, detail: string): void {
+  /**
+   * Logs and counts a refusal; HTTP clients get a status line, others a
+   * closed connection, unless `reply` says what to send before closing.
+   */
+  private refuse(connection: Connection, reason: FrontRefusal, detail: string, reply?: Buffer | string): void {
     const { socket } = connection;
     this.events.refused(connection.port, reason, peerOf(socket), detail, connection.id.toString(36));
     const status = connection.kind === 'http' ? RESPONSES[reason] : undefined;
-    // CONNECT clients get a closed connection when no backend can take them, like TLS ones.
-    if (status !== undefined && !(status.startsWith('503') && connection.isConnect)) {
+    if (reply !== undefined) {
+      socket.end(reply);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else if (status !== undefined && !(status.startsWith('503') && connection.isConnect)) {
+      // (CONNECT clients get a closed connection when no backend can take them, like TLS ones.)
       socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${detail.length + 1}\r\n\r\n${detail}\n`);
       setTimeout(() => socket.destroy(), 1000).unref();
     } else {
@@ -281,6 +292,22 @@ export class FrontListeners {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * 405 for a request other than CONNECT on a port with only CONNECT
+ * endpoints (a browser, or curl without --proxytunnel): it says how to use
+ * the port. HOST is what the client called the gateway when it sent a
+ * direct (origin-form) request, else the address it connected to.
+ */
+function connectExpected(method: string, target: string, host: string | null, socket: Socket, port: number): string {
+  const name = target.startsWith('/') && host !== null ? host : (socket.localAddress ?? 'GATEWAY');
+  const gateway = name.includes(':') ? `[${name}]` : name;
+  const body =
+    `This port (${port}) is an HTTP CONNECT proxy port: it expects CONNECT, not ${method}.\n` +
+    `Use it as a proxy that tunnels, e.g.:\n` +
+    `  curl --proxytunnel -x http://${gateway}:${port} https://SERVICE.DOMAIN:PORT/\n`;
+  return `HTTP/1.1 405 Method Not Allowed\r\nAllow: CONNECT\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
 
 function peerOf(socket: Socket): string {
   return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;

@@ -25,20 +25,23 @@ export interface FrontPort {
   readonly byConnectHost: ReadonlyMap<string, Route>;
   /** For TLS hellos without SNI: the first TLS endpoint listed on the port; for tcp: its endpoint. */
   readonly fallback: Route | null;
+  /** Every endpoint on the port is mode connect: other requests are answered 405. */
+  readonly connectOnly: boolean;
 }
 
 export class RoutingTable {
   readonly ports: ReadonlyMap<number, FrontPort>;
 
   constructor(topology: Topology) {
-    const ports = new Map<number, { kind: FrontFamily; byHost: Map<string, Route>; byConnectHost: Map<string, Route>; fallback: Route | null }>();
+    const ports = new Map<number, { kind: FrontFamily; byHost: Map<string, Route>; byConnectHost: Map<string, Route>; fallback: Route | null; connectOnly: boolean }>();
     for (const service of Object.values(topology.services)) {
       if (service.instances.length === 0) continue;
       for (const endpoint of service.gateway_endpoints) {
         const kind = frontFamily(endpoint.mode);
         let front = ports.get(endpoint.port);
-        if (front === undefined) ports.set(endpoint.port, (front = { kind, byHost: new Map(), byConnectHost: new Map(), fallback: null }));
+        if (front === undefined) ports.set(endpoint.port, (front = { kind, byHost: new Map(), byConnectHost: new Map(), fallback: null, connectOnly: true }));
         if (front.kind !== kind) continue; // refused by `meshplane check`; never mix on one port
+        if (endpoint.mode !== 'connect') front.connectOnly = false;
         const route: Route = { service: service.name, endpoint, servicePorts: service.ports };
         if (endpoint.mode === 'connect') {
           for (const name of [serviceNames(topology, service.name).fqdn, ...endpoint.hostnames]) if (!front.byConnectHost.has(name)) front.byConnectHost.set(name.toLowerCase(), route);

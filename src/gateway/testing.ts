@@ -13,5 +13,5 @@ export { Balancer, rendezvousWeight } from './balance.js';
 export type { PickResult } from './balance.js';
 export { checkOnce, HealthMonitor, nextHealth } from './health.js';
 export { GatewayMetrics } from './metrics.js';
-export { readClientHello } from './client-hello.js';
+export { readClientHello, unrecognizedNameAlert } from './client-hello.js';
 export { readRequestHead } from './http-head.js';

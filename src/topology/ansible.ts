@@ -1,12 +1,15 @@
 /**
  * The Topology as an Ansible dynamic inventory (the JSON a script inventory
  * prints for `--list`): one group per service listing the hosts that run it,
- * a `<service>-master` group per elected master, and `meshplane_*` host vars.
+ * a `<service>_master` group per elected master, and `meshplane_*` host vars.
+ * Group names have dashes turned into underscores (ansibleGroupName): a
+ * dashed group name makes every Ansible command warn, even beside its
+ * underscore twin, so the dashed forms are not listed at all.
  * Use it beside the static inventory: `ansible-playbook -i hosts.yml -i
  * meshplane-inventory ...`; Ansible merges the two.
  */
 import type { Topology } from './types.js';
-import { masterNames } from './names.js';
+import { ansibleGroupName, masterNames } from './names.js';
 
 export function toAnsibleInventory(topology: Topology): Record<string, unknown> {
   const hostvars: Record<string, Record<string, unknown>> = {};
@@ -28,10 +31,11 @@ export function toAnsibleInventory(topology: Topology): Record<string, unknown> 
   const inventory: Record<string, unknown> = { _meta: { hostvars } };
   const children: string[] = [];
   for (const service of Object.values(topology.services)) {
-    inventory[service.name] = { hosts: service.instances.map((i) => i.host) };
-    children.push(service.name);
+    const group = ansibleGroupName(service.name);
+    inventory[group] = { hosts: service.instances.map((i) => i.host) };
+    children.push(group);
     if (service.master !== null) {
-      const group = masterNames(topology, service.name).short;
+      const group = ansibleGroupName(masterNames(topology, service.name).short);
       inventory[group] = { hosts: [service.master] };
       children.push(group);
     }

@@ -48,9 +48,20 @@ export function shardNames(mesh: HasDomain, service: string, shard: string): Nam
   return forms(mesh, `${shard}.${service}`);
 }
 
-/** `svc-master`: the elected master (also the Ansible group of the master). */
+/** `svc-master`: the elected master (its Ansible group is `ansibleGroupName` of it: `svc_master`). */
 export function masterNames(mesh: HasDomain, service: string): NameForms {
   return forms(mesh, `${service}-master`);
+}
+
+/**
+ * A mesh name as an Ansible group: dashes become underscores (`db-backup`
+ * -> `db_backup`), the only characters Ansible accepts in group names
+ * without its "Invalid characters" warning, and usable in Jinja dot
+ * notation (`groups.db_master`). Mesh names have no underscores, so no
+ * two names meet in one group.
+ */
+export function ansibleGroupName(name: string): string {
+  return name.replaceAll('-', '_');
 }
 
 /** `host.<domain>` */

@@ -213,7 +213,7 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     expect(result.status, result.stderr).toBe(0);
     const inventory = JSON.parse(result.stdout) as Record<string, { hosts?: string[] }> & { _meta: { hostvars: Record<string, Record<string, unknown>> } };
     expect(inventory.db?.hosts?.sort()).toEqual(['host2', 'host3']);
-    expect(inventory['db-master']?.hosts).toEqual(['host2']);
+    expect(inventory.db_master?.hosts).toEqual(['host2']);
     expect(inventory.web?.hosts).toEqual(['host1']);
     expect(inventory.backend?.hosts?.sort()).toEqual(['host2', 'host3', 'host4']); // the static groups stay
     // Static vars and meshplane vars side by side on one host.

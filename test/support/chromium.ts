@@ -21,6 +21,8 @@ export interface Browser {
   open(url: string): Promise<void>;
   /** Evaluates an expression in the page and returns its value (JSON-serializable). */
   evaluate<T>(expression: string): Promise<T>;
+  /** A PNG of the whole page laid out `width` CSS pixels wide (scale 1), as tall as its content. */
+  screenshot(width: number): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -102,6 +104,15 @@ export async function launchChromium(userDataDir: string): Promise<Browser> {
       const answer = (await send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true }, sessionId)).result as { result: { value?: T }; exceptionDetails?: { text: string } };
       if (answer.exceptionDetails !== undefined) throw new Error(`in the page: ${answer.exceptionDetails.text}`);
       return answer.result.value as T;
+    },
+    async screenshot(width) {
+      const metrics = (height: number): Promise<Message> => send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false }, sessionId);
+      await metrics(100); // small, so that the page's scrollHeight is its content's
+      const answer = (await send('Runtime.evaluate', { expression: 'Math.ceil(document.documentElement.scrollHeight)', returnByValue: true }, sessionId)).result as { result: { value: number } };
+      const height = Math.max(200, answer.result.value);
+      await metrics(height);
+      const shot = (await send('Page.captureScreenshot', { format: 'png', clip: { x: 0, y: 0, width, height, scale: 1 } }, sessionId)).result as { data: string };
+      return Buffer.from(shot.data, 'base64');
     },
     async close() {
       try {
