@@ -39,6 +39,9 @@ capped:
   ports: [9001]
 noports:
   scheduling_group: db
+resolver:
+  scheduling_group: db
+  ports: [53/udp, 853]
 `,
 };
 
@@ -149,7 +152,12 @@ describe('SRV', () => {
     expect(srvData(small)).toEqual(['1 1 5432 h3.db.mesh.internal.', '1 1 5432 h4.db.mesh.internal.']);
   });
 
-  it('answers NODATA for a service without ports, for _udp (no port is UDP), for _tcp itself and for other types; NXDOMAIN for an unknown service', async () => {
+  it('answers ports written N/udp under _udp, the others under _tcp', async () => {
+    expect(srvData(await dig(server, ['_resolver._udp.mesh.internal', 'SRV']))).toEqual(['1 1 53 h3.resolver.mesh.internal.', '1 1 53 h4.resolver.mesh.internal.']);
+    expect(srvData(await dig(server, ['_resolver._tcp.mesh.internal', 'SRV']))).toEqual(['1 1 853 h3.resolver.mesh.internal.', '1 1 853 h4.resolver.mesh.internal.']);
+  });
+
+  it('answers NODATA for a service without ports, for _udp without UDP ports, for _tcp itself and for other types; NXDOMAIN for an unknown service', async () => {
     for (const [name, type] of [
       ['_noports._tcp.mesh.internal', 'SRV'],
       ['_app._udp.mesh.internal', 'SRV'],

@@ -335,10 +335,11 @@ export class Zone {
         add(instanceNames(topology, service.name, host.name).short, host, null);
         if (instance.shard !== null) add(shardNames(topology, service.name, instance.shard).short, host, cap);
       }
-      // SRV: every port is TCP (services.yml cannot mark a port UDP), so _udp names exist with no records.
+      // SRV: ports written N/udp under _udp, the rest under _tcp; both names exist for every service.
       const targets = service.instances.map((instance) => ({ host: topology.hosts[instance.host] as TopologyHost, fqdn: instanceNames(this, service.name, instance.host).fqdn }));
-      this.names.set(srvNames(topology, service.name, 'tcp').short, { kind: 'srv', targets, ports: service.ports, cap });
-      this.names.set(srvNames(topology, service.name, 'udp').short, noRecords);
+      const udp = service.udp_ports ?? [];
+      this.names.set(srvNames(topology, service.name, 'tcp').short, { kind: 'srv', targets, ports: service.ports.filter((port) => !udp.includes(port)), cap });
+      this.names.set(srvNames(topology, service.name, 'udp').short, { kind: 'srv', targets, ports: udp, cap });
       const master = service.master === null ? undefined : topology.hosts[service.master];
       if (master !== undefined) add(masterNames(topology, service.name).short, master, null);
     }
