@@ -53,7 +53,9 @@ describe('services.yml validation', () => {
     expect(good.services.services.get('dns')).toMatchObject({ ports: [5353, 853, 53], udpPorts: [53] });
     const bad = load({ 'services.yml': 'dns:\n  ports: [53/sctp, 70000/udp, 53/udp, 53]\n' });
     expect(where(bad, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:2:11 dns.ports[0]', 'services.yml:2:20 dns.ports[1]']);
-    expect(bad.diagnostics.items.find((d) => d.key === 'dns.ports[0]')).toMatchObject({ found: '"53/sctp"', expected: expect.stringContaining('53/udp') });
+    const sctp = bad.diagnostics.items.find((d) => d.key === 'dns.ports[0]');
+    expect(sctp?.found).toBe('"53/sctp"');
+    expect(sctp?.expected).toContain('53/udp');
     // 53/udp and 53 are one port twice: ports stay global, whatever the protocol.
     expect(where(bad, 'CONFIG_ERR_DUPLICATE_ENTRY')).toEqual(['services.yml:2:39 dns.ports[3]']);
   });
