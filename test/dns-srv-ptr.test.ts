@@ -19,9 +19,10 @@ let upstream: DnsService;
 let server: { address: string; port: number };
 let upstreamServer: { address: string; port: number };
 
-/** LOOPBACK_MESH's hosts, with ports on the services; `noports` has none. */
+/** LOOPBACK_MESH's hosts and p1 (behind NAT: a public address of its own), with ports on the services; `noports` has none. */
 const MESH: MeshSpec = {
   ...LOOPBACK_MESH,
+  hosts: [...LOOPBACK_MESH.hosts, { name: 'p1', ips: ['127.0.10.9'], publicIps: ['127.0.30.9'], groups: ['edge'] }],
   services: `app:
   scheduling_group: app
   ports: [8080, 8443]
@@ -186,6 +187,7 @@ describe('PTR', () => {
       expect(v4.status).toBe('NOERROR');
       expect(v4.flags).toContain('aa');
       expect(v4.answer.map((r) => `${r.name} ${r.type} ${r.data}`)).toEqual(['3.10.0.127.in-addr.arpa. PTR h3.mesh.internal.']);
+      expect((await ptr(asker, '127.0.30.9')).answer.map((r) => r.data)).toEqual(['p1.mesh.internal.']);
       const v6 = await ptr(asker, '2001:db8::10:1');
       expect(v6.answer.map((r) => `${r.name} ${r.type} ${r.data}`)).toEqual(['1.0.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR h1.mesh.internal.']);
     }
