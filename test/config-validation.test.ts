@@ -47,6 +47,19 @@ describe('services.yml validation', () => {
     expect(ports).toMatchObject({ found: '"80"', expected: 'an integer from 1 to 65535' });
   });
 
+  it('reads ports written N/tcp and N/udp, and names a bad protocol or number with file, line and column', () => {
+    const good = load({ 'services.yml': 'dns:\n  ports: [5353, 853/tcp, 53/udp]\n' });
+    expect(good.diagnostics.items).toEqual([]);
+    expect(good.services.services.get('dns')).toMatchObject({ ports: [5353, 853, 53], udpPorts: [53] });
+    const bad = load({ 'services.yml': 'dns:\n  ports: [53/sctp, 70000/udp, 53/udp, 53]\n' });
+    expect(where(bad, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:2:11 dns.ports[0]', 'services.yml:2:20 dns.ports[1]']);
+    const sctp = bad.diagnostics.items.find((d) => d.key === 'dns.ports[0]');
+    expect(sctp?.found).toBe('"53/sctp"');
+    expect(sctp?.expected).toContain('53/udp');
+    // 53/udp and 53 are one port twice: ports stay global, whatever the protocol.
+    expect(where(bad, 'CONFIG_ERR_DUPLICATE_ENTRY')).toEqual(['services.yml:2:39 dns.ports[3]']);
+  });
+
   it('refuses a port used by two services, and an overlay port', () => {
     const config = load({
       'hosts.yml': 'all:\n  vars:\n    net_overlays: [{name: vpn0, network: 100.64.0.0/24, port: 655}]\n  hosts:\n    h1: {ip: 198.18.0.1}\n',

@@ -229,6 +229,18 @@ describe('getent through meshplane DNS, per host', () => {
     expect(seen.size).toBe(15);
   });
 
+  it('resolves addresses back to host names (PTR), overlay addresses only for hosts on that overlay', async () => {
+    // None of these is in /etc/hosts, which glibc would consult first.
+    const line = async (host: string, address: string): Promise<string[]> => (await getent(host, 'hosts', address)).map((l) => l.split(/\s+/).join(' '));
+    expect(await line('out', '198.18.1.12')).toEqual(['198.18.1.12 h2.mesh.internal']);
+    expect(await line('h3', '2001:db8::13')).toEqual(['2001:db8::13 h3.mesh.internal']);
+    expect(await line('h1', '100.64.12.2')).toEqual(['100.64.12.2 h2.mesh.internal']);
+    expect(await line('h3', '100.64.13.2')).toEqual(['100.64.13.2 h2.mesh.internal']);
+    // The outsider and h3 share no overlay with ova's addresses: not found (NXDOMAIN).
+    expect((await getentRaw('out', 'hosts', '100.64.12.2')).status).toBe(2);
+    expect((await getentRaw('h3', 'hosts', '100.64.12.1')).status).toBe(2);
+  });
+
   it('matches names case-insensitively', async () => {
     const lines = await getent('h3', 'hosts', 'H1.Web.MESH.internal');
     expect(lines).toHaveLength(1);

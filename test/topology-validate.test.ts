@@ -67,6 +67,13 @@ describe('the topology contract: shapes', () => {
     expectProblems((t) => (t.hosts = []), 'TOPOLOGY_ERR_FORMAT', ['hosts: expected an object, found []']);
   });
 
+  it('udp_ports: optional, a non-empty subset of ports', () => {
+    const withUdp = edited((t) => (at(t, 'services.db').udp_ports = [(at(t, 'services.db').ports as number[])[0]]));
+    expect(parseTopology(JSON.stringify(withUdp), 'topology.json').services.db?.udp_ports).toHaveLength(1);
+    expectProblems((t) => (at(t, 'services.db').udp_ports = [1]), 'TOPOLOGY_ERR_FORMAT', ["services.db.udp_ports[0]: 1 is not one of the service's ports"]);
+    expectProblems((t) => (at(t, 'services.db').udp_ports = []), 'TOPOLOGY_ERR_FORMAT', ['services.db.udp_ports: expected a non-empty list (leave udp_ports out when no port is UDP)']);
+  });
+
   it('ranges', () => {
     expectProblems((t) => (at(t, 'overlays.0').port = 70000), 'TOPOLOGY_ERR_FORMAT', ['overlays[0].port: expected an integer 1..65535, found 70000']);
     expectProblems((t) => (at(t, 'services.web.gateway_endpoints.0').max_connections = 0), 'TOPOLOGY_ERR_FORMAT', [

@@ -63,6 +63,8 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
       num_instances: service.numInstances ?? 'all',
       schedule_with: service.scheduleWith,
       ports: [...service.ports],
+      // Only when some port is UDP: topologies of inputs without one stay byte for byte the same.
+      ...(service.udpPorts.length > 0 ? { udp_ports: [...service.udpPorts] } : {}),
       dns_max_answers: service.dnsMaxAnswers,
       credentials: service.credentials.map((c) => c.name),
       gateway_endpoints: service.gatewayEndpoints.map(endpointOf),

@@ -225,17 +225,20 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
 
   const portsNode = field('ports');
   const ports: number[] = [];
+  const udpPorts: number[] = [];
   if (portsNode !== undefined) {
     oneOrMany(portsNode).forEach((portNode, index) => {
       const path = portsNode.kind === 'seq' ? joinPath(at('ports'), index) : at('ports');
-      const port = readInt(portNode, path, diags, 1, 65535);
-      if (port === undefined) return;
+      const entry = readPort(portNode, path, diags);
+      if (entry === undefined) return;
+      const { port, udp } = entry;
       if (ports.includes(port)) {
         diags.error('CONFIG_ERR_DUPLICATE_ENTRY', portNode.loc, path, `port ${port} is listed twice`, { expected: 'each port once' });
         return;
       }
       keyLocs.set(`ports:${port}`, portNode.loc);
       ports.push(port);
+      if (udp) udpPorts.push(port);
     });
   }
 
@@ -262,11 +265,32 @@ function readService(name: string, node: LNode, loc: Loc, diags: Diagnostics): S
     masterSchedulingGroup,
     scheduleWith,
     ports,
+    udpPorts,
     dnsMaxAnswers,
     credentials,
     gatewayEndpoints,
     keyLocs,
   };
+}
+
+/** A port: `5432` or `5432/tcp` (TCP), `53/udp` (UDP, which DNS SRV answers under `_svc._udp`). */
+function readPort(node: LNode, path: string, diags: Diagnostics): { port: number; udp: boolean } | undefined {
+  // A string without "/" ("80") stays a type error: a port is a number.
+  if (node.kind === 'scalar' && typeof node.value === 'string' && node.value.includes('/')) {
+    const match = /^(\d+)\/(tcp|udp)$/.exec(node.value);
+    if (match === null) {
+      diags.error('CONFIG_ERR_VALUE', node.loc, path, 'invalid port', { found: describeNode(node), expected: 'a port number from 1 to 65535, optionally with /tcp or /udp (e.g. 53/udp)' });
+      return undefined;
+    }
+    const port = Number(match[1]);
+    if (port < 1 || port > 65535) {
+      diags.error('CONFIG_ERR_VALUE', node.loc, path, 'out of range', { found: node.value, expected: 'a port number from 1 to 65535' });
+      return undefined;
+    }
+    return { port, udp: match[2] === 'udp' };
+  }
+  const port = readInt(node, path, diags, 1, 65535);
+  return port === undefined ? undefined : { port, udp: false };
 }
 
 function listOfMaps(node: LNode, path: string, diags: Diagnostics): { map: LMap; path: string }[] {

@@ -62,6 +62,8 @@ export interface ServiceConfig {
   readonly masterSchedulingGroup: string | null;
   readonly scheduleWith: string | null;
   readonly ports: readonly number[];
+  /** The ports of `ports` written `N/udp`. */
+  readonly udpPorts: readonly number[];
   /** Most A/AAAA records one DNS answer for the service carries (rotated); null = all. */
   readonly dnsMaxAnswers: number | null;
   readonly credentials: readonly CredentialConfig[];

@@ -4,7 +4,7 @@
  * an OPT record when the query had one. Sizes are worked out first so each
  * reply is one allocation and a few copies.
  */
-import type { Answer } from './zone.js';
+import type { Answer, AnswerGroup } from './zone.js';
 import type { Query } from './wire.js';
 import { FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC, HEADER_SIZE, OPT_RECORD_SIZE, TYPE, optRecord } from './wire.js';
 
@@ -43,6 +43,7 @@ function plainOpt(udpSize: number): Buffer {
 
 /** An authoritative answer from the zone. */
 export function zoneReply(packet: Uint8Array, query: Query, answer: Answer, limits: ReplyLimits): Buffer {
+  if (answer.groups !== null) return groupReply(packet, query, answer, answer.groups, limits);
   const questionLength = query.questionEnd - HEADER_SIZE;
   const count = answer.limit;
   const total = answer.count;
@@ -57,17 +58,9 @@ export function zoneReply(packet: Uint8Array, query: Query, answer: Answer, limi
   const authorityBytes = answer.authority === null ? 0 : answer.authority.length;
   const optBytes = query.edns === null ? 0 : OPT_RECORD_SIZE;
   const size = HEADER_SIZE + questionLength + recordBytes + authorityBytes + optBytes;
-  let flags = baseFlags(query, limits) | FLAG_AA | answer.rcode;
+  const flags = baseFlags(query, limits) | FLAG_AA | answer.rcode;
 
-  if (size > limits.maxSize) {
-    // RFC 2181 9: drop the whole answer and set TC; the asker retries over TCP. OPT stays (RFC 6891 7).
-    flags |= FLAG_TC;
-    const reply = Buffer.allocUnsafe(HEADER_SIZE + questionLength + optBytes);
-    header(reply, query.id, flags, [1, 0, 0, optBytes > 0 ? 1 : 0]);
-    reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
-    if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, HEADER_SIZE + questionLength);
-    return reply;
-  }
+  if (size > limits.maxSize) return truncatedReply(packet, query, flags, limits);
 
   const reply = Buffer.allocUnsafe(size);
   header(reply, query.id, flags, [1, count, answer.authority === null ? 0 : 1, optBytes > 0 ? 1 : 0]);
@@ -82,6 +75,54 @@ export function zoneReply(packet: Uint8Array, query: Query, answer: Answer, limi
     if (firstRun < count) offset += answer.records.copy(reply, offset, 0, (count - firstRun) * size1);
   }
   if (answer.authority !== null) offset += answer.authority.copy(reply, offset);
+  if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, offset);
+  return reply;
+}
+
+/** RFC 2181 9: the whole answer dropped and TC set; the asker retries over TCP. OPT stays (RFC 6891 7). */
+function truncatedReply(packet: Uint8Array, query: Query, flags: number, limits: ReplyLimits): Buffer {
+  const questionLength = query.questionEnd - HEADER_SIZE;
+  const optBytes = query.edns === null ? 0 : OPT_RECORD_SIZE;
+  const reply = Buffer.allocUnsafe(HEADER_SIZE + questionLength + optBytes);
+  header(reply, query.id, flags | FLAG_TC, [1, 0, 0, optBytes > 0 ? 1 : 0]);
+  reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
+  if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, HEADER_SIZE + questionLength);
+  return reply;
+}
+
+/**
+ * An answer in groups (SRV): a window of `limit` groups, moving like a
+ * capped A answer; their records in the answer section, their targets'
+ * addresses in the additional one (before the OPT). Too big: TC, as for A.
+ */
+function groupReply(packet: Uint8Array, query: Query, answer: Answer, groups: readonly AnswerGroup[], limits: ReplyLimits): Buffer {
+  const questionLength = query.questionEnd - HEADER_SIZE;
+  const total = groups.length;
+  const count = answer.limit;
+  const start = total > 1 ? answer.next : 0;
+  if (total > 1) answer.next = (start + (count < total ? count : 1)) % total;
+  let recordBytes = 0;
+  let records = 0;
+  let additionalBytes = 0;
+  let additional = 0;
+  for (let i = 0; i < count; i++) {
+    const group = groups[(start + i) % total]!;
+    recordBytes += group.records.length;
+    records += group.count;
+    additionalBytes += group.additional.length;
+    additional += group.additionalCount;
+  }
+  const optBytes = query.edns === null ? 0 : OPT_RECORD_SIZE;
+  const size = HEADER_SIZE + questionLength + recordBytes + additionalBytes + optBytes;
+  const flags = baseFlags(query, limits) | FLAG_AA | answer.rcode;
+  if (size > limits.maxSize) return truncatedReply(packet, query, flags, limits);
+
+  const reply = Buffer.allocUnsafe(size);
+  header(reply, query.id, flags, [1, records, 0, additional + (optBytes > 0 ? 1 : 0)]);
+  reply.set(packet.subarray(HEADER_SIZE, query.questionEnd), HEADER_SIZE);
+  let offset = HEADER_SIZE + questionLength;
+  for (let i = 0; i < count; i++) offset += groups[(start + i) % total]!.records.copy(reply, offset);
+  for (let i = 0; i < count; i++) offset += groups[(start + i) % total]!.additional.copy(reply, offset);
   if (optBytes > 0) plainOpt(limits.ourUdpSize).copy(reply, offset);
   return reply;
 }

@@ -3,7 +3,7 @@
  * one handler chain, declared in order in `respond()`:
  *
  *   parse -> protocol checks (opcode, EDNS version, class) -> view selection
- *   -> zone answer -> forward (or REFUSED)
+ *   -> zone answer -> PTR of a known address -> forward (or REFUSED)
  *
  * The zone is swapped whole on reload, so a query is answered entirely from
  * the old zone or entirely from the new one, and sockets never close.
@@ -178,6 +178,12 @@ export class DnsServer {
       if (isTransfer(query.type)) return this.done(started, view, query.type, RCODE.REFUSED, errorReply(packet, query, RCODE.REFUSED, limits));
       const answer = zone.answer(view, query.name, query.type);
       return this.done(started, view, query.type, answer.rcode, zoneReply(packet, query, answer, limits));
+    }
+    // PTR for the addresses the topology knows; other reverse names go on like any outside name.
+    const reverse = zone.reverse(view, query.name, query.type);
+    if (reverse !== null) {
+      if (isTransfer(query.type)) return this.done(started, view, query.type, RCODE.REFUSED, errorReply(packet, query, RCODE.REFUSED, limits));
+      return this.done(started, view, query.type, reverse.rcode, zoneReply(packet, query, reverse, limits));
     }
 
     const forwarder = this.options.forwarder;

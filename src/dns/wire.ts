@@ -6,7 +6,7 @@
  */
 import { ipToBytes, parseIp } from '../lib/ip.js';
 
-export const TYPE = { A: 1, NS: 2, SOA: 6, OPT: 41, AAAA: 28, IXFR: 251, AXFR: 252, ANY: 255 } as const;
+export const TYPE = { A: 1, NS: 2, SOA: 6, PTR: 12, AAAA: 28, SRV: 33, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const CLASS_IN = 1;
 export const CLASS_ANY = 255;
 
@@ -196,6 +196,16 @@ export function addressRdata(address: string): Buffer {
   const parsed = parseIp(address);
   if (parsed === undefined) throw new RangeError(`not an IP address: ${address}`);
   return ipToBytes(parsed);
+}
+
+/** RDATA of an SRV record (RFC 2782); the target is never compressed. */
+export function srvRdata(priority: number, weight: number, port: number, target: Buffer): Buffer {
+  const rdata = Buffer.alloc(6 + target.length);
+  rdata.writeUInt16BE(priority, 0);
+  rdata.writeUInt16BE(weight, 2);
+  rdata.writeUInt16BE(port, 4);
+  target.copy(rdata, 6);
+  return rdata;
 }
 
 interface SoaFields {

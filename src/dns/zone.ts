@@ -4,10 +4,11 @@
  * encoded once and then reused for every query that asks the same thing.
  */
 import type { Topology, TopologyHost } from '../topology/index.js';
-import { addressesSeenBy, hostFqdn, instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
+import { addressesSeenBy, hostFqdn, instanceNames, masterNames, serviceNames, shardNames, srvNames, srvProtocolName } from '../topology/index.js';
+import { reverseName } from './reverse.js';
 import type { View } from './views.js';
 import { ViewTable } from './views.js';
-import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata } from './wire.js';
+import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata, srvRdata } from './wire.js';
 import type { Rcode } from './wire.js';
 
 interface ZoneOptions {
@@ -45,19 +46,52 @@ export interface Answer {
   readonly authority: Buffer | null;
   /** Records to send per reply (the service's answer cap); `count` when uncapped. */
   readonly limit: number;
+  /**
+   * SRV: one group per instance (its records, and its target's addresses for
+   * the additional section); rotated and capped by group, `count` and
+   * `limit` counting groups. null for every other answer.
+   */
+  readonly groups: readonly AnswerGroup[] | null;
   next: number;
 }
 
-interface NameData {
+export interface AnswerGroup {
+  readonly records: Buffer;
+  readonly count: number;
+  readonly additional: Buffer;
+  readonly additionalCount: number;
+}
+
+/** A name standing for hosts' addresses (A/AAAA). */
+interface AddressName {
+  readonly kind: 'address';
   readonly hosts: readonly TopologyHost[];
   /** Answer cap of the service behind the name, if any. */
   readonly cap: number | null;
+}
+
+/** An SRV name `_svc._tcp`: one target per instance, the service's ports. No targets: the name exists with no records. */
+interface SrvName {
+  readonly kind: 'srv';
+  readonly targets: readonly { readonly host: TopologyHost; readonly fqdn: string }[];
+  readonly ports: readonly number[];
+  readonly cap: number | null;
+}
+
+type NameData = AddressName | SrvName;
+
+/** The hosts an address belongs to: its owners by ips/public_ips (seen by all), and by overlay (seen on that overlay). */
+interface ReverseData {
+  readonly everyone: TopologyHost[];
+  readonly byOverlay: { readonly overlay: string; readonly host: TopologyHost }[];
 }
 
 interface NameAnswers {
   readonly a: Answer;
   readonly aaaa: Answer;
   readonly any: Answer;
+  readonly srv: Answer;
+  readonly ptr: Answer;
 }
 
 /**
@@ -72,11 +106,16 @@ export class Zone {
   readonly views: ViewTable;
   private readonly suffix: string;
   private readonly names = new Map<string, NameData>();
+  private readonly reverseNames = new Map<string, ReverseData>();
   private cache = new Map<View, Map<string, NameAnswers>>();
+  private reverseCache = new Map<View, Map<string, NameAnswers>>();
   private cached = 0;
   private readonly ttl: number;
   private readonly nodata: Answer;
   private readonly nxdomain: Answer;
+  /** Reverse names: we own single addresses, not the reverse zones, so negative answers carry no SOA (as CoreDNS's hosts plugin). */
+  private readonly reverseNodata: Answer;
+  private readonly reverseNxdomain: Answer;
   private readonly apexSoa: Answer;
   private readonly apexNs: Answer;
   private readonly apexAny: Answer;
@@ -87,11 +126,12 @@ export class Zone {
     this.ttl = options.ttl;
     this.views = new ViewTable(topology, options.selfHost);
     this.collectNames(topology);
+    this.collectReverseNames(topology);
 
     const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
     const nsName = central ? `ns.${this.domain}` : hostFqdn(this, options.selfHost);
     if (central && !this.names.has('ns') && (options.nsAddresses ?? []).length > 0) {
-      this.names.set('ns', { hosts: [nameServerHost(nsName, options.nsAddresses!)], cap: null });
+      this.names.set('ns', { kind: 'address', hosts: [nameServerHost(nsName, options.nsAddresses!)], cap: null });
     }
     const apex = encodeName(this.domain);
     const soa = soaRdata({
@@ -112,6 +152,8 @@ export class Zone {
     this.apexSoa = fixed(RCODE.NOERROR, [soaRecord], null);
     this.apexNs = fixed(RCODE.NOERROR, [nsRecord], null);
     this.apexAny = fixed(RCODE.NOERROR, [soaRecord, nsRecord], null);
+    this.reverseNodata = fixed(RCODE.NOERROR, [], null);
+    this.reverseNxdomain = fixed(RCODE.NXDOMAIN, [], null);
   }
 
   /** Whether a (lowercased) query name is ours to answer. */
@@ -136,25 +178,44 @@ export class Zone {
     if (answers === undefined) {
       const data = this.names.get(relative);
       if (data === undefined) return this.nxdomain;
-      answers = this.encodeAnswers(view, data);
+      answers = data.kind === 'address' ? this.encodeAnswers(view, data) : this.encodeSrv(view, data);
       if (this.cached >= MAX_CACHED_NAMES) {
         perView = new Map<string, NameAnswers>();
         this.cache = new Map([[view, perView]]);
+        this.reverseCache = new Map();
         this.cached = 0;
       }
       perView.set(relative, answers);
       this.cached++;
     }
-    switch (type) {
-      case TYPE.A:
-        return answers.a;
-      case TYPE.AAAA:
-        return answers.aaaa;
-      case TYPE.ANY:
-        return answers.any;
-      default:
-        return this.nodata;
+    return pick(answers, type, this.nodata);
+  }
+
+  /**
+   * The answer for a reverse name (in-addr.arpa, ip6.arpa) of an address the
+   * topology knows; null for any other name (forwarded, or REFUSED).
+   */
+  reverse(view: View, name: string, type: number): Answer | null {
+    const data = this.reverseNames.get(name);
+    if (data === undefined) return null;
+    let perView = this.reverseCache.get(view);
+    if (perView === undefined) {
+      perView = new Map();
+      this.reverseCache.set(view, perView);
     }
+    let answers = perView.get(name);
+    if (answers === undefined) {
+      answers = this.encodePtr(view, data);
+      if (this.cached >= MAX_CACHED_NAMES) {
+        perView = new Map<string, NameAnswers>();
+        this.reverseCache = new Map([[view, perView]]);
+        this.cache = new Map();
+        this.cached = 0;
+      }
+      perView.set(name, answers);
+      this.cached++;
+    }
+    return pick(answers, type, this.reverseNodata);
   }
 
   private apexAnswer(type: number): Answer {
@@ -170,7 +231,7 @@ export class Zone {
     }
   }
 
-  private encodeAnswers(view: View, data: NameData): NameAnswers {
+  private encodeAnswers(view: View, data: AddressName): NameAnswers {
     const v4: Buffer[] = [];
     const v6: Buffer[] = [];
     const seen = new Set<string>();
@@ -178,8 +239,7 @@ export class Zone {
       for (const address of addressesSeenBy(view.viewer, host)) {
         if (seen.has(address)) continue;
         seen.add(address);
-        const isV6 = address.includes(':');
-        (isV6 ? v6 : v4).push(encodeRecord(null, isV6 ? TYPE.AAAA : TYPE.A, this.ttl, addressRdata(address)));
+        (address.includes(':') ? v6 : v4).push(this.addressRecord(null, address));
       }
     }
     const answer = (records: Buffer[], recordSize: number): Answer =>
@@ -192,18 +252,79 @@ export class Zone {
             recordSize,
             authority: null,
             limit: recordSize === 0 ? records.length : Math.min(records.length, data.cap ?? Infinity),
+            groups: null,
             next: 0,
           };
-    return { a: answer(v4, A_RECORD_SIZE), aaaa: answer(v6, AAAA_RECORD_SIZE), any: answer([...v4, ...v6], v4.length === 0 || v6.length === 0 ? (v4.length > 0 ? A_RECORD_SIZE : AAAA_RECORD_SIZE) : 0) };
+    const a = answer(v4, A_RECORD_SIZE);
+    const aaaa = answer(v6, AAAA_RECORD_SIZE);
+    return { a, aaaa, any: answer([...v4, ...v6], v4.length === 0 || v6.length === 0 ? (v4.length > 0 ? A_RECORD_SIZE : AAAA_RECORD_SIZE) : 0), srv: this.nodata, ptr: this.nodata };
+  }
+
+  /** A or AAAA record; owner null = the question's name. */
+  private addressRecord(owner: Buffer | null, address: string): Buffer {
+    return encodeRecord(owner, address.includes(':') ? TYPE.AAAA : TYPE.A, this.ttl, addressRdata(address));
+  }
+
+  /**
+   * SRV answer: per instance one record per port (priority 1, weight 1, as
+   * Consul), target `host.svc.<domain>`; its addresses, as the A/AAAA answer
+   * for that name gives them to this view, go in the additional section.
+   */
+  private encodeSrv(view: View, data: SrvName): NameAnswers {
+    const groups: AnswerGroup[] = [];
+    if (data.ports.length > 0) {
+      for (const { host, fqdn } of data.targets) {
+        const target = encodeName(fqdn);
+        const records = data.ports.map((port) => encodeRecord(null, TYPE.SRV, this.ttl, srvRdata(1, 1, port, target)));
+        const additional = [...new Set(addressesSeenBy(view.viewer, host))].map((address) => this.addressRecord(target, address));
+        groups.push({ records: Buffer.concat(records), count: records.length, additional: Buffer.concat(additional), additionalCount: additional.length });
+      }
+    }
+    const srv: Answer =
+      groups.length === 0
+        ? this.nodata
+        : { rcode: RCODE.NOERROR, records: EMPTY, count: groups.length, recordSize: 0, authority: null, limit: Math.min(groups.length, data.cap ?? Infinity), groups, next: 0 };
+    return { a: this.nodata, aaaa: this.nodata, any: srv, srv, ptr: this.nodata };
+  }
+
+  /** PTR answer: the hosts owning the address that this view may know of; none = NXDOMAIN (an overlay address is not theirs to resolve). */
+  private encodePtr(view: View, data: ReverseData): NameAnswers {
+    const viewer = view.viewer;
+    const hosts = [...data.everyone];
+    for (const { overlay, host } of data.byOverlay) if (viewer !== null && overlay in viewer.overlays && !hosts.includes(host)) hosts.push(host);
+    if (hosts.length === 0) return { a: this.reverseNxdomain, aaaa: this.reverseNxdomain, any: this.reverseNxdomain, srv: this.reverseNxdomain, ptr: this.reverseNxdomain };
+    const records = hosts.map((host) => encodeRecord(null, TYPE.PTR, this.ttl, encodeName(hostFqdn(this, host.name))));
+    const ptr = fixed(RCODE.NOERROR, records, null);
+    return { a: this.reverseNodata, aaaa: this.reverseNodata, any: ptr, srv: this.reverseNodata, ptr };
+  }
+
+  /** Every address of every host (ips, public_ips, overlay addresses), by reverse name. */
+  private collectReverseNames(topology: Topology): void {
+    const entry = (address: string): ReverseData => {
+      const name = reverseName(address);
+      let data = this.reverseNames.get(name);
+      if (data === undefined) this.reverseNames.set(name, (data = { everyone: [], byOverlay: [] }));
+      return data;
+    };
+    for (const host of Object.values(topology.hosts)) {
+      for (const address of [...host.ips, ...host.public_ips]) {
+        const data = entry(address);
+        if (!data.everyone.includes(host)) data.everyone.push(host);
+      }
+      for (const [overlay, address] of Object.entries(host.overlays)) entry(address).byOverlay.push({ overlay, host });
+    }
   }
 
   /** Every name of the zone, relative to the domain: svc, host.svc, shard.svc, svc-master, host. */
   private collectNames(topology: Topology): void {
     const add = (name: string, host: TopologyHost, cap: number | null): void => {
       const existing = this.names.get(name);
-      if (existing === undefined) this.names.set(name, { hosts: [host], cap });
-      else if (!existing.hosts.includes(host)) this.names.set(name, { hosts: [...existing.hosts, host], cap: existing.cap ?? cap });
+      if (existing === undefined) this.names.set(name, { kind: 'address', hosts: [host], cap });
+      else if (existing.kind === 'address' && !existing.hosts.includes(host)) this.names.set(name, { kind: 'address', hosts: [...existing.hosts, host], cap: existing.cap ?? cap });
     };
+    const noRecords: SrvName = { kind: 'srv', targets: [], ports: [], cap: null };
+    this.names.set(srvProtocolName('tcp'), noRecords);
+    this.names.set(srvProtocolName('udp'), noRecords);
     for (const host of Object.values(topology.hosts)) add(host.name, host, null);
     for (const service of Object.values(topology.services)) {
       const cap = service.dns_max_answers ?? null;
@@ -214,6 +335,11 @@ export class Zone {
         add(instanceNames(topology, service.name, host.name).short, host, null);
         if (instance.shard !== null) add(shardNames(topology, service.name, instance.shard).short, host, cap);
       }
+      // SRV: ports written N/udp under _udp, the rest under _tcp; both names exist for every service.
+      const targets = service.instances.map((instance) => ({ host: topology.hosts[instance.host] as TopologyHost, fqdn: instanceNames(this, service.name, instance.host).fqdn }));
+      const udp = service.udp_ports ?? [];
+      this.names.set(srvNames(topology, service.name, 'tcp').short, { kind: 'srv', targets, ports: service.ports.filter((port) => !udp.includes(port)), cap });
+      this.names.set(srvNames(topology, service.name, 'udp').short, { kind: 'srv', targets, ports: udp, cap });
       const master = service.master === null ? undefined : topology.hosts[service.master];
       if (master !== undefined) add(masterNames(topology, service.name).short, master, null);
     }
@@ -224,8 +350,27 @@ export class Zone {
 const A_RECORD_SIZE = 2 + 10 + 4;
 const AAAA_RECORD_SIZE = 2 + 10 + 16;
 
+const EMPTY = Buffer.alloc(0);
+
 function fixed(rcode: Rcode, records: Buffer[], authority: Buffer | null): Answer {
-  return { rcode, records: Buffer.concat(records), count: records.length, recordSize: 0, authority, limit: records.length, next: 0 };
+  return { rcode, records: Buffer.concat(records), count: records.length, recordSize: 0, authority, limit: records.length, groups: null, next: 0 };
+}
+
+function pick(answers: NameAnswers, type: number, nodata: Answer): Answer {
+  switch (type) {
+    case TYPE.A:
+      return answers.a;
+    case TYPE.AAAA:
+      return answers.aaaa;
+    case TYPE.ANY:
+      return answers.any;
+    case TYPE.SRV:
+      return answers.srv;
+    case TYPE.PTR:
+      return answers.ptr;
+    default:
+      return nodata;
+  }
 }
 
 /** The central server itself as a host of the zone: its own addresses, on no overlay. */

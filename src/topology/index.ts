@@ -16,7 +16,7 @@ export { compareNames, schedule, DEFAULT_LOAD_FACTOR } from './scheduler.js';
 export { DEFAULT_REGISTRATION_PORT, GATEWAY_SERVICE, describePortOwner, frontFamily, gatewayPortConflicts, registrationPort, registrationPortOf } from './gateway-ports.js';
 export type { FrontFamily, GatewayPortFacts } from './gateway-ports.js';
 export type { ScheduleRequest, ScheduleOptions } from './scheduler.js';
-export { hostFqdn, instanceNames, masterNames, serviceNames, shardNames } from './names.js';
+export { hostFqdn, instanceNames, masterNames, serviceNames, shardNames, srvNames, srvProtocolName } from './names.js';
 export { DEFAULT_CREDENTIALS_ROOT, credentialDir, credentialFiles, credentialsDir, stateCredentialsRoot } from './credential-layout.js';
 // The contract: the Topology's shape and the enums of its fields (src/config reads the inputs into them).
 export { BALANCE_POLICIES, GATEWAY_MODES, OVERLAY_DRIVERS, PROXY_PROTOCOLS, TINC_CIPHERS, TINC_DIGESTS, TOPOLOGY_FORMAT_VERSION } from './types.js';

@@ -10,6 +10,7 @@
  *   shard.svc      the shard's instances   shard.svc.<domain>
  *   svc-master     the elected master      svc-master.<domain>
  *   host           the host                host.<domain>
+ *   _svc._tcp      instances and ports     _svc._tcp.<domain> (SRV, RFC 2782)
  */
 
 /** Anything that carries the mesh domain: a Topology, or config's mesh inventory. */
@@ -62,6 +63,16 @@ export function masterNames(mesh: HasDomain, service: string): NameForms {
  */
 export function ansibleGroupName(name: string): string {
   return name.replaceAll('-', '_');
+}
+
+/** `_svc._tcp` / `_svc._udp` (RFC 2782): the service's instances and ports, as SRV records. */
+export function srvNames(mesh: HasDomain, service: string, protocol: 'tcp' | 'udp'): NameForms {
+  return forms(mesh, `_${service}._${protocol}`);
+}
+
+/** `_tcp` / `_udp`: the empty non-terminal above every SRV name (it exists, with no records). */
+export function srvProtocolName(protocol: 'tcp' | 'udp'): string {
+  return `_${protocol}`;
 }
 
 /** `host.<domain>` */

@@ -92,6 +92,8 @@ export interface TopologyService {
   readonly num_instances: number | 'all';
   readonly schedule_with: string | null;
   readonly ports: readonly number[];
+  /** The ones of `ports` that are UDP (written `53/udp`); absent when none is. The rest are TCP. */
+  readonly udp_ports?: readonly number[];
   /** Most address records in one DNS answer for the service (rotated between queries); null = all. */
   readonly dns_max_answers: number | null;
   /** Credential names, as listed. */

@@ -42,7 +42,7 @@ const TOP_KEYS = ['format_version', 'domain', 'overlays', 'hosts', 'services', '
 const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'digest', 'compression', 'persistent_keepalive', 'hosts'];
 const HOST_KEYS = ['name', 'fqdn', 'ips', 'public_ips', 'overlays', 'shard', 'groups', 'services', 'masters', 'credentials'];
 const INSTANCE_KEYS = ['host', 'shard', 'ips', 'public_ips', 'overlays'];
-const SERVICE_KEYS = ['name', 'instances', 'master', 'master_election', 'scheduling_groups', 'num_instances', 'schedule_with', 'ports', 'dns_max_answers', 'credentials', 'gateway_endpoints'];
+const SERVICE_KEYS = ['name', 'instances', 'master', 'master_election', 'scheduling_groups', 'num_instances', 'schedule_with', 'ports', 'udp_ports', 'dns_max_answers', 'credentials', 'gateway_endpoints'];
 const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san', 'services', 'hosts'];
 const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'balance', 'max_connections', 'health', 'outlier'];
 const HEALTH_KEYS = ['enabled', 'path', 'interval_ms', 'timeout_ms', 'rise', 'fall'];
@@ -383,7 +383,7 @@ function hostShape(value: unknown, path: Path, p: Problems): boolean {
 }
 
 function serviceShape(value: unknown, path: Path, p: Problems): boolean {
-  if (!object(value, path, SERVICE_KEYS, p)) return false;
+  if (!object(value, path, SERVICE_KEYS, p, ['udp_ports'])) return false;
   const at = (key: string): Path => join(path, key);
   let ok = string(value.name, at('name'), p, NAME, 'a service name');
   ok = array(value.instances, at('instances'), p, (v, a) => instanceShape(v, a, p), 'sorted', (v) => (v as { host: string }).host) && ok;
@@ -393,9 +393,27 @@ function serviceShape(value: unknown, path: Path, p: Problems): boolean {
   if (value.num_instances !== 'all') ok = integer(value.num_instances, at('num_instances'), p, 1, Number.MAX_SAFE_INTEGER) && ok;
   ok = nullable(value.schedule_with, () => string(value.schedule_with, at('schedule_with'), p, NAME, 'a service name')) && ok;
   ok = array(value.ports, at('ports'), p, PORTS, 'unique', String) && ok;
+  if (value.udp_ports !== undefined) ok = udpPorts(value.udp_ports, value.ports, at('udp_ports'), p) && ok;
   ok = nullable(value.dns_max_answers, () => integer(value.dns_max_answers, at('dns_max_answers'), p, 1, Number.MAX_SAFE_INTEGER)) && ok;
   ok = array(value.credentials, at('credentials'), p, CREDENTIAL_NAMES, 'unique') && ok;
   return array(value.gateway_endpoints, at('gateway_endpoints'), p, (v, a) => endpointShape(v, a, p), 'unique', (v) => (v as { name: string }).name) && ok;
+}
+
+/** udp_ports: a non-empty subset of ports (absent rather than empty, so old topologies read the same). */
+function udpPorts(value: unknown, ports: unknown, path: Path, p: Problems): boolean {
+  if (!array(value, path, p, PORTS, 'unique', String)) return false;
+  if (value.length === 0) {
+    p.format(path, 'expected a non-empty list (leave udp_ports out when no port is UDP)');
+    return false;
+  }
+  let ok = true;
+  value.forEach((port, i) => {
+    if (Array.isArray(ports) && !ports.includes(port)) {
+      p.format(join(path, i), `${show(port)} is not one of the service's ports`);
+      ok = false;
+    }
+  });
+  return ok;
 }
 
 function instanceShape(value: unknown, path: Path, p: Problems): boolean {

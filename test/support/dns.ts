@@ -19,6 +19,7 @@ export const silentLogger = pino({ level: 'silent' });
 export interface MeshHost {
   readonly name: string;
   readonly ips: readonly string[];
+  readonly publicIps?: readonly string[];
   readonly overlays?: Readonly<Record<string, string>>;
   readonly shard?: string;
   readonly groups: readonly string[];
@@ -38,6 +39,7 @@ export function writeMesh(dir: string, spec: MeshSpec): { services: string; inve
   for (const host of spec.hosts) for (const group of host.groups) groups.set(group, [...(groups.get(group) ?? []), host.name]);
   const hostLines = spec.hosts.map((host) => {
     const vars = [`ips: [${host.ips.map((ip) => JSON.stringify(ip)).join(', ')}]`];
+    if (host.publicIps !== undefined) vars.push(`public_ips: [${host.publicIps.map((ip) => JSON.stringify(ip)).join(', ')}]`);
     for (const [overlay, address] of Object.entries(host.overlays ?? {})) vars.push(`ip_${overlay}: ${address}`);
     if (host.shard !== undefined) vars.push(`shard_id: ${host.shard}`);
     return `    ${host.name}: {${vars.join(', ')}}`;
