@@ -11,9 +11,19 @@ interface Daemon {
   readonly registry: Registry;
 }
 
+/**
+ * Node's process metrics under their standard names (process_cpu_seconds_total,
+ * nodejs_heap_size_used_bytes...) with a `component` label: the names every
+ * Node/Prometheus dashboard knows, and one set per process (`up` runs several
+ * components in one process and serves them once).
+ */
+export function processMetrics(registry: Registry, component: string): void {
+  collectDefaultMetrics({ register: registry, labels: { component } });
+}
+
 export function daemon(component: string, level: string): Daemon {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: `meshplane_${component}_process_` });
+  processMetrics(registry, component);
   return { logger: createLogger(level).child({ component }), registry };
 }
 
