@@ -8,6 +8,7 @@
  * a step that failed is tried again on the next edit.
  */
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { Gateway } from '../../gateway/index.js';
 import { issueMeshCredentials } from '../../pki/index.js';
 import { diffTopologies, writeTopology } from '../../topology/index.js';
@@ -31,7 +32,7 @@ interface ReconcilerOptions {
 export class UpReconciler {
   private readonly options: ReconcilerOptions;
   private applied: Topology | null = null;
-  private gateway: { spec: GatewaySpec; gateway: Gateway } | null = null;
+  private gateway: { spec: GatewaySpec; gateway: Gateway; registry: Registry } | null = null;
   private readonly instances = new Map<string, RunningInstance>();
   private closed = false;
   /** Instances that get no agent, already reported (each is reported once). */
@@ -46,6 +47,16 @@ export class UpReconciler {
   /** The running gateway's settings, or null when there is none. */
   get gatewaySpec(): GatewaySpec | null {
     return this.gateway?.spec ?? null;
+  }
+
+  /** The running gateway's metrics, or null when there is none. */
+  get gatewayRegistry(): Registry | null {
+    return this.gateway?.registry ?? null;
+  }
+
+  /** The running gateway (the admin API asks it at every request: it may have been restarted). */
+  get runningGateway(): Gateway | null {
+    return this.gateway?.gateway ?? null;
   }
 
   get topology(): Topology | null {
@@ -91,7 +102,7 @@ export class UpReconciler {
     let reload = this.gateway !== null;
     if (spec !== null && this.gateway === null) {
       try {
-        this.gateway = { spec, gateway: await startGateway(spec, current, logger) };
+        this.gateway = { spec, ...(await startGateway(spec, current, logger)) };
         lines.push(`+ gateway on ${spec.host} (agents register on ${spec.registration.address}:${spec.registration.port}, fronts on ${spec.fronts.join(' ')})`);
       } catch (err) {
         this.options.warn(`gateway on ${spec.host} not started: ${describe(err)}`);
