@@ -106,7 +106,7 @@ describe('agent --metrics', () => {
     expect(s.gateways).toEqual([{ gateway: '127.0.0.1:25400', tunnels: [{ slot: 0, state: 'up', since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown }] }]);
     expect(Date.parse(s.gateways[0]!.tunnels[0]!.since)).toBeLessThanOrEqual(Date.now());
     // The gateway's per-backend series: host and instance, never the connection id.
-    await waitFor(async () => sample(await curl(gatewayMetrics), 'meshplane_gateway_backend_healthy{service="app",host="b1",instance="0",endpoint="plain"}') === 1, { what: 'the gateway sees b1 healthy' });
+    await waitFor(async () => sample(await curl(gatewayMetrics), 'meshplane_gateway_backend_healthy{service="app",host="b1",slot="0",endpoint="plain"}') === 1, { what: 'the gateway sees b1 healthy' });
     expect(await curl(gatewayMetrics)).not.toMatch(/backend="/);
   });
 

@@ -13,20 +13,20 @@ import type { Backend, BackendRegistry } from './registry.js';
 
 /**
  * A backend in labels: its service, host and the agent's connection slot
- * (`instance`), all stable across the agent's reconnects. The connection id
+ * (`slot`), all stable across the agent's reconnects. The connection id
  * changes on every reconnect, so it stays in logs and the admin API: as a
  * label it would churn series and break graphs.
  */
-type BackendLabels = 'service' | 'host' | 'instance';
-const BACKEND_LABELS: BackendLabels[] = ['service', 'host', 'instance'];
+type BackendLabels = 'service' | 'host' | 'slot';
+const BACKEND_LABELS: BackendLabels[] = ['service', 'host', 'slot'];
 
 function backendLabels(backend: Backend): Record<BackendLabels, string> {
   // The agent id is host/service/slot (the agent's hello); the slot is its last part.
   const slash = backend.agentId.lastIndexOf('/');
-  return { service: backend.service, host: backend.host, instance: slash < 0 ? '0' : backend.agentId.slice(slash + 1) };
+  return { service: backend.service, host: backend.host, slot: slash < 0 ? '0' : backend.agentId.slice(slash + 1) };
 }
 
-const sameLabels = (a: Backend, b: Backend): boolean => a.service === b.service && a.host === b.host && backendLabels(a).instance === backendLabels(b).instance;
+const sameLabels = (a: Backend, b: Backend): boolean => a.service === b.service && a.host === b.host && backendLabels(a).slot === backendLabels(b).slot;
 
 /** Is a backend routable for all its checked endpoints (for the per-service count)? */
 export function isServing(backend: Backend): boolean {
