@@ -199,7 +199,10 @@ export class Agent {
     while (!this.stopping) {
       const started = Date.now();
       // A tunnel that is down stays "down" (since it went) while the loop retries.
-      if (first) this.setTunnel(where, slot, 'connecting');
+      if (first) {
+        this.setTunnel(where, slot, 'connecting');
+        this.metrics.dialling(where);
+      }
       else this.metrics.reconnect(where);
       first = false;
       try {

@@ -104,6 +104,11 @@ export class AgentMetrics {
     this.tunnels = tunnels;
   }
 
+  /** A dial loop started: its reconnect counter starts at 0 (increase() misses a series' first step). */
+  dialling(gateway: string): void {
+    this.reconnects.inc({ gateway }, 0);
+  }
+
   reconnect(gateway: string): void {
     this.reconnectCount++;
     this.reconnects.inc({ gateway });

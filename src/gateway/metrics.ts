@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { isEjected } from './balance.js';
 import type { CheckResult } from './health.js';
+import type { LimitReason } from './limits.js';
 import type { Backend, BackendRegistry } from './registry.js';
 
 /**
@@ -18,6 +19,7 @@ import type { Backend, BackendRegistry } from './registry.js';
  * label it would churn series and break graphs.
  */
 type BackendLabels = 'service' | 'host' | 'slot';
+const LIMIT_REASONS: readonly LimitReason[] = ['listener_full', 'source_full', 'handshake_timeout'];
 const BACKEND_LABELS: BackendLabels[] = ['service', 'host', 'slot'];
 
 function backendLabels(backend: Backend): Record<BackendLabels, string> {
@@ -145,6 +147,11 @@ export class GatewayMetrics {
 
   limited(listener: string, port: number, reason: string): void {
     this.connectionsLimited.inc({ listener, port: String(port), reason });
+  }
+
+  /** A listener is open: its limit counters start at 0 (increase() misses a series' first step). */
+  listening(listener: string, port: number): void {
+    for (const reason of LIMIT_REASONS) this.connectionsLimited.inc({ listener, port: String(port), reason }, 0);
   }
 
   adminRefused(code: string): void {

@@ -176,12 +176,12 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
       await reconciler.registered(5000);
       io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${shown(stateDir)}). Try:\n${indent(curlExamples(topology, stateDir, gateway))}`);
     }
-    metrics = await startUpMetrics(options.metricsListen, () => [dnsRegistry, reconciler.gatewayRegistry]);
+    metrics = await startUpMetrics(options.metricsListen, () => [dnsRegistry, reconciler.gatewayRegistry, reconciler.agentRegistry]);
     const token = adminToken(stateDir);
     admin = await startUpAdmin(options.adminListen, token.token, () => reconciler.runningGateway, logger);
     const bearer = `-H "Authorization: Bearer $(cat ${token.path})"`;
     io.stdout(
-      `\nMetrics (DNS, gateway, process) and the gateway's admin API (bearer token in ${shown(token.path)}). Try:\n${indent([
+      `\nMetrics (DNS, gateway, agents, process) and the gateway's admin API (bearer token in ${shown(token.path)}). Try:\n${indent([
         `curl -sS ${metrics.url}`,
         `curl -sS ${bearer} ${admin.base}/backends`,
         `curl -sS ${bearer} ${admin.base}/healthz`,

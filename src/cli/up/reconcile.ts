@@ -8,7 +8,8 @@
  * a step that failed is tried again on the next edit.
  */
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
+import { AgentMetrics } from '../../agent/index.js';
 import type { Gateway } from '../../gateway/index.js';
 import { issueMeshCredentials } from '../../pki/index.js';
 import { diffTopologies, writeTopology } from '../../topology/index.js';
@@ -34,6 +35,9 @@ export class UpReconciler {
   private applied: Topology | null = null;
   private gateway: { spec: GatewaySpec; gateway: Gateway; registry: Registry } | null = null;
   private readonly instances = new Map<string, RunningInstance>();
+  /** All of up's agents count into one set of agent metrics (their sum: one process). */
+  readonly agentRegistry = new Registry();
+  private readonly agentMetrics = new AgentMetrics(this.agentRegistry);
   private closed = false;
   /** Instances that get no agent, already reported (each is reported once). */
   private skipped = new Set<string>();
@@ -42,6 +46,7 @@ export class UpReconciler {
 
   constructor(options: ReconcilerOptions) {
     this.options = options;
+    this.agentMetrics.watch(() => [...this.instances.values()].flatMap((running) => running.agent.tunnels()));
   }
 
   /** The running gateway's settings, or null when there is none. */
@@ -162,7 +167,7 @@ export class UpReconciler {
   private async start(instance: InstanceSpec): Promise<string | null> {
     if (this.closed) return null;
     try {
-      this.instances.set(instance.key, await startInstance(instance, this.options.logger));
+      this.instances.set(instance.key, await startInstance(instance, this.options.logger, this.agentMetrics));
       const { address, port } = instance.settings.backend;
       return `agent, backend ${address}:${port}`;
     } catch (err) {
