@@ -20,7 +20,7 @@ export interface TunnelStatus {
   readonly since: Date;
 }
 
-export interface AgentCounters {
+interface AgentCounters {
   readonly reconnects: number;
   readonly streams_opened: number;
   readonly streams_active: number;
