@@ -29,6 +29,8 @@ import { CLI, REPO_ROOT, tempDir } from './support/run.js';
 import { waitFor } from './support/wait.js';
 
 const work = tempDir('meshplane-monitoring-live-');
+const TCP_FRONT = 10090;
+const curlResults: { line: string; status: number; stdout: string }[] = [];
 const stopped: (() => void)[] = [];
 let up: ChildProcess;
 let upOut = '';
@@ -60,7 +62,11 @@ const kill = (child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM
 beforeAll(async () => {
   const services = join(work.path, 'services.yml');
   const inventory = join(work.path, 'hosts.yml');
-  copyFileSync(join(REPO_ROOT, 'services.yml.example'), services);
+  // The example, plus a tcp front: up must print a working command for that kind too.
+  const example = readFileSync(join(REPO_ROOT, 'services.yml.example'), 'utf8');
+  const connect = '      mode: connect\n      proxy_protocol: v1\n';
+  expect(example).toContain(connect);
+  writeFileSync(services, example.replace(connect, `${connect}    - name: raw\n      port: ${TCP_FRONT}\n      mode: tcp\n`));
   copyFileSync(join(REPO_ROOT, 'hosts.yml.example'), inventory);
   const stateDir = join(work.path, 'state');
   up = spawn(process.execPath, [CLI, 'up', '--state-dir', stateDir, '-s', services, '-i', inventory, '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: work.path });
@@ -100,9 +106,11 @@ scrape_configs:
 
   // Traffic: DNS queries, a request through every front, a refused one; then a broken edit (a failed reload).
   for (const line of upOut.match(/^ {2}dig .*$/gm) ?? []) await runAsync('sh', ['-c', line.replace(/#.*$/, '')]);
-  for (const line of upOut.match(/^ {2}curl .*$/gm) ?? []) await runAsync('sh', ['-c', `${line} -sS --max-time 10 -o /dev/null`]);
+  for (const line of upOut.match(/^ {2}curl .*$/gm) ?? []) curlResults.push({ line, ...(await runAsync('sh', ['-c', `${line} -sS --fail --max-time 10`])) });
   const front = /--resolve \S+:(\d+):(\S+) http:/.exec(upOut)!;
   await runAsync('curl', ['-sS', '--max-time', '10', '-o', '/dev/null', '-H', 'Host: nowhere.example', `http://${front[2]}:${front[1]}/`]);
+  // Prometheus must have seen the counter at 0 first: increase() needs the step.
+  await waitFor(async () => (await query('meshplane_dns_reloads_total{result="failure"} == 0')).length > 0, { what: 'the failure counter scraped at 0', explain: () => promOut });
   writeFileSync(services, `${readFileSync(services, 'utf8')}\nbroken: [\n`);
   await waitFor(() => upOut.includes('edit rejected'), { what: 'the broken edit rejected', explain: () => upOut });
 }, 90_000);
@@ -132,6 +140,13 @@ function queries(): { what: string; expr: string }[] {
 }
 
 describe('a real Prometheus scraping meshplane up', () => {
+  it('ran every printed curl line with success, the tcp front\'s among them', () => {
+    expect(curlResults.some((r) => r.line.includes(`:${TCP_FRONT}/`))).toBe(true);
+    for (const r of curlResults) expect({ line: r.line, status: r.status }).toEqual({ line: r.line, status: 0 });
+    const tcp = curlResults.find((r) => r.line.includes(`:${TCP_FRONT}/`))!;
+    expect(tcp.stdout).toMatch(/^hello from web on \S+: you are 127\.0\.0\.1:\d+ \(PROXY none\)/);
+  });
+
   it('gets series for every dashboard query and every alert expression', async () => {
     const missing = await waitFor(
       async () => {
