@@ -204,7 +204,7 @@ describe('command line', () => {
 
   it('brings up the example mesh with no inputs in the current directory (npm start), serving its DNS', async () => {
     const dir = tempDir('up');
-    const child = spawn(process.execPath, [CLI, 'start', '--dns-listen', '127.0.0.1:0'], { cwd: dir.path });
+    const child = spawn(process.execPath, [CLI, 'start', '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: dir.path });
     try {
       let out = '';
       child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));

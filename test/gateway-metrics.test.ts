@@ -48,14 +48,14 @@ describe('gateway metrics', () => {
     expect(text).toContain('meshplane_gateway_backends{service="api"} 0\n');
     expect(text).toContain('meshplane_gateway_backends_serving{service="web"} 1\n');
     expect(text).toContain('meshplane_gateway_backends_serving{service="api"} 0\n');
-    expect(text).toContain('meshplane_gateway_backend_load{service="web",backend="aaaa"} 3\n');
-    expect(text).not.toContain('meshplane_gateway_backend_load{service="web",backend="bbbb"}');
-    expect(text).toContain('meshplane_gateway_backend_open_connections{service="web",backend="aaaa"} 2\n');
-    expect(text).toContain('meshplane_gateway_backend_rtt_seconds{service="web",backend="aaaa"} 0.0015\n');
-    expect(text).toContain('meshplane_gateway_backend_healthy{service="web",backend="bbbb",endpoint="web"} 0\n');
-    expect(text).toContain('meshplane_gateway_backend_first_byte_seconds_count{service="web",backend="aaaa"} 1\n');
-    expect(text).toContain('meshplane_gateway_health_check_duration_seconds_sum{service="web",backend="bbbb",endpoint="web"} 0.15\n');
-    expect(text).toContain('meshplane_gateway_health_checks_total{service="web",backend="bbbb",endpoint="web",result="fail"} 1\n');
+    expect(text).toContain('meshplane_gateway_backend_load{service="web",host="host-aaaa",slot="0"} 3\n');
+    expect(text).not.toContain('meshplane_gateway_backend_load{service="web",host="host-bbbb",slot="0"}');
+    expect(text).toContain('meshplane_gateway_backend_open_connections{service="web",host="host-aaaa",slot="0"} 2\n');
+    expect(text).toContain('meshplane_gateway_backend_rtt_seconds{service="web",host="host-aaaa",slot="0"} 0.0015\n');
+    expect(text).toContain('meshplane_gateway_backend_healthy{service="web",host="host-bbbb",slot="0",endpoint="web"} 0\n');
+    expect(text).toContain('meshplane_gateway_backend_first_byte_seconds_count{service="web",host="host-aaaa",slot="0"} 1\n');
+    expect(text).toContain('meshplane_gateway_health_check_duration_seconds_sum{service="web",host="host-bbbb",slot="0",endpoint="web"} 0.15\n');
+    expect(text).toContain('meshplane_gateway_health_checks_total{service="web",host="host-bbbb",slot="0",endpoint="web",result="fail"} 1\n');
     expect(text).toContain('meshplane_gateway_connections_total{port="8080",result="routed"} 1\n');
     expect(text).toContain('meshplane_gateway_connections_total{port="8443",result="no_healthy_backend"} 1\n');
     expect(text).toContain('meshplane_gateway_auth_failures_total{reason="revoked"} 1\n');
@@ -67,8 +67,24 @@ describe('gateway metrics', () => {
       metrics.forget(backend);
     }
     text = await registry.metrics();
-    expect(text).not.toMatch(/backend="(aaaa|bbbb)"/);
+    expect(text).not.toMatch(/host="host-(aaaa|bbbb)"/);
     expect(text).toContain('meshplane_gateway_backends{service="web"} 0\n');
     expect(text).toContain('meshplane_gateway_kills_total{service="web"} 2\n');
+  });
+
+  it('label a backend by host and slot, so a reconnect (new connection id) keeps its series', async () => {
+    const { registry, backends, metrics } = setup(['web']);
+    const first = fakeBackend('conn1');
+    const again = Object.assign(fakeBackend('conn2'), { agentId: first.agentId, host: first.host });
+    backends.add(first);
+    metrics.firstByte(first, 0.01);
+    // The agent reconnects: the new connection replaces the old, then the old one is forgotten.
+    backends.add(again);
+    metrics.forget(first);
+    metrics.firstByte(again, 0.02);
+    const text = await registry.metrics();
+    expect(text).toContain('meshplane_gateway_backend_first_byte_seconds_count{service="web",host="host-conn1",slot="0"} 2\n');
+    expect(text).not.toContain('conn2');
+    expect(text).not.toContain('backend=');
   });
 });

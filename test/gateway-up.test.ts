@@ -22,7 +22,7 @@ it('runs the gateway, agents and demo backend without root, and every printed cu
   const [entry, ...rest] = script.split(' ');
   expect(entry).toBe('dist/cli/bin.js');
   expect(statSync(join(REPO_ROOT, entry!)).mode & 0o111).not.toBe(0);
-  const command = [join(REPO_ROOT, entry!), ...rest, '--dns-listen', '127.0.0.1:0'];
+  const command = [join(REPO_ROOT, entry!), ...rest, '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'];
   const dir = tempDir('up-noroot');
   const asRoot = process.getuid?.() === 0;
   if (asRoot) chownSync(dir.path, NOBODY, NOBODY);
@@ -51,8 +51,16 @@ it('runs the gateway, agents and demo backend without root, and every printed cu
     const topology = JSON.parse(readFileSync(join(dir.path, '.meshplane', 'topology.json'), 'utf8')) as Topology;
     const endpoints = Object.values(topology.services).flatMap((service) => service.gateway_endpoints.map((endpoint) => ({ service: service.name, endpoint })));
     const curls = [...out.matchAll(/^ {2}(curl .*)$/gm)].map((m) => m[1]!);
-    // One command per front of the example (tls, http and connect endpoints).
-    expect(curls.length).toBe(endpoints.length);
+    // One command per front of the example (tls, http and connect endpoints), plus metrics, /backends and /healthz.
+    expect(curls.length).toBe(endpoints.length + 3);
+    const ops = curls.filter((c) => !endpoints.some(({ endpoint }) => c.includes(`:${endpoint.port}`)));
+    expect(ops).toHaveLength(3);
+    for (const line of ops) {
+      const result = await runAsync('sh', ['-c', `${line} --fail --max-time 10`]);
+      expect({ line, status: result.status, stderr: result.stderr }).toEqual({ line, status: 0, stderr: '' });
+      expect(result.stdout).toMatch(/meshplane_dns_queries_total|meshplane_gateway_backends|"status":"ok"|"service":/);
+    }
+    expect(out).toMatch(/^Status page \(a browser\): http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{48}$/m);
     for (const { service, endpoint } of endpoints) {
       const line = curls.find((c) => c.includes(`:${endpoint.port}`));
       expect(line, `a curl command for ${service}/${endpoint.name} on port ${endpoint.port}`).toBeDefined();

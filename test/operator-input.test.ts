@@ -104,7 +104,7 @@ interface Up {
 
 /** Starts `meshplane up` in `cwd` and resolves once it serves ("Ctrl-C stops it"). */
 async function startUp(cwd: string): Promise<Up> {
-  const child = spawn(process.execPath, [CLI, 'up', '--dns-listen', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'up', '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -157,7 +157,7 @@ describe('meshplane up on a state directory another up holds', () => {
       const before = { bytes: readFileSync(topology), mtimeMs: statSync(topology).mtimeMs, lock: readFileSync(join(state, 'lock'), 'utf8'), entries: readdirSync(state).sort() };
       // Changed inputs, so a second up that compiled would write different bytes.
       writeFileSync(join(cwd, 'services.yml'), 'web:\n  ports: [8082]\n');
-      const second = bounded(['up', '--dns-listen', '127.0.0.1:0'], { cwd });
+      const second = bounded(['up', '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd });
       expect(second.timedOut).toBe(false);
       expect(second.stderr).toContain('error CLI_ERR_STATE_LOCKED: ');
       expect(second.stderr).toContain(`(pid ${first.child.pid}, started `);

@@ -107,7 +107,7 @@ beforeAll(async () => {
   const solo = WEB_HOSTS.map((host) => `    solo_${host}:\n      hosts:\n        ${host}:\n`).join('');
   writeFileSync(inventory, `${exampleInventory.trimEnd()}\n${solo}`);
   writeFileSync(services, servicesWith(spread(2)));
-  child = spawn(process.execPath, [CLI, 'up', '--state-dir', stateDir, '-s', services, '-i', inventory, '--dns-listen', '127.0.0.1:0'], { cwd: work.path });
+  child = spawn(process.execPath, [CLI, 'up', '--state-dir', stateDir, '-s', services, '-i', inventory, '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: work.path });
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
   const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`up exited ${code}:\n${out}\n${err}`))));

@@ -14,9 +14,12 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 
 import { connect as tlsConnect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { ABORT_MAX_BODY_BYTES, ABORT_PATH, HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
 import { answerHealthCheck } from './health-answer.js';
+import { AgentMetrics } from './metrics.js';
+import type { TunnelState, TunnelStatus } from './metrics.js';
 import { proxyHeader } from './proxy-protocol.js';
 import type { ProxyVersion } from './proxy-protocol.js';
 
@@ -49,6 +52,8 @@ export interface AgentOptions {
   readonly pingIntervalMs?: number;
   readonly version: string;
   readonly logger: Logger;
+  /** Where counters go; shared by the agents a redial replaces. */
+  readonly metrics?: AgentMetrics;
 }
 
 /** What update() can change on a running agent: read per connection, so no tunnel is redialled. */
@@ -90,11 +95,25 @@ export class Agent {
   private lifeline: NodeJS.Timeout | null = null;
   private loopsDone: Promise<void> = Promise.resolve();
   private routing: AgentRouting;
+  private readonly metrics: AgentMetrics;
+  /** State of each (gateway, slot) dial loop, for /status and the tunnels gauge. */
+  private readonly tunnelStates = new Map<string, TunnelStatus>();
 
   constructor(options: AgentOptions) {
     this.options = options;
     this.logger = options.logger;
     this.routing = { backend: options.backend, backendPorts: options.backendPorts, proxyProtocol: options.proxyProtocol };
+    this.metrics = options.metrics ?? new AgentMetrics(new Registry());
+  }
+
+  /** Every (gateway, slot) dial loop: connecting, up or down, and since when. */
+  tunnels(): TunnelStatus[] {
+    return [...this.tunnelStates.values()];
+  }
+
+  private setTunnel(gateway: string, slot: number, state: TunnelState): void {
+    const key = `${gateway}#${slot}`;
+    if (this.tunnelStates.get(key)?.state !== state) this.tunnelStates.set(key, { gateway, slot, state, since: new Date() });
   }
 
   /**
@@ -175,13 +194,23 @@ export class Agent {
   private async dialLoop(gateway: Address, slot: number): Promise<void> {
     const backoff = this.options.backoff ?? DEFAULT_BACKOFF;
     let attempt = 0;
+    const where = `${gateway.address}:${gateway.port}`;
+    let first = true;
     while (!this.stopping) {
       const started = Date.now();
+      // A tunnel that is down stays "down" (since it went) while the loop retries.
+      if (first) {
+        this.setTunnel(where, slot, 'connecting');
+        this.metrics.dialling(where);
+      }
+      else this.metrics.reconnect(where);
+      first = false;
       try {
         await this.runTunnel(gateway, slot);
       } catch (err) {
         this.logger.warn({ gateway: `${gateway.address}:${gateway.port}`, slot, err: (err as Error).message }, 'cannot reach the gateway');
       }
+      this.setTunnel(where, slot, 'down');
       if (this.stopping) break;
       if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
       // Full jitter: a fleet of agents does not reconnect in lockstep after a gateway restart.
@@ -239,6 +268,7 @@ export class Agent {
         const tunnels: Tunnels = new Map();
         this.sessions.set(session, socket);
         this.connectedCount++;
+        this.setTunnel(where, slot, 'up');
         // However the tunnel ends, the dial loop goes on, once. 'close' alone is not enough: a
         // session that sent GOAWAY itself (nghttp2 does, e.g. on a flood of stream resets) stops
         // reading once its streams are done, and then sees neither the gateway's GOAWAY nor its
@@ -253,6 +283,7 @@ export class Agent {
           ended = true;
           clearInterval(pinger);
           this.connectedCount--;
+          this.setTunnel(where, slot, 'down');
           if (!this.stopping) this.logger.warn({ gateway: where, slot, reason }, 'tunnel closed; reconnecting');
           resolve();
         };
@@ -312,7 +343,7 @@ export class Agent {
       return;
     }
     if (headers[':method'] === 'GET' && headers[HEADER.healthEndpoint] !== undefined) {
-      answerHealthCheck(stream, headers, this.routing.backend, this.routing.proxyProtocol);
+      answerHealthCheck(stream, headers, this.routing.backend, this.routing.proxyProtocol, (status) => this.metrics.healthAnswered(status));
       return;
     }
     if (headers[':method'] === 'POST' && headers[':path'] === ABORT_PATH) {
@@ -341,11 +372,13 @@ export class Agent {
     // Answer at once: the gateway starts sending while the backend connection is being made (one
     // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
     stream.respond({ ':status': 200 });
+    this.metrics.streamOpened();
     const socket = netConnect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true });
     // These listeners live only until the backend connection is made; then pipeBoth's shared ones
     // take over, so an idle tunnel holds no closures.
     const onConnectError = (err: Error): void => {
       stream.off('close', onEarlyClose);
+      this.metrics.backendConnectError();
       this.logger.warn({ backend: `${backend.address}:${backend.port}`, endpoint, err: err.message }, 'cannot connect to the local backend');
       if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CONNECT_ERROR);
     };
@@ -361,6 +394,7 @@ export class Agent {
         return;
       }
       socket.off('error', onConnectError);
+      this.metrics.backendConnected(socket);
       if (proxy !== 'none') {
         socket.write(
           proxyHeader(proxy, {

@@ -6,6 +6,7 @@
 export { Agent, DEFAULT_BACKOFF } from './agent.js';
 export type { Address } from './agent.js';
 export { followTopology } from './follow.js';
+export { AgentMetrics } from './metrics.js';
 export { agentSettings, readAgentTls, resolveGateways } from './settings.js';
 export type { AgentSettings, AgentSettingsInput } from './settings.js';
 // The demo backend reads the header the agent writes.

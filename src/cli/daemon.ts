@@ -2,7 +2,10 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import { createLogger } from '../lib/log.js';
+import type { Server } from 'node:http';
+import { MeshplaneError } from '../errors.js';
 import { serveMetrics } from '../lib/metrics-http.js';
+import type { RegistrySource } from '../lib/metrics-http.js';
 import { parseSocketAddress } from '../lib/socket-address.js';
 import { takeHeldHangup } from './early-signals.js';
 
@@ -11,18 +14,42 @@ interface Daemon {
   readonly registry: Registry;
 }
 
+/**
+ * Node's process metrics under their standard names (process_cpu_seconds_total,
+ * nodejs_heap_size_used_bytes...) with a `component` label: the names every
+ * Node/Prometheus dashboard knows, and one set per process (`up` runs several
+ * components in one process and serves them once).
+ */
+export function processMetrics(registry: Registry, component: string): void {
+  collectDefaultMetrics({ register: registry, labels: { component } });
+  // prom-client names these gauges *_total, which Prometheus keeps for counters (promtool flags
+  // them); the same counts, by type, stay in nodejs_active_handles / _requests / _resources.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+}
+
 export function daemon(component: string, level: string): Daemon {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: `meshplane_${component}_process_` });
+  processMetrics(registry, component);
   return { logger: createLogger(level).child({ component }), registry };
 }
 
-export async function startMetrics(registry: Registry, text: string | undefined, defaultPort: number): Promise<{ url: string; close(): void } | null> {
+/**
+ * The --metrics endpoint: /metrics, and /status when `status` is given.
+ * `url` is the metrics URL, `base` the endpoint's root (http://host:port).
+ */
+export async function startMetrics(registry: RegistrySource, text: string | undefined, defaultPort: number, status?: () => unknown): Promise<{ url: string; base: string; close(): void } | null> {
   if (text === undefined) return null;
   const address = parseSocketAddress(text, defaultPort);
-  const { server, port } = await serveMetrics(registry, address.address, address.port);
+  let served: { server: Server; port: number };
+  try {
+    served = await serveMetrics(registry, address.address, address.port, status);
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'the address is in use' : (err as Error).message;
+    throw new MeshplaneError('CLI_ERR_METRICS_LISTEN', `cannot serve metrics on ${address.address}:${address.port}: ${reason}`, { cause: err });
+  }
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  return { url: `http://${host}:${port}/metrics`, close: () => server.close() };
+  const base = `http://${host}:${served.port}`;
+  return { url: `${base}/metrics`, base, close: () => served.server.close() };
 }
 
 /**

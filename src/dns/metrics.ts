@@ -87,6 +87,8 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  // Every result from 0: increase() misses a counter's first step when its series starts at 1.
+  for (const result of ['success', 'failure', 'unchanged']) reloads.inc({ result }, 0);
   const forwards = new Counter({
     name: 'meshplane_dns_forwarded_total',
     help: 'Queries outside the zone sent upstream, by result',

@@ -235,6 +235,8 @@ export class Gateway {
       throw err;
     }
     this.logLimits();
+    this.metrics.listening('registration', this.registrationPort);
+    for (const port of this.fronts.ports) this.metrics.listening('front', port);
     this.logger.info({ registration: `${this.options.registration.address}:${this.registrationPort}`, fronts: this.fronts.ports }, 'gateway ready');
   }
 

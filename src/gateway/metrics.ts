@@ -9,9 +9,26 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { isEjected } from './balance.js';
 import type { CheckResult } from './health.js';
+import type { LimitReason } from './limits.js';
 import type { Backend, BackendRegistry } from './registry.js';
 
-type BackendLabels = 'service' | 'backend';
+/**
+ * A backend in labels: its service, host and the agent's connection slot
+ * (`slot`), all stable across the agent's reconnects. The connection id
+ * changes on every reconnect, so it stays in logs and the admin API: as a
+ * label it would churn series and break graphs.
+ */
+type BackendLabels = 'service' | 'host' | 'slot';
+const LIMIT_REASONS: readonly LimitReason[] = ['listener_full', 'source_full', 'handshake_timeout'];
+const BACKEND_LABELS: BackendLabels[] = ['service', 'host', 'slot'];
+
+function backendLabels(backend: Backend): Record<BackendLabels, string> {
+  // The agent id is host/service/slot (the agent's hello); the slot is its last part.
+  const slash = backend.agentId.lastIndexOf('/');
+  return { service: backend.service, host: backend.host, slot: slash < 0 ? '0' : backend.agentId.slice(slash + 1) };
+}
+
+const sameLabels = (a: Backend, b: Backend): boolean => a.service === b.service && a.host === b.host && backendLabels(a).slot === backendLabels(b).slot;
 
 /** Is a backend routable for all its checked endpoints (for the per-service count)? */
 export function isServing(backend: Backend): boolean {
@@ -30,6 +47,7 @@ export class GatewayMetrics {
   private readonly kills: Counter<'service'>;
   /** Endpoints each backend was checked for, to remove their series when it goes. */
   private readonly checkedEndpoints = new Map<string, Set<string>>();
+  private readonly backends: BackendRegistry;
 
   /**
    * `services` names the services that take gateway traffic: each gets a
@@ -37,6 +55,7 @@ export class GatewayMetrics {
    * "no backends" can be alerted on).
    */
   constructor(registry: Registry, backends: BackendRegistry, services: () => Iterable<string> = () => []) {
+    this.backends = backends;
     const registers = [registry];
     this.authFailures = new Counter({ name: 'meshplane_gateway_auth_failures_total', help: 'Agent registrations refused, by reason', labelNames: ['reason'], registers });
     this.connections = new Counter({ name: 'meshplane_gateway_connections_total', help: 'Client connections on the fronts, by port and result (routed or the refusal reason)', labelNames: ['port', 'result'], registers });
@@ -50,18 +69,18 @@ export class GatewayMetrics {
     this.ttfb = new Histogram({
       name: 'meshplane_gateway_backend_first_byte_seconds',
       help: "Time from opening a tunnelled connection to the backend's first byte back",
-      labelNames: ['service', 'backend'],
+      labelNames: BACKEND_LABELS,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
     this.checkDuration = new Histogram({
       name: 'meshplane_gateway_health_check_duration_seconds',
       help: 'Duration of health checks through the tunnel',
-      labelNames: ['service', 'backend', 'endpoint'],
+      labelNames: [...BACKEND_LABELS, 'endpoint'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    this.checks = new Counter({ name: 'meshplane_gateway_health_checks_total', help: 'Health checks by result (pass or fail)', labelNames: ['service', 'backend', 'endpoint', 'result'], registers });
+    this.checks = new Counter({ name: 'meshplane_gateway_health_checks_total', help: 'Health checks by result (pass or fail)', labelNames: [...BACKEND_LABELS, 'endpoint', 'result'], registers });
     this.ejections = new Counter({ name: 'meshplane_gateway_ejections_total', help: 'Backends ejected as outliers after consecutive connection failures', labelNames: ['service'], registers });
     this.kills = new Counter({ name: 'meshplane_gateway_kills_total', help: 'Backends killed by id (admin API), or cut off by a reload that no longer authorizes them', labelNames: ['service'], registers });
 
@@ -69,13 +88,13 @@ export class GatewayMetrics {
       new Gauge({
         name,
         help,
-        labelNames: ['service', 'backend'],
+        labelNames: BACKEND_LABELS,
         registers,
         collect() {
           this.reset();
           for (const b of backends.all()) {
             const v = value(b);
-            if (v !== null) this.set({ service: b.service, backend: b.id }, v);
+            if (v !== null) this.set(backendLabels(b), v);
           }
         },
       });
@@ -109,11 +128,11 @@ export class GatewayMetrics {
     new Gauge({
       name: 'meshplane_gateway_backend_healthy',
       help: 'Health per backend and endpoint: 1 healthy, 0 unhealthy or not yet checked',
-      labelNames: ['service', 'backend', 'endpoint'],
+      labelNames: [...BACKEND_LABELS, 'endpoint'],
       registers,
       collect() {
         this.reset();
-        for (const b of backends.all()) for (const [endpoint, h] of b.health) this.set({ service: b.service, backend: b.id, endpoint }, h.state === 'healthy' ? 1 : 0);
+        for (const b of backends.all()) for (const [endpoint, h] of b.health) this.set({ ...backendLabels(b), endpoint }, h.state === 'healthy' ? 1 : 0);
       },
     });
   }
@@ -130,19 +149,24 @@ export class GatewayMetrics {
     this.connectionsLimited.inc({ listener, port: String(port), reason });
   }
 
+  /** A listener is open: its limit counters start at 0 (increase() misses a series' first step). */
+  listening(listener: string, port: number): void {
+    for (const reason of LIMIT_REASONS) this.connectionsLimited.inc({ listener, port: String(port), reason }, 0);
+  }
+
   adminRefused(code: string): void {
     this.adminRefusals.inc({ code });
   }
 
   firstByte(backend: Backend, seconds: number): void {
-    this.ttfb.observe({ service: backend.service, backend: backend.id }, seconds);
+    this.ttfb.observe(backendLabels(backend), seconds);
   }
 
   healthChecked(backend: Backend, endpoint: string, result: CheckResult): void {
     let seen = this.checkedEndpoints.get(backend.id);
     if (seen === undefined) this.checkedEndpoints.set(backend.id, (seen = new Set()));
     seen.add(endpoint);
-    const labels = { service: backend.service, backend: backend.id, endpoint };
+    const labels = { ...backendLabels(backend), endpoint };
     this.checkDuration.observe(labels, result.durationMs / 1000);
     this.checks.inc({ ...labels, result: result.ok ? 'pass' : 'fail' });
   }
@@ -155,15 +179,21 @@ export class GatewayMetrics {
     this.kills.inc({ service: backend.service });
   }
 
-  /** A backend went: its series go with it (no unbounded growth across reconnects). */
+  /**
+   * A backend went: its series go with it (no unbounded growth as hosts
+   * come and go), unless its agent is already back on the same slot, whose
+   * series these are.
+   */
   forget(backend: Backend): void {
-    const base = { service: backend.service, backend: backend.id };
+    const endpoints = this.checkedEndpoints.get(backend.id) ?? [];
+    this.checkedEndpoints.delete(backend.id);
+    if (this.backends.all().some((other) => other !== backend && sameLabels(other, backend))) return;
+    const base = backendLabels(backend);
     this.ttfb.remove(base);
-    for (const endpoint of this.checkedEndpoints.get(backend.id) ?? []) {
+    for (const endpoint of endpoints) {
       this.checkDuration.remove({ ...base, endpoint });
       for (const result of ['pass', 'fail']) this.checks.remove({ ...base, endpoint, result });
     }
-    this.checkedEndpoints.delete(backend.id);
   }
 }
 

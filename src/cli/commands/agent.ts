@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Agent, DEFAULT_BACKOFF, agentSettings, followTopology, readAgentTls, resolveGateways } from '../../agent/index.js';
+import { Agent, AgentMetrics, DEFAULT_BACKOFF, agentSettings, followTopology, readAgentTls, resolveGateways } from '../../agent/index.js';
 import type { Address, AgentSettings, AgentSettingsInput } from '../../agent/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
@@ -9,7 +9,7 @@ import { parseSocketAddress } from '../../lib/socket-address.js';
 import { LiveTopology } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { Command } from '../context.js';
-import { daemon, runUntilSignalled } from '../daemon.js';
+import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
 import { GATEWAY_SERVICE, registrationPort } from '../../topology/index.js';
 
@@ -53,6 +53,9 @@ Topology:
       --reconnect-max SECS   cap of the reconnect backoff (default ${DEFAULT_BACKOFF.maxMs / 1000}; it
                              starts at ${DEFAULT_BACKOFF.initialMs} ms and doubles, with full jitter)
       --drain-timeout SECS   how long SIGTERM waits for open connections (default 30)
+      --metrics ADDR:PORT    serve Prometheus metrics at /metrics and a JSON status
+                             (tunnels per gateway, counters) at /status  [MESHPLANE_METRICS]
+                             (port default 9156; off unless given)
       --no-watch             follow the topology on SIGHUP only, not on file changes
       --log-level LEVEL      fatal|error|warn|info|debug (default info)`,
   async run(args, io) {
@@ -71,6 +74,7 @@ Topology:
         connections: { type: 'string', default: '1' },
       'reconnect-max': { type: 'string', default: String(DEFAULT_BACKOFF.maxMs / 1000) },
         'drain-timeout': { type: 'string', default: '30' },
+        metrics: { type: 'string', default: env['MESHPLANE_METRICS'] },
         'no-watch': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
       },
@@ -83,7 +87,9 @@ Topology:
     if (!Number.isFinite(reconnectMax) || reconnectMax <= 0) throw new UsageError(`--reconnect-max must be seconds, not "${values['reconnect-max']}"`);
     if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError(`--drain-timeout must be seconds, not "${values['drain-timeout']}"`);
     const gatewayTexts = values.gateway ?? env['MESHPLANE_GATEWAY']?.split(',').filter(Boolean);
-    const { logger } = daemon('agent', values['log-level']);
+    const { logger, registry } = daemon('agent', values['log-level']);
+    // One set of counters for the process: a redial replaces the Agent, not its history.
+    const agentMetrics = new AgentMetrics(registry);
     const live = new LiveTopology(daemonSource(values, io), { watch: !values['no-watch'], logger });
     const topology = live.start();
     const input: AgentSettingsInput = {
@@ -115,6 +121,7 @@ Topology:
         backoff: { initialMs: Math.min(DEFAULT_BACKOFF.initialMs, reconnectMax * 1000), maxMs: reconnectMax * 1000 },
         version,
         logger,
+        metrics: agentMetrics,
       });
       return { agent, gateways };
     };
@@ -129,9 +136,18 @@ Topology:
       throw err;
     }
     let agent = first.agent;
+    agentMetrics.watch(() => agent.tunnels());
     agent.start();
+    let metrics: Awaited<ReturnType<typeof startMetrics>>;
+    try {
+      metrics = await startMetrics(registry, values.metrics, 9156, () => agentStatus(settings, agent, agentMetrics));
+    } catch (err) {
+      agent.close();
+      live.close();
+      throw err;
+    }
     io.stdout(
-      `meshplane agent: ${settings.service} on ${settings.host} as ${settings.credential}, backend ${settings.backend.address}:${settings.backend.port}, gateway ${first.gateways.map((g) => `${g.address}:${g.port}`).join(', ')}\n`,
+      `meshplane agent: ${settings.service} on ${settings.host} as ${settings.credential}, backend ${settings.backend.address}:${settings.backend.port}, gateway ${first.gateways.map((g) => `${g.address}:${g.port}`).join(', ')}${metrics === null ? '' : `; metrics at ${metrics.url} ; status at ${metrics.base}/status`}\n`,
     );
 
     let fail!: (err: unknown) => void;
@@ -193,6 +209,7 @@ Topology:
           logger.warn({ reason, why: step.why, service: settings.service, host: settings.host }, 'service no longer on this host; draining and exiting');
           live.close();
           await agent.drain(drainMs);
+          metrics?.close();
           retire(0);
           return;
       }
@@ -203,14 +220,34 @@ Topology:
 
     const signalled = runUntilSignalled(logger, {
       reload: () => live.reload('SIGHUP'),
-      stop: (signal) => {
+      stop: async (signal) => {
         live.close();
-        return signal === 'SIGTERM' ? agent.drain(drainMs) : agent.close();
+        await (signal === 'SIGTERM' ? agent.drain(drainMs) : agent.close());
+        metrics?.close();
       },
     });
     return await Promise.race([signalled, broken, retired]);
   },
 };
+
+/** What /status shows: who this agent is, each tunnel's state and since when, the counters. */
+function agentStatus(settings: AgentSettings, agent: Agent, metrics: AgentMetrics): unknown {
+  const gateways = new Map<string, { gateway: string; tunnels: { slot: number; state: string; since: string }[] }>();
+  for (const t of agent.tunnels()) {
+    let entry = gateways.get(t.gateway);
+    if (entry === undefined) gateways.set(t.gateway, (entry = { gateway: t.gateway, tunnels: [] }));
+    entry.tunnels.push({ slot: t.slot, state: t.state, since: t.since.toISOString() });
+  }
+  return {
+    service: settings.service,
+    host: settings.host,
+    credential: settings.credential,
+    backend: `${settings.backend.address}:${settings.backend.port}`,
+    tunnels_up: agent.connected,
+    gateways: [...gateways.values()],
+    counters: metrics.counters(),
+  };
+}
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

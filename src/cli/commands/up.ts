@@ -13,6 +13,7 @@ import { reportDiagnostics } from '../inputs.js';
 import { renderTable } from '../table.js';
 import { lockStateDir } from '../state-lock.js';
 import { curlExamples, digExamples } from '../up/examples.js';
+import { UP_ADMIN_LISTEN, UP_METRICS_LISTEN, adminToken, startUpAdmin, startUpMetrics } from '../up/ops.js';
 import { UpReconciler } from '../up/reconcile.js';
 
 /** The package root, where the example inputs ship. */
@@ -60,7 +61,13 @@ than forwarded.
       --state-dir DIR    where generated state goes (default ./.meshplane); locked
                          while up runs (DIR/lock): a second up on it stops at once
       --dns-listen ADDR:PORT  DNS address (default ${UP_DNS_LISTEN}; port 0 picks a free
-                         one, printed in the "DNS for ..." line)`,
+                         one, printed in the "DNS for ..." line)
+      --metrics ADDR:PORT  Prometheus metrics of DNS, the gateway and the process at
+                         /metrics (default ${UP_METRICS_LISTEN}; port 0 picks a free one)
+      --admin ADDR:PORT  the gateway's admin API and status page, loopback only, with
+                         the bearer token in STATE_DIR/admin-token (default ${UP_ADMIN_LISTEN})
+
+Each address is printed with a ready curl line, and the status page's URL.`,
   async run(args, io) {
     const { values } = parseArgs({
       args: [...args],
@@ -69,6 +76,8 @@ than forwarded.
         inventory: { type: 'string', short: 'i' },
         'state-dir': { type: 'string', default: '.meshplane' },
         'dns-listen': { type: 'string', default: UP_DNS_LISTEN },
+        metrics: { type: 'string', default: UP_METRICS_LISTEN },
+        admin: { type: 'string', default: UP_ADMIN_LISTEN },
       },
       strict: true,
     });
@@ -97,7 +106,7 @@ than forwarded.
     process.once('SIGINT', early);
     process.once('SIGTERM', early);
     try {
-      return await serve(io, { services, inventory, stateDir, dnsListen: values['dns-listen'], dropEarly });
+      return await serve(io, { services, inventory, stateDir, dnsListen: values['dns-listen'], metricsListen: values.metrics, adminListen: values.admin, dropEarly });
     } finally {
       dropEarly();
       lock.release();
@@ -106,7 +115,7 @@ than forwarded.
 };
 
 /** Everything `up` does once it holds the state directory's lock. */
-async function serve(io: CommandIO, options: { services: string; inventory: string; stateDir: string; dnsListen: string; dropEarly: () => void }): Promise<number> {
+async function serve(io: CommandIO, options: { services: string; inventory: string; stateDir: string; dnsListen: string; metricsListen: string; adminListen: string; dropEarly: () => void }): Promise<number> {
   const { services, inventory, stateDir } = options;
   const config = loadConfig({ services, inventory });
   if (!reportDiagnostics(config, io)) return EXIT_INVALID;
@@ -123,6 +132,12 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
   live.onError((error) => warn(`edit rejected (${rejectionCode(error)}): ${error.message}; still running the previous topology`));
 
   let dns: DnsService | null = null;
+  let metrics: { url: string; close(): void } | null = null;
+  let admin: { base: string; close(): Promise<void> } | null = null;
+  const closeOps = (): void => {
+    metrics?.close();
+    void admin?.close();
+  };
   try {
     await reconciler.apply(topology);
     print(`topology written to ${shown(topologyFile)} (domain ${topology.domain}); logs go to ${shown(logFile)}`);
@@ -132,12 +147,13 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
         Object.values(topology.hosts).map((h) => [h.name, h.ips.join(' '), h.services.map((s) => (h.masters.includes(s) ? `${s}*` : s)).join(', ')]),
       )}\n`,
     );
+    const dnsRegistry = new Registry();
     dns = new DnsService({
       topology: live,
       host: null,
       listen: [parseSocketAddress(options.dnsListen)],
       upstreams: [],
-      registry: new Registry(),
+      registry: dnsRegistry,
       logger: logger.child({ component: 'dns' }),
     });
     await dns.start();
@@ -160,10 +176,22 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
       await reconciler.registered(5000);
       io.stdout(`\nGateway, agents and a demo backend (credentials issued under ${shown(stateDir)}). Try:\n${indent(curlExamples(topology, stateDir, gateway))}`);
     }
+    metrics = await startUpMetrics(options.metricsListen, () => [dnsRegistry, reconciler.gatewayRegistry, reconciler.agentRegistry]);
+    const token = adminToken(stateDir);
+    admin = await startUpAdmin(options.adminListen, token.token, () => reconciler.runningGateway, logger);
+    const bearer = `-H "Authorization: Bearer $(cat ${token.path})"`;
+    io.stdout(
+      `\nMetrics (DNS, gateway, agents, process) and the gateway's admin API (bearer token in ${shown(token.path)}). Try:\n${indent([
+        `curl -sS ${metrics.url}`,
+        `curl -sS ${bearer} ${admin.base}/backends`,
+        `curl -sS ${bearer} ${admin.base}/healthz`,
+      ])}Status page (a browser): ${admin.base}/?token=${token.token}\n`,
+    );
   } catch (err) {
     live.close();
     reconciler.close();
     dns?.close();
+    closeOps();
     throw err;
   }
   // The handlers are in place before the line that invites Ctrl-C (a signal right after it stops cleanly),
@@ -173,6 +201,7 @@ async function serve(io: CommandIO, options: { services: string; inventory: stri
     live.close();
     reconciler.close();
     dns?.close();
+    closeOps();
   });
   options.dropEarly();
   io.stdout('\nEdits to the inputs are applied while it runs, one line per change. Ctrl-C stops it.\n');

@@ -39,6 +39,8 @@ export function curlExamples(topology: Topology, stateDir: string, gateway: Gate
       const name = endpoint.hostnames[0] ?? serviceNames(topology, service.name).fqdn;
       if (endpoint.mode === 'tls') examples.push(`curl --cacert ${caFile} --resolve ${name}:${endpoint.port}:${front} https://${name}:${endpoint.port}/`);
       if (endpoint.mode === 'http') examples.push(`curl --resolve ${name}:${endpoint.port}:${front} http://${name}:${endpoint.port}/`);
+      // A tcp front forwards the whole port: plain HTTP to the demo backend shows it.
+      if (endpoint.mode === 'tcp') examples.push(`curl http://${front}:${endpoint.port}/`);
       if (endpoint.mode === 'connect') examples.push(`curl --proxytunnel -x http://${front}:${endpoint.port} http://${serviceNames(topology, service.name).fqdn}:${port}/`);
     }
   }

@@ -5,6 +5,7 @@
  * gateway host, its addresses or its registration port changed).
  */
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { Gateway, credentialTlsFiles } from '../../gateway/index.js';
 import { GATEWAY_SERVICE, registrationPort, serviceNames, stateCredentialsRoot } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
@@ -41,18 +42,20 @@ export function gatewaySpec(topology: Topology, stateDir: string): GatewaySpec |
 }
 
 /**
- * No shared metrics registry: a gateway restarted in the same process would register its metrics a
- * second time, which prom-client refuses; `up` serves no metrics, so each gateway keeps its own.
+ * Each gateway gets its own metrics registry: one restarted in the same process would register its
+ * metrics a second time on a shared one, which prom-client refuses. `up --metrics` serves the
+ * current gateway's registry beside DNS's.
  */
-export async function startGateway(spec: GatewaySpec, topology: Topology, logger: Logger): Promise<Gateway> {
+export async function startGateway(spec: GatewaySpec, topology: Topology, logger: Logger): Promise<{ gateway: Gateway; registry: Registry }> {
+  const registry = new Registry();
   const gateway = new Gateway({
     topology,
     tls: credentialTlsFiles(spec.root, spec.credential, null),
     registration: spec.registration,
     frontAddresses: spec.fronts,
-    registry: null,
+    registry,
     logger: logger.child({ component: 'gateway' }),
   });
   await gateway.start();
-  return gateway;
+  return { gateway, registry };
 }

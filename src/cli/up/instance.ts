@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { Agent, agentSettings, readAgentTls } from '../../agent/index.js';
+import type { AgentMetrics } from '../../agent/index.js';
 import type { AgentSettings } from '../../agent/index.js';
 import { startDemoBackend } from '../../demo/index.js';
 import { GATEWAY_SERVICE, credentialFiles, stateCredentialsRoot } from '../../topology/index.js';
@@ -76,7 +77,7 @@ export function instanceSpecs(topology: Topology, stateDir: string, gateway: Gat
   return { specs, skipped };
 }
 
-export async function startInstance(spec: InstanceSpec, logger: Logger): Promise<RunningInstance> {
+export async function startInstance(spec: InstanceSpec, logger: Logger, metrics?: AgentMetrics): Promise<RunningInstance> {
   const { settings } = spec;
   const backend = await startDemoBackend({
     service: spec.service,
@@ -99,6 +100,7 @@ export async function startInstance(spec: InstanceSpec, logger: Logger): Promise
       proxyProtocol: settings.proxyProtocol,
       version: 'up',
       logger: logger.child({ component: 'agent', service: spec.service, host: spec.host }),
+      metrics,
     });
   } catch (err) {
     backend.close();

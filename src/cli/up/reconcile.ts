@@ -8,6 +8,8 @@
  * a step that failed is tried again on the next edit.
  */
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { AgentMetrics } from '../../agent/index.js';
 import type { Gateway } from '../../gateway/index.js';
 import { issueMeshCredentials } from '../../pki/index.js';
 import { diffTopologies, writeTopology } from '../../topology/index.js';
@@ -31,8 +33,11 @@ interface ReconcilerOptions {
 export class UpReconciler {
   private readonly options: ReconcilerOptions;
   private applied: Topology | null = null;
-  private gateway: { spec: GatewaySpec; gateway: Gateway } | null = null;
+  private gateway: { spec: GatewaySpec; gateway: Gateway; registry: Registry } | null = null;
   private readonly instances = new Map<string, RunningInstance>();
+  /** All of up's agents count into one set of agent metrics (their sum: one process). */
+  readonly agentRegistry = new Registry();
+  private readonly agentMetrics = new AgentMetrics(this.agentRegistry);
   private closed = false;
   /** Instances that get no agent, already reported (each is reported once). */
   private skipped = new Set<string>();
@@ -41,11 +46,22 @@ export class UpReconciler {
 
   constructor(options: ReconcilerOptions) {
     this.options = options;
+    this.agentMetrics.watch(() => [...this.instances.values()].flatMap((running) => running.agent.tunnels()));
   }
 
   /** The running gateway's settings, or null when there is none. */
   get gatewaySpec(): GatewaySpec | null {
     return this.gateway?.spec ?? null;
+  }
+
+  /** The running gateway's metrics, or null when there is none. */
+  get gatewayRegistry(): Registry | null {
+    return this.gateway?.registry ?? null;
+  }
+
+  /** The running gateway (the admin API asks it at every request: it may have been restarted). */
+  get runningGateway(): Gateway | null {
+    return this.gateway?.gateway ?? null;
   }
 
   get topology(): Topology | null {
@@ -91,7 +107,7 @@ export class UpReconciler {
     let reload = this.gateway !== null;
     if (spec !== null && this.gateway === null) {
       try {
-        this.gateway = { spec, gateway: await startGateway(spec, current, logger) };
+        this.gateway = { spec, ...(await startGateway(spec, current, logger)) };
         lines.push(`+ gateway on ${spec.host} (agents register on ${spec.registration.address}:${spec.registration.port}, fronts on ${spec.fronts.join(' ')})`);
       } catch (err) {
         this.options.warn(`gateway on ${spec.host} not started: ${describe(err)}`);
@@ -151,7 +167,7 @@ export class UpReconciler {
   private async start(instance: InstanceSpec): Promise<string | null> {
     if (this.closed) return null;
     try {
-      this.instances.set(instance.key, await startInstance(instance, this.options.logger));
+      this.instances.set(instance.key, await startInstance(instance, this.options.logger, this.agentMetrics));
       const { address, port } = instance.settings.backend;
       return `agent, backend ${address}:${port}`;
     } catch (err) {
