@@ -155,9 +155,10 @@ describe('meshplane up on a state directory another up holds', () => {
     try {
       const topology = join(state, 'topology.json');
       const before = { bytes: readFileSync(topology), mtimeMs: statSync(topology).mtimeMs, lock: readFileSync(join(state, 'lock'), 'utf8'), entries: readdirSync(state).sort() };
-      // Changed inputs, so a second up that compiled would write different bytes.
-      writeFileSync(join(cwd, 'services.yml'), 'web:\n  ports: [8082]\n');
-      const second = bounded(['up', '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd });
+      // Other inputs, so a second up that compiled would write different bytes (in a file of their own:
+      // the first up follows edits of its own inputs, and would rewrite the topology itself).
+      writeFileSync(join(cwd, 'services-other.yml'), 'web:\n  ports: [8082]\n');
+      const second = bounded(['up', '-s', 'services-other.yml', '-i', 'hosts.yml', '--dns-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd });
       expect(second.timedOut).toBe(false);
       expect(second.stderr).toContain('error CLI_ERR_STATE_LOCKED: ');
       expect(second.stderr).toContain(`(pid ${first.child.pid}, started `);
