@@ -32,7 +32,8 @@ export async function makeCsr(request: CsrRequest): Promise<string> {
     keys: { privateKey, publicKey },
     signingAlgorithm: EC_ALGORITHM,
     extensions: [
-      new x509.SubjectAlternativeNameExtension(request.sans.map((s) => ({ type: s.type, value: s.value }))),
+      // No SANs: the CA gives the ones the Topology entitles the host to (online renewal asks that way).
+      ...(request.sans.length === 0 ? [] : [new x509.SubjectAlternativeNameExtension(request.sans.map((s) => ({ type: s.type, value: s.value })))]),
       new x509.ExtendedKeyUsageExtension([request.kind === 'server' ? OID.serverAuth : OID.clientAuth]),
     ],
   });
