@@ -18,7 +18,7 @@ import { normaliseSerial } from './keys.js';
 import { LeafSigner } from './sign.js';
 
 /** Who a certificate speaks for: one credential on one host. */
-export interface PeerIdentity {
+interface PeerIdentity {
   readonly host: string;
   readonly credential: string;
 }
@@ -40,7 +40,7 @@ function uriSans(cert: NodeX509): string[] {
  * whose FQDN a server certificate names (client certificates name no host:
  * they need the URI SAN). Undefined when neither binds it to one host.
  */
-export function peerIdentity(topology: Topology, cert: NodeX509): PeerIdentity | undefined {
+function peerIdentity(topology: Topology, cert: NodeX509): PeerIdentity | undefined {
   const commonName = /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? '';
   for (const uri of uriSans(cert)) {
     const match = SPIFFE.exec(uri);
@@ -90,7 +90,7 @@ export interface RateLimits {
   readonly globalPerSecond: number;
 }
 
-export const DEFAULT_RATE_LIMITS: RateLimits = { perIdentityPerMinute: 10, globalPerSecond: 2000 };
+const DEFAULT_RATE_LIMITS: RateLimits = { perIdentityPerMinute: 10, globalPerSecond: 2000 };
 
 class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();

@@ -145,7 +145,9 @@ export class RenewDaemon {
         wait = Math.min(this.options.retryMaxMs ?? 300_000, RETRY_INITIAL_MS * 2 ** (this.failures - 1));
         this.options.logger.error({ reason: (err as Error).message }, 'renewal pass failed');
       }
-      if (!this.stopped) this.timer = setTimeout(() => (this.running = loop()), Math.min(wait, LONGEST_SLEEP_MS));
+      if (!this.stopped) this.timer = setTimeout(() => {
+        this.running = loop();
+      }, Math.min(wait, LONGEST_SLEEP_MS));
     };
     this.running = loop();
   }

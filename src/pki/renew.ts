@@ -57,7 +57,7 @@ function heldCredentials(root: string): Held[] {
 }
 
 /** When `cert` is due for renewal: two thirds of its life, minus its jitter. */
-export function renewalDue(cert: NodeX509): Date {
+function renewalDue(cert: NodeX509): Date {
   const notBefore = new Date(cert.validFrom).getTime();
   const life = new Date(cert.validTo).getTime() - notBefore;
   const jitter = createHash('sha256').update(cert.serialNumber).digest().readUInt32BE(0) / 2 ** 32;

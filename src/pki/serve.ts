@@ -30,7 +30,7 @@ import { OnlineCa } from './online.js';
 import type { San } from './sans.js';
 import { toSan } from './sans.js';
 
-export interface ServeOptions {
+interface ServeOptions {
   readonly caDir: string;
   /** The current Topology (a LiveTopology's `current`). */
   readonly topology: () => Topology;
