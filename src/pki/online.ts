@@ -9,7 +9,7 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
-import { hostFqdn } from '../topology/index.js';
+import { parseWorkloadId } from '../topology/index.js';
 import type { Ca } from './ca.js';
 import { loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
@@ -23,37 +23,20 @@ interface PeerIdentity {
   readonly credential: string;
 }
 
-const SPIFFE = /^spiffe:\/\/([^/]+)\/host\/([^/]+)\/credential\/([^/]+)$/;
-
-/** The URI SANs of a certificate (Node prints them as "URI:..."). */
-function uriSans(cert: NodeX509): string[] {
-  return (cert.subjectAltName ?? '')
-    .split(', ')
-    .filter((entry) => entry.startsWith('URI:'))
-    .map((entry) => entry.slice(4));
-}
-
 /**
- * The identity of a certificate: the workload identity URI SAN
- * (spiffe://<domain>/host/<host>/credential/<name>) when it carries one;
- * otherwise, for certificates issued before identities existed, the host
- * whose FQDN a server certificate names (client certificates name no host:
- * they need the URI SAN). Undefined when neither binds it to one host.
+ * The identity of a certificate: its workload identity URI SAN
+ * (spiffe://<domain>/host/<host>/credential/<name>, src/topology/identity.ts)
+ * for this mesh's domain and its own CN. Undefined when it carries none
+ * (certificates issued before identities: reissue them offline once).
  */
 function peerIdentity(topology: Topology, cert: NodeX509): PeerIdentity | undefined {
   const commonName = /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? '';
-  for (const uri of uriSans(cert)) {
-    const match = SPIFFE.exec(uri);
-    if (match !== null && match[1] === topology.domain && match[3] === commonName) return { host: match[2] ?? '', credential: commonName };
-  }
-  const dnsNames = new Set(
-    (cert.subjectAltName ?? '')
-      .split(', ')
-      .filter((entry) => entry.startsWith('DNS:'))
-      .map((entry) => entry.slice(4)),
-  );
-  const hosts = Object.keys(topology.hosts).filter((host) => dnsNames.has(hostFqdn(topology, host)));
-  return hosts.length === 1 && hosts[0] !== undefined ? { host: hosts[0], credential: commonName } : undefined;
+  const uris = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((entry) => entry.startsWith('URI:'))
+    .map((entry) => parseWorkloadId(entry.slice(4)));
+  const own = uris.filter((id) => id !== undefined && id.domain === topology.domain.toLowerCase() && id.credential === commonName);
+  return own.length === 1 && own[0] !== undefined ? { host: own[0].host, credential: own[0].credential } : undefined;
 }
 
 /** Token bucket: `perMinute` tokens a minute, holding at most `burst`. */
@@ -180,7 +163,7 @@ export class OnlineCa {
     const serial = normaliseSerial(cert.serialNumber);
     if (revokedSerials(this.ca).has(serial)) throw refuse('PKI_ERR_RENEW_REVOKED', peer, `the certificate presented (serial ${serial}) is revoked`);
     const identity = peerIdentity(topology, cert);
-    if (identity === undefined) throw refuse('PKI_ERR_RENEW_IDENTITY', peer, 'the certificate presented names no single host of the topology (no workload identity URI SAN, and no host FQDN)');
+    if (identity === undefined) throw refuse('PKI_ERR_RENEW_IDENTITY', peer, 'the certificate presented carries no workload identity of this mesh (a URI SAN spiffe://<domain>/host/<host>/credential/<name> for its own CN)');
     const who = `${identity.credential} on ${identity.host}`;
     const limited = this.limiter.take(`${identity.host}/${identity.credential}`, now.getTime());
     if (limited !== undefined) {

@@ -129,8 +129,7 @@ interface Outcome {
 export async function renewCredentials(options: RenewOptions): Promise<Outcome[]> {
   const now = options.now ?? new Date();
   const outcomes: Outcome[] = [];
-  const all = heldCredentials(options.root);
-  for (const held of all) {
+  for (const held of heldCredentials(options.root)) {
     const due = renewalDue(held.cert);
     const notAfter = new Date(held.cert.validTo);
     if (options.force !== true && due.getTime() > now.getTime() && trustProblem(held.certPem, held.caPem, now, held.keyPem) === undefined) {
@@ -140,12 +139,7 @@ export async function renewCredentials(options: RenewOptions): Promise<Outcome[]
     try {
       const key = generateKeyPair();
       const csrPem = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: held.credential, kind: held.kind, sans: [] });
-      let answer = await call(options.caUrl, 'POST', '/renew', { caPem: held.caPem, certPem: held.certPem, keyPem: held.keyPem }, csrPem);
-      const sibling = all.find((h) => h.credential === held.credential && h.kind !== held.kind);
-      if (answer.status !== 200 && refused(options.caUrl, answer).code === 'PKI_ERR_RENEW_IDENTITY' && sibling !== undefined) {
-        // A certificate from before workload identities names no host (a client one): the same credential's other certificate may.
-        answer = await call(options.caUrl, 'POST', '/renew', { caPem: held.caPem, certPem: sibling.certPem, keyPem: sibling.keyPem }, csrPem);
-      }
+      const answer = await call(options.caUrl, 'POST', '/renew', { caPem: held.caPem, certPem: held.certPem, keyPem: held.keyPem }, csrPem);
       if (answer.status !== 200) throw refused(options.caUrl, answer);
       installRenewal({ root: options.root, credential: held.credential, kind: held.kind, keyPem: key.privateKeyPem, certPem: answer.body, caPem: held.caPem, now, manageOwnership: options.manageOwnership });
       const cert = new NodeX509(answer.body);

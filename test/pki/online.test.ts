@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, initCa, issueHost, loadCa, makeCsr, normaliseSerial, readCrl, revoke } from '../../src/pki/index.js';
-import { writeTopology } from '../../src/topology/index.js';
+import { workloadId, writeTopology } from '../../src/topology/index.js';
 import { CLI, meshplane } from '../support/run.js';
 import { waitFor } from '../support/wait.js';
 import { exampleTopology, openssl, scratch } from './support.js';
@@ -160,7 +160,7 @@ describe('pki serve + pki renew', () => {
 
 describe('pki serve refuses', () => {
   /** The host3 db server pair in `root`, and a CSR for `credential` made with a fresh key. */
-  async function attempt(root: string, credential = 'db', kind: 'client' | 'server' = 'server', sans: { type: 'dns'; value: string }[] = []): Promise<{ status: number; body: string }> {
+  async function attempt(root: string, credential = 'db', kind: 'client' | 'server' = 'server', sans: { type: 'dns' | 'uri'; value: string }[] = []): Promise<{ status: number; body: string }> {
     const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential, kind, sans });
     return postRenew(readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8'), readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8'), csr);
   }
@@ -200,13 +200,29 @@ describe('pki serve refuses', () => {
     await refusedWith('PKI_ERR_RENEW_UNTRUSTED');
   });
 
-  it("another host's certificate: host3's pair cannot get host2's names", async () => {
+  it("another host's certificate: host3's pair cannot get host2's identity", async () => {
     const root = join(dir.path, 'other-host');
     await issued(root, 'host3');
-    const answer = await attempt(root, 'db', 'server', [{ type: 'dns', value: 'host2.mesh.internal' }]);
+    const answer = await attempt(root, 'db', 'server', [{ type: 'uri', value: workloadId(topology, 'host2', 'db') }]);
     expect(answer.status).toBe(400);
-    expect(answer.body).toMatch(/PKI_ERR_SAN_NOT_ALLOWED: refusing the CSR from 127\.0\.0\.1:\d+ \(db on host3\): host host3 is not entitled to dns:host2\.mesh\.internal/);
-    await refusedWith('PKI_ERR_SAN_NOT_ALLOWED');
+    expect(answer.body).toMatch(/PKI_ERR_IDENTITY_NOT_ALLOWED: refusing the CSR from 127\.0\.0\.1:\d+ \(db on host3\): it asks for the identity spiffe:\/\/mesh\.internal\/host\/host2\/credential\/db/);
+    await refusedWith('PKI_ERR_IDENTITY_NOT_ALLOWED');
+  });
+
+  it('a certificate without a workload identity', async () => {
+    const root = join(dir.path, 'no-identity');
+    await issued(root, 'host3');
+    // A certificate for the same key and names but no URI SAN, as issued before identities: made with openssl and the CA key.
+    const legacy = join(root, 'legacy.pem');
+    const request = openssl(['req', '-new', '-key', file(root, 'db', 'server', 'private_key.pem'), '-subj', '/CN=db', '-out', join(root, 'legacy.csr')]);
+    expect(request.status, request.stderr).toBe(0);
+    const made = openssl(['x509', '-req', '-in', join(root, 'legacy.csr'), '-CA', join(caDir, 'ca.pem'), '-CAkey', join(caDir, 'ca_key.pem'), '-set_serial', '0x1234', '-days', '1', '-out', legacy]);
+    expect(made.status, made.stderr).toBe(0);
+    const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential: 'db', kind: 'server', sans: [] });
+    const answer = await postRenew(readFileSync(legacy, 'utf8'), readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8'), csr);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain('PKI_ERR_RENEW_IDENTITY');
+    await refusedWith('PKI_ERR_RENEW_IDENTITY');
   });
 
   it("another credential's certificate: a db pair cannot renew web", async () => {
