@@ -15,6 +15,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
+import { setTimeout } from 'node:timers';
 import { URL, fileURLToPath } from 'node:url';
 import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { readTopology, writeTopology } from '../dist/topology/index.js';

@@ -167,7 +167,7 @@ describe('pki serve refuses', () => {
 
   async function refusedWith(code: string): Promise<void> {
     await waitFor(async () => (await metrics()).includes(`meshplane_pki_serve_refusals_total{code="${code}"} 1`), { what: `the ${code} refusal counted`, explain: metrics });
-    expect(server.out.text).toContain(`"code":"${code}"`);
+    await waitFor(() => server.out.text.includes(`"code":"${code}"`) && server.out.text.includes('"peer":"127.0.0.1:'), { what: `the ${code} refusal logged with its peer`, explain: () => server.out.text });
   }
 
   it('an expired certificate', async () => {
