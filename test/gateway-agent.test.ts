@@ -331,7 +331,7 @@ describe('certificates swapped on reload', () => {
     const ca = loadCa(caDir);
     // A second client certificate for "pipe", good until the CRL below says otherwise.
     const key = generateKeyPair();
-    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'pipe', kind: 'client', sans: clientSans(mesh.topology, mesh.topology.credentials['pipe']!) });
+    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'pipe', kind: 'client', sans: clientSans(mesh.topology, mesh.topology.credentials['pipe']!, mesh.topology.hosts['b1']!) });
     const spare = new LeafSigner(ca).signCsr(mesh.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test' });
     const agents: Agent[] = [];
     // The spare certificate's agents claim hosts b8 and b9, so the test can tell them apart: the

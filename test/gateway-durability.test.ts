@@ -332,7 +332,7 @@ describe('refused agents', () => {
     const ca = loadCa(caDir);
     const signer = new LeafSigner(ca);
     const key = generateKeyPair();
-    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'bulk', kind: 'client', sans: clientSans(fixture.topology, fixture.topology.credentials['bulk']!) });
+    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'bulk', kind: 'client', sans: clientSans(fixture.topology, fixture.topology.credentials['bulk']!, fixture.topology.hosts['b1']!) });
     const revokedCert = signer.signCsr(fixture.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test' });
     const expiredCert = signer.signCsr(fixture.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test', now: new Date(Date.now() - 400 * 86_400_000) });
     await revoke(ca, revokedCert.serial, 'keyCompromise');

@@ -160,7 +160,7 @@ beforeAll(async () => {
   const caDir = join(fixture.stateDir, 'ca');
   const ca = loadCa(caDir);
   const key = generateKeyPair();
-  const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'gateway-admin', kind: 'client', sans: clientSans(fixture.topology, fixture.topology.credentials['gateway-admin']!) });
+  const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'gateway-admin', kind: 'client', sans: clientSans(fixture.topology, fixture.topology.credentials['gateway-admin']!, fixture.topology.hosts['gw1']!) });
   const signer = new LeafSigner(ca);
   const revoked = signer.signCsr(fixture.topology, { csrPem: csr, host: 'gw1', kind: 'client', source: 'test' });
   await revoke(ca, revoked.serial, 'keyCompromise');

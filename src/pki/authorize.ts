@@ -3,15 +3,17 @@
  * A CSR from `host` is signed only when its key is ECDSA P-256 and proves
  * possession (valid signature), its CN names a credential that host needs,
  * the certificate kind is enabled for that credential, and every requested
- * SAN is one the host is entitled to. Everything else is refused with a code
+ * SAN is one the host is entitled to; the only URI SAN allowed is the host's
+ * own workload identity, which every certificate gets. Everything else is refused with a code
  * and the reason.
  */
 import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
 import type { Topology, TopologyCredential, TopologyHost } from '../topology/index.js';
+import { parseWorkloadId } from '../topology/index.js';
 import type { ParsedCsr } from './csr.js';
 import type { CertKind, San } from './sans.js';
-import { entitledSans, sanKey } from './sans.js';
+import { entitledSans, identitySan, sanKey } from './sans.js';
 
 export interface Authorized {
   readonly credential: TopologyCredential;
@@ -30,6 +32,12 @@ interface AuthorizeInput {
   readonly kind?: CertKind;
   /** Where the CSR came from, for messages. */
   readonly source: string;
+}
+
+/** A requested URI for messages: whose identity it is, when it is one. */
+function describeUri(san: San): string {
+  const id = parseWorkloadId(san.value);
+  return id === undefined ? `${san.value} (not a mesh identity)` : `${san.value} (host ${id.host}'s, credential ${id.credential})`;
 }
 
 function refuse(code: string, source: string, reason: string): MeshplaneError {
@@ -65,7 +73,17 @@ export function authorize(topology: Topology, input: AuthorizeInput): Authorized
   const enabled = kind === 'client' ? credential.enable_client : credential.enable_server;
   if (!enabled) throw refuse('PKI_ERR_KIND_DISABLED', source, `credential ${credential.name} has enable_${kind}: false`);
 
-  if (csr.otherNames.length > 0) throw refuse('PKI_ERR_SAN_NOT_ALLOWED', source, `it asks for names of unsupported types: ${csr.otherNames.join(', ')} (expected DNS names and IP addresses)`);
+  if (csr.otherNames.length > 0) throw refuse('PKI_ERR_SAN_NOT_ALLOWED', source, `it asks for names of unsupported types: ${csr.otherNames.join(', ')} (expected DNS names, IP addresses and the workload identity URI)`);
+  const identity = identitySan(topology, credential, host);
+  // Another host's (or credential's) identity is the attack the URI SAN exists to stop: say so plainly.
+  const foreign = csr.sans.filter((san) => san.type === 'uri' && san.value !== identity.value);
+  if (foreign.length > 0) {
+    throw refuse(
+      'PKI_ERR_IDENTITY_NOT_ALLOWED',
+      source,
+      `it asks for the identity ${foreign.map(describeUri).join(', ')} but it comes from host ${host.name}, whose identity for credential ${credential.name} is ${identity.value}`,
+    );
+  }
   const entitled = entitledSans(topology, credential, host, kind);
   const allowed = new Set(entitled.map(sanKey));
   const extra = csr.sans.filter((san) => !allowed.has(sanKey(san)));
@@ -77,5 +95,8 @@ export function authorize(topology: Topology, input: AuthorizeInput): Authorized
     );
   }
   const requested = [...new Map(csr.sans.map((san) => [sanKey(san), san])).values()];
-  return { credential, host, kind, sans: requested.length > 0 ? requested : entitled, publicKeySpki: csr.publicKeySpki };
+  if (requested.length === 0) return { credential, host, kind, sans: entitled, publicKeySpki: csr.publicKeySpki };
+  // The identity is the controller's to state (it knows which host the CSR came from): always certified.
+  const sans = requested.some((san) => san.type === 'uri') ? requested : [...requested, identity];
+  return { credential, host, kind, sans, publicKeySpki: csr.publicKeySpki };
 }

@@ -193,6 +193,9 @@ export function compileConstraints(set: NameConstraintSet): CompiledConstraints 
     outside: (sans) =>
       sans.filter((san) => {
         if (san.type === 'dns') return !set.dns.some((base) => dnsWithin(san.value, base));
+        // The CA permits no URI subtrees, so (RFC 5280 4.2.1.10, and OpenSSL) URIs are unconstrained:
+        // the identity URI is checked exactly by the signer instead (authorize.ts).
+        if (san.type === 'uri') return false;
         if (exact.has(san.value)) return false;
         const address = parseIp(san.value);
         return address === undefined || !ranges.some((range) => networkContains(range, address));

@@ -32,7 +32,8 @@ export async function makeCsr(request: CsrRequest): Promise<string> {
     keys: { privateKey, publicKey },
     signingAlgorithm: EC_ALGORITHM,
     extensions: [
-      new x509.SubjectAlternativeNameExtension(request.sans.map((s) => ({ type: s.type, value: s.value }))),
+      // No SANs: the CA gives the ones the Topology entitles the host to (online renewal asks that way).
+      ...(request.sans.length === 0 ? [] : [new x509.SubjectAlternativeNameExtension(request.sans.map((s) => ({ type: s.type === 'uri' ? ('url' as const) : s.type, value: s.value })))]),
       new x509.ExtendedKeyUsageExtension([request.kind === 'server' ? OID.serverAuth : OID.clientAuth]),
     ],
   });
@@ -47,7 +48,7 @@ export interface ParsedCsr {
   readonly keyType: string;
   readonly keyIsP256: boolean;
   readonly sans: readonly San[];
-  /** SAN entries of types other than DNS and IP (refused). */
+  /** SAN entries of types other than DNS, IP and URI (refused). */
   readonly otherNames: readonly string[];
   /** Kinds named by the requested EKU; empty when the CSR asks for none. */
   readonly kinds: readonly CertKind[];
@@ -115,7 +116,7 @@ export function parseCsr(pemText: string, source: string): ParsedCsr {
         for (const { id, value } of readExtensionList(r, extensions)) {
           if (id === OID.subjectAltName) {
             const names = readGeneralNames(r, value);
-            sans.push(...names.dns.map((name): San => ({ type: 'dns', value: name })), ...names.ips.map(toSan));
+            sans.push(...names.dns.map((name): San => ({ type: 'dns', value: name })), ...names.ips.map(toSan), ...names.uris.map((uri): San => ({ type: 'uri', value: uri })));
             otherNames.push(...names.others);
           }
           if (id === OID.extKeyUsage) kinds.push(...kindsOfUsages(readOidList(r, value)));

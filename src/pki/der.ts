@@ -209,13 +209,14 @@ export function certificateExtensions(r: DerReader): ExtensionNode[] {
 }
 
 /** DNS and IP names of a GeneralNames node; other types are described in `others`. */
-export function readGeneralNames(r: DerReader, names: Node): { dns: string[]; ips: string[]; others: string[] } {
-  const out = { dns: [] as string[], ips: [] as string[], others: [] as string[] };
+export function readGeneralNames(r: DerReader, names: Node): { dns: string[]; ips: string[]; uris: string[]; others: string[] } {
+  const out = { dns: [] as string[], ips: [] as string[], uris: [] as string[], others: [] as string[] };
   for (const name of r.children(r.expect(names, TAG.sequence, 'GeneralNames'))) {
     const type = name.tag & 0x1f;
     const value = r.content(name);
     if (type === 2) out.dns.push(Buffer.from(value).toString('latin1').toLowerCase());
     else if (type === 7 && (value.length === 4 || value.length === 16)) out.ips.push(ipText(value));
+    else if (type === 6) out.uris.push(Buffer.from(value).toString('latin1'));
     else out.others.push(`${GENERAL_NAME_TYPES[type] ?? `type ${type}`}:${type === 1 || type === 6 ? Buffer.from(value).toString('latin1') : '…'}`);
   }
   return out;

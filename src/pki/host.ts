@@ -168,3 +168,48 @@ function pickCertificate(text: string, credential: string, kind: CertKind, keyPe
   }
   return match;
 }
+
+interface RenewalInstall {
+  readonly root: string;
+  readonly credential: string;
+  readonly kind: CertKind;
+  /** The new key, made on this host for this renewal. */
+  readonly keyPem: string;
+  readonly certPem: string;
+  readonly caPem: string;
+  readonly now?: Date;
+  readonly manageOwnership?: boolean;
+}
+
+/**
+ * Installs a renewed pair (a new key and its certificate) after checking
+ * the certificate against that key and the CA. The files keep their modes
+ * and owners. Two files cannot be renamed at once, so the order keeps the
+ * rule of this module, never a key beside a certificate it does not match:
+ * the old certificate goes first, then the new key, then the new
+ * certificate (a crash in between leaves a key waiting for its
+ * certificate, which `pki issue` or the playbook completes).
+ */
+export function installRenewal(options: RenewalInstall): void {
+  const problem = trustProblem(options.certPem, options.caPem, options.now ?? new Date(), options.keyPem);
+  if (problem !== undefined) throw new MeshplaneError(problem.code, `not installing the renewed ${options.kind} certificate of ${options.credential}: ${problem.reason}`);
+  const paths = credentialPaths(options.root, options.credential);
+  const owner = credentialOwner(options.credential, wantsSystemOwners(options.root, options.manageOwnership), options.manageOwnership === true);
+  prepareDirs(paths, options.kind, owner);
+  removeFileDurable(paths.cert(options.kind));
+  writeFileSecure(paths.key(options.kind), options.keyPem, MODES.privateKey, owner);
+  writeFileSecure(paths.cert(options.kind), options.certPem, MODES.certificate, publicOwner(owner));
+}
+
+/** Writes crl.pem beside a credential when `ca.pem` there signed it and it differs; returns whether it changed. */
+export function installCrl(root: string, credential: string, crlPem: string, manageOwnership?: boolean): boolean {
+  const paths = credentialPaths(root, credential);
+  const caPem = readIfExists(paths.ca);
+  if (trustedRevokedSerials(crlPem, 'the CRL from the CA', caPem) === undefined) {
+    throw new MeshplaneError('PKI_ERR_CRL_UNTRUSTED', `not installing the CRL for ${credential}: it is not a CRL signed by ${paths.ca}`);
+  }
+  if (readIfExists(paths.crl) === crlPem) return false;
+  const owner = credentialOwner(credential, wantsSystemOwners(root, manageOwnership), manageOwnership === true);
+  writeFileSecure(paths.crl, crlPem, MODES.certificate, publicOwner(owner));
+  return true;
+}

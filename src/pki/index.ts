@@ -18,3 +18,5 @@ export type { RevocationReason } from './crl.js';
 export { credentialStatus, writeStatusMetrics } from './status.js';
 export { issueHost, issueMeshCredentials } from './issue.js';
 export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
+export { PkiServer } from './serve.js';
+export { RenewDaemon } from './renew-daemon.js';

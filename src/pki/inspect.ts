@@ -46,7 +46,7 @@ function readExtensions(der: Uint8Array, source: string): { sans: San[]; kinds: 
   for (const { id, value } of certificateExtensions(r)) {
     if (id === OID.subjectAltName) {
       const names = readGeneralNames(r, value);
-      sans.push(...names.dns.map((name): San => ({ type: 'dns', value: name })), ...names.ips.map(toSan));
+      sans.push(...names.dns.map((name): San => ({ type: 'dns', value: name })), ...names.ips.map(toSan), ...names.uris.map((uri): San => ({ type: 'uri', value: uri })));
     } else if (id === OID.extKeyUsage) kinds.push(...kindsOfUsages(readOidList(r, value)));
   }
   return { sans, kinds };

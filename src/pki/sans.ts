@@ -6,18 +6,18 @@
 import { parseIp } from '../lib/ip.js';
 import { OID } from './oids.js';
 import type { Topology, TopologyCredential, TopologyHost, TopologyService } from '../topology/index.js';
-import { instanceNames, masterNames, serviceNames, shardNames } from '../topology/index.js';
+import { instanceNames, masterNames, serviceNames, shardNames, workloadId } from '../topology/index.js';
 
 export type CertKind = 'client' | 'server';
 export const CERT_KINDS: readonly CertKind[] = ['client', 'server'];
 
 export interface San {
-  readonly type: 'dns' | 'ip';
-  /** DNS names lowercase; IPs in canonical text (dotted quad, RFC 5952). */
+  readonly type: 'dns' | 'ip' | 'uri';
+  /** DNS names lowercase; IPs in canonical text (dotted quad, RFC 5952); URIs as given (the workload identity). */
   readonly value: string;
 }
 
-/** `dns:name` / `ip:addr`: one string per SAN for sets and messages. */
+/** `dns:name` / `ip:addr` / `uri:spiffe://…`: one string per SAN for sets and messages. */
 export function sanKey(san: San): string {
   return `${san.type}:${san.value}`;
 }
@@ -43,10 +43,15 @@ function unique(names: readonly string[]): San[] {
   return [...out.filter((s) => s.type === 'dns'), ...out.filter((s) => s.type === 'ip')];
 }
 
-/** Client certificate: `name`, `name.domain`. */
-export function clientSans(topology: Topology, credential: TopologyCredential): San[] {
+/** The workload identity SAN: which host holds the credential (src/topology/identity.ts). */
+export function identitySan(topology: Topology, credential: TopologyCredential, host: TopologyHost): San {
+  return { type: 'uri', value: workloadId(topology, host.name, credential.name) };
+}
+
+/** Client certificate of `credential` on `host`: `name`, `name.domain` and the workload identity. */
+export function clientSans(topology: Topology, credential: TopologyCredential, host: TopologyHost): San[] {
   const own = serviceNames(topology, credential.name);
-  return unique([own.short, own.fqdn]);
+  return [...unique([own.short, own.fqdn]), identitySan(topology, credential, host)];
 }
 
 /**
@@ -54,7 +59,7 @@ export function clientSans(topology: Topology, credential: TopologyCredential): 
  * that runs there `svc`, `svc.domain`, `host.svc`, `host.svc.domain`,
  * `shard.svc.domain`, and `svc-master[.domain]` on the master; then the host's
  * FQDN, `localhost`, every address (ips, public_ips, overlays), 127.0.0.1,
- * ::1 and `extra_san`.
+ * ::1 and `extra_san`; last the workload identity URI.
  */
 export function serverSans(topology: Topology, credential: TopologyCredential, host: TopologyHost): San[] {
   const names: string[] = [];
@@ -74,12 +79,12 @@ export function serverSans(topology: Topology, credential: TopologyCredential, h
   names.push(host.fqdn, 'localhost');
   names.push(...host.ips, ...host.public_ips, ...Object.values(host.overlays), '127.0.0.1', '::1');
   names.push(...credential.extra_san);
-  return unique(names);
+  return [...unique(names), identitySan(topology, credential, host)];
 }
 
 /** The SANs `host` is entitled to for `credential` and `kind`. */
 export function entitledSans(topology: Topology, credential: TopologyCredential, host: TopologyHost, kind: CertKind): San[] {
-  return kind === 'client' ? clientSans(topology, credential) : serverSans(topology, credential, host);
+  return kind === 'client' ? clientSans(topology, credential, host) : serverSans(topology, credential, host);
 }
 
 /** Certificate kinds named by EKU OIDs (clientAuth, serverAuth). */

@@ -18,7 +18,7 @@ import type { CompiledConstraints } from './constraints.js';
 import { compileConstraints } from './constraints.js';
 import type { ParsedCsr } from './csr.js';
 import { parseCsr } from './csr.js';
-import type { CertKind } from './sans.js';
+import type { CertKind, San } from './sans.js';
 import { sanKey } from './sans.js';
 import { leafValidity } from './validity.js';
 import { LeafTemplate } from './template.js';
@@ -82,5 +82,18 @@ export class LeafSigner {
     // 4. sign
     const { pem, serial } = this.template.sign({ commonName: authorized.credential.name, kind: authorized.kind, sans: authorized.sans, publicKeySpki: authorized.publicKeySpki, validity });
     return { authorized, pem, serial, notBefore: validity.notBefore, notAfter: validity.notAfter };
+  }
+
+  /**
+   * The online CA's own TLS certificate (pki serve): not a Topology
+   * credential, so no CSR to authorize; the names are still held to the
+   * CA's Name Constraints so that clients accept it.
+   */
+  signServing(commonName: string, sans: readonly San[], publicKeySpki: Uint8Array, now: Date, lifetimeMs: number): { pem: string; notAfter: Date } {
+    const outside = this.constraints?.outside(sans) ?? [];
+    if (outside.length > 0) throw new MeshplaneError('PKI_ERR_NAME_CONSTRAINTS', `the online CA's own certificate would name ${outside.map(sanKey).join(', ')}, outside the CA's Name Constraints; run "meshplane pki init" with --permit-ip/--permit-dns for it`);
+    const validity = leafValidity(now, lifetimeMs);
+    const { pem } = this.template.sign({ commonName, kind: 'server', sans, publicKeySpki, validity });
+    return { pem, notAfter: validity.notAfter };
   }
 }

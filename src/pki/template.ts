@@ -87,6 +87,8 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 
 function generalName(san: San): Uint8Array {
   if (san.type === 'dns') return tlv(0x82, Buffer.from(san.value, 'latin1'));
+  // uniformResourceIdentifier [6] IA5String
+  if (san.type === 'uri') return tlv(0x86, Buffer.from(san.value, 'latin1'));
   const address = parseIp(san.value);
   if (address === undefined) throw new Error(`not an IP address: ${san.value}`);
   const size = address.family === 4 ? 4 : 16;

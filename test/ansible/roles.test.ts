@@ -5,7 +5,9 @@
  * section "Operating with Ansible" (whose worked example is checked against
  * what services.yml.example and hosts.yml.example really compile to).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -118,5 +120,56 @@ describe('README "Operating with Ansible"', () => {
     expect(members('vpn0')).toEqual(['gw1', 'host1', 'host2']);
     expect(members('wg0')).toEqual(['host2', 'host3']);
     expect(example).toContain('tinc `vpn0` joins gw1, host1 and host2; WireGuard `wg0` joins host2 and');
+  });
+});
+
+describe('credentials_mode: online', () => {
+  /** Renders one of the credentials role's templates with ansible's own template module. */
+  function render(template: string, vars: Record<string, unknown>): string {
+    const out = join(mkdtempSync(join(tmpdir(), 'meshplane-units-')), 'unit');
+    const varsFile = `${out}.json`;
+    writeFileSync(varsFile, JSON.stringify(vars));
+    const result = spawnSync('ansible', ['localhost', '-c', 'local', '-m', 'ansible.builtin.template', '-a', `src=${roleFile('credentials', `templates/${template}`)} dest=${out}`, '-e', `@${varsFile}`], { encoding: 'utf8', env: { ...process.env, ANSIBLE_LOCALHOST_WARNING: 'false', ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false' } });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    return readFileSync(out, 'utf8');
+  }
+
+  const vars = {
+    meshplane_bin: '/usr/local/bin/meshplane',
+    meshplane_prefix: '',
+    meshplane_topology_file: '/etc/meshplane/topology.json',
+    meshplane_credentials_root: '/etc/credentials',
+    meshplane_topology: { domain: 'mesh.internal' },
+    credentials_lifetime: '24h',
+    credentials_serve_host: 'host1',
+    credentials_serve_listen: '0.0.0.0:9443',
+    credentials_serve_url: 'https://host1.mesh.internal:9443',
+    credentials_serve_ca_dir: '/var/lib/meshplane/ca',
+    credentials_serve_metrics: '127.0.0.1:9156',
+    credentials_renew_metrics: '127.0.0.1:9157',
+    credentials_renew_exec: 'systemctl reload meshplane-gateway',
+    inventory_hostname: 'host1',
+  };
+
+  it('renders the pki serve and pki renew units with the flags the CLI takes', () => {
+    const serve = render('meshplane-pki-serve.service.j2', vars);
+    expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /etc/meshplane/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9156\n');
+    expect(serve).toContain('\nReadWritePaths=/var/lib/meshplane/ca\n');
+    const renew = render('meshplane-pki-renew.service.j2', vars);
+    expect(renew).toContain(
+      "\nExecStart=/usr/local/bin/meshplane pki renew --daemon --host host1 --ca-url https://host1.mesh.internal:9443 --credentials-root /etc/credentials --system-owners --exec 'systemctl reload meshplane-gateway' --metrics 127.0.0.1:9157\n",
+    );
+    for (const text of [serve, renew]) {
+      expect(text).toMatch(/\nRestart=(on-failure|always)\n/);
+      for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'SystemCallFilter=@system-service']) expect(text).toContain(`\n${line}\n`);
+    }
+    // The flags in the units are the CLI's: its usage names each of them.
+    const usage = meshplane(['pki', '--help']).stdout + meshplane(['pki']).stderr;
+    for (const flag of ['--ca-dir', '--listen', '--lifetime', '--metrics', '--daemon', '--ca-url', '--credentials-root', '--exec']) expect(usage).toContain(flag);
+  });
+
+  it('ansible-lint passes on the credentials role', () => {
+    const result = spawnSync('ansible-lint', ['roles/credentials'], { cwd: ANSIBLE_DIR, encoding: 'utf8' });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
   });
 });

@@ -40,8 +40,8 @@ describe('names in certificates', () => {
   const credential = (name: string) => topology.credentials[name]!;
   const host = (name: string) => topology.hosts[name]!;
 
-  it('gives a client certificate the credential name and its FQDN', () => {
-    expect(keys(clientSans(topology, credential('db')))).toEqual(['dns:db', 'dns:db.mesh.internal']);
+  it('gives a client certificate the credential name, its FQDN and the holder\'s workload identity', () => {
+    expect(keys(clientSans(topology, credential('db'), host('host2')))).toEqual(['dns:db', 'dns:db.mesh.internal', 'uri:spiffe://mesh.internal/host/host2/credential/db']);
   });
 
   it('gives the db master every name form, its addresses, localhost and loopback', () => {
@@ -65,6 +65,7 @@ describe('names in certificates', () => {
       'ip:100.64.1.2',
       'ip:127.0.0.1',
       'ip:::1',
+      'uri:spiffe://mesh.internal/host/host2/credential/db',
     ]);
   });
 
@@ -147,7 +148,7 @@ describe('signing a CSR', () => {
     expect(cert.issuer).toBe('CN=meshplane CA mesh.internal, O=meshplane');
     expect(cert.serialNumber).toBe(signed.serial);
     const san = new x509.SubjectAlternativeNameExtension(cert.getExtension('2.5.29.17')!.rawData);
-    expect(san.names.toJSON().map((n) => toSan(n.value)).map(sanKey)).toEqual(keys(sans));
+    expect(san.names.toJSON().map((n): San => (n.type === 'url' ? { type: 'uri', value: n.value } : toSan(n.value))).map(sanKey)).toEqual(keys(sans));
     const eku = new x509.ExtendedKeyUsageExtension(cert.getExtension('2.5.29.37')!.rawData);
     expect(eku.usages).toEqual(['1.3.6.1.5.5.7.3.1']);
     const ski = await x509.SubjectKeyIdentifierExtension.create(key.publicKeySpki);
@@ -161,6 +162,31 @@ describe('signing a CSR', () => {
     const signed = signer.signCsr(topology, { csrPem: await csrFor('db', 'client', []), host: 'host3', source: 'test.csr' });
     const text = openssl(['x509', '-noout', '-ext', 'subjectAltName'], signed.pem).stdout;
     expect(text).toContain('DNS:db, DNS:db.mesh.internal');
+  });
+
+  it('certifies the workload identity URI, which openssl verifies under the CA\'s Name Constraints', async () => {
+    for (const [kind, sans] of [['client', []], ['server', [toSan('db')]]] as const) {
+      const signed = signer.signCsr(topology, { csrPem: await csrFor('db', kind, sans), host: 'host3', source: 'test.csr' });
+      // Asked for or not, the identity is there: the controller states which host holds the credential.
+      expect(openssl(['x509', '-noout', '-ext', 'subjectAltName'], signed.pem).stdout).toContain('URI:spiffe://mesh.internal/host/host3/credential/db');
+      const file = join(dir.path, `identity-${kind}.pem`);
+      writeFileSync(file, signed.pem);
+      // The CA has critical Name Constraints with DNS and IP subtrees only: URIs stay unconstrained.
+      expect(openssl(['x509', '-noout', '-ext', 'nameConstraints'], ca.certPem).stdout).toContain('Permitted');
+      const verify = openssl(['verify', '-CAfile', ca.files.cert, '-purpose', kind === 'server' ? 'sslserver' : 'sslclient', file]);
+      expect(verify.stdout + verify.stderr).toContain(': OK');
+    }
+  });
+
+  it('refuses a CSR for another host\'s identity, and any other URI', async () => {
+    const other = { type: 'uri', value: 'spiffe://mesh.internal/host/host2/credential/db' } as const;
+    expect(await refusal('host3', 'db', 'client', [other])).toBe('PKI_ERR_IDENTITY_NOT_ALLOWED');
+    expect(await refusal('host3', 'db', 'client', [{ type: 'uri', value: 'spiffe://mesh.internal/host/host3/credential/web' }])).toBe('PKI_ERR_IDENTITY_NOT_ALLOWED');
+    expect(await refusal('host3', 'db', 'client', [{ type: 'uri', value: 'https://evil.example/' }])).toBe('PKI_ERR_IDENTITY_NOT_ALLOWED');
+    const csrPem = await csrFor('db', 'client', [other]);
+    expect(() => signer.signCsr(topology, { csrPem, host: 'host3', source: 'test.csr' })).toThrow(/host2\/credential\/db \(host host2's, credential db\) but it comes from host host3/);
+    // Its own identity is fine.
+    expect(await refusal('host3', 'db', 'client', [{ type: 'uri', value: 'spiffe://mesh.internal/host/host3/credential/db' }])).toBeUndefined();
   });
 
   it('refuses a host that is not in the topology', async () => {
@@ -203,7 +229,7 @@ describe('signing a CSR', () => {
       'PKI_ERR_NOT_ENTITLED: refusing db.csr from host1: host host1 runs no service that uses credential db (it is used by db, db-backup on host2, host3)',
     );
     expect(await sign('host3', 'db', 'server', [toSan('db-master.mesh.internal'), toSan('db')])).toMatch(
-      /^PKI_ERR_SAN_NOT_ALLOWED: refusing db\.csr from host3: host host3 is not entitled to dns:db-master\.mesh\.internal in the server certificate of db \(entitled: dns:db, dns:db\.mesh\.internal, dns:host3\.db, .*ip:::1\)$/,
+      /^PKI_ERR_SAN_NOT_ALLOWED: refusing db\.csr from host3: host host3 is not entitled to dns:db-master\.mesh\.internal in the server certificate of db \(entitled: dns:db, dns:db\.mesh\.internal, dns:host3\.db, .*ip:::1, uri:spiffe:\/\/mesh\.internal\/host\/host3\/credential\/db\)$/,
     );
     expect(await sign('host9', 'db', 'client', [])).toMatch(/^PKI_ERR_UNKNOWN_HOST: refusing db\.csr from host9: host "host9" is not in the topology \(did you mean "host\d"\?\)$/);
     const rsaKey = join(dir.path, 'rsa-msg.key');
@@ -263,7 +289,7 @@ describe('signing a CSR', () => {
 
   it('certifies a name asked for twice once', async () => {
     const signed = signer.signCsr(topology, { csrPem: await csrFor('db', 'client', [toSan('db'), toSan('DB'), toSan('db.mesh.internal')]), host: 'host2', source: 'x.csr' });
-    expect(openssl(['x509', '-noout', '-ext', 'subjectAltName'], signed.pem).stdout).toMatch(/\n\s+DNS:db, DNS:db\.mesh\.internal\n$/);
+    expect(openssl(['x509', '-noout', '-ext', 'subjectAltName'], signed.pem).stdout).toMatch(/\n\s+DNS:db, DNS:db\.mesh\.internal, URI:spiffe:\/\/mesh\.internal\/host\/host2\/credential\/db\n$/);
   });
 
   it('refuses a CA directory whose key is missing or does not belong to its certificate', async () => {

@@ -89,26 +89,27 @@ describe('openssl verify and x509 -text', () => {
   /**
    * Every certificate of the example mesh, as openssl prints it. Written out by hand from the issue's
    * list (svc, svc.domain, host.svc, host.svc.domain, shard.svc.domain, svc-master forms on the master
-   * only, FQDN, localhost, every address, 127.0.0.1, ::1, extra_san), not computed by our code.
+   * only, FQDN, localhost, every address, 127.0.0.1, ::1, extra_san, the workload identity URI), not
+   * computed by our code.
    */
   const EXPECTED_SERVER_SANS: Readonly<Record<string, string>> = {
     'host1 web':
       'DNS:web, DNS:web.mesh.internal, DNS:host1.web, DNS:host1.web.mesh.internal, DNS:host1.mesh.internal, DNS:localhost, DNS:www.example.com, ' +
-      'IP Address:127.0.1.1, IP Address:100.64.0.1, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'IP Address:127.0.1.1, IP Address:100.64.0.1, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, URI:spiffe://mesh.internal/host/host1/credential/web',
     // host2 is db's master (and shard a); db-backup runs beside it without a master.
     'host2 db':
       'DNS:db, DNS:db.mesh.internal, DNS:host2.db, DNS:host2.db.mesh.internal, DNS:a.db.mesh.internal, DNS:db-master, DNS:db-master.mesh.internal, ' +
       'DNS:db-backup, DNS:db-backup.mesh.internal, DNS:host2.db-backup, DNS:host2.db-backup.mesh.internal, DNS:a.db-backup.mesh.internal, ' +
-      'DNS:host2.mesh.internal, DNS:localhost, IP Address:127.0.1.2, IP Address:100.64.0.2, IP Address:100.64.1.2, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'DNS:host2.mesh.internal, DNS:localhost, IP Address:127.0.1.2, IP Address:100.64.0.2, IP Address:100.64.1.2, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, URI:spiffe://mesh.internal/host/host2/credential/db',
     // host3 is not the master: no db-master names.
     'host3 db':
       'DNS:db, DNS:db.mesh.internal, DNS:host3.db, DNS:host3.db.mesh.internal, DNS:b.db.mesh.internal, ' +
       'DNS:db-backup, DNS:db-backup.mesh.internal, DNS:host3.db-backup, DNS:host3.db-backup.mesh.internal, DNS:b.db-backup.mesh.internal, ' +
-      'DNS:host3.mesh.internal, DNS:localhost, IP Address:127.0.1.3, IP Address:100.64.1.3, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'DNS:host3.mesh.internal, DNS:localhost, IP Address:127.0.1.3, IP Address:100.64.1.3, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, URI:spiffe://mesh.internal/host/host3/credential/db',
     // gw1 has a public address (127.0.2.10) beside its own.
     'gw1 gateway':
       'DNS:gateway, DNS:gateway.mesh.internal, DNS:gw1.gateway, DNS:gw1.gateway.mesh.internal, DNS:gw1.mesh.internal, DNS:localhost, ' +
-      'IP Address:127.0.1.10, IP Address:127.0.2.10, IP Address:100.64.0.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'IP Address:127.0.1.10, IP Address:127.0.2.10, IP Address:100.64.0.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, URI:spiffe://mesh.internal/host/gw1/credential/gateway',
   };
 
   it('shows the exact SANs, EKU and key usage of every server certificate', () => {
@@ -130,7 +131,7 @@ describe('openssl verify and x509 -text', () => {
     for (const [host, name] of [['host1', 'web'], ['host2', 'db'], ['host3', 'db']] as const) {
       const text = openssl(['x509', '-noout', '-text', '-in', cred(host, name, 'client', 'cert.pem')]).stdout;
       expect(text, `${host} ${name}`).toContain(`Subject: CN = ${name}\n`);
-      expect(/X509v3 Subject Alternative Name: \n\s+(.*)\n/.exec(text)?.[1], `${host} ${name}`).toBe(`DNS:${name}, DNS:${name}.mesh.internal`);
+      expect(/X509v3 Subject Alternative Name: \n\s+(.*)\n/.exec(text)?.[1], `${host} ${name}`).toBe(`DNS:${name}, DNS:${name}.mesh.internal, URI:spiffe://mesh.internal/host/${host}/credential/${name}`);
       expect(text, `${host} ${name}`).toMatch(/X509v3 Extended Key Usage: \n\s+TLS Web Client Authentication\n/);
       expect(text).toContain('NIST CURVE: P-256');
     }
@@ -253,6 +254,8 @@ describe('curl against a Node TLS server', () => {
   const opensslSans = (file: string): { type: 'dns' | 'ip'; value: string }[] =>
     (/X509v3 Subject Alternative Name: \n\s+(.*)\n/.exec(openssl(['x509', '-noout', '-ext', 'subjectAltName', '-in', file]).stdout)?.[1] ?? '')
       .split(', ')
+      // The identity URI is no host name: curl has nothing to check it against.
+      .filter((entry) => !entry.startsWith('URI:'))
       .map((entry) => (entry.startsWith('DNS:') ? { type: 'dns' as const, value: entry.slice(4) } : { type: 'ip' as const, value: entry.replace(/^IP Address:/, '') }));
 
   it('verifies every server certificate for every name form and address in it (curl hostname checks)', async () => {

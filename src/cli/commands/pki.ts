@@ -34,6 +34,7 @@ import { EXIT_INVALID, EXIT_OK } from '../context.js';
 import { INPUT_OPTIONS, INPUT_USAGE, topologyFrom } from '../inputs.js';
 import { renderTable } from '../table.js';
 import { removeStaleTemps, writeFileAtomic } from '../../lib/atomic-write.js';
+import { ONLINE_USAGE, renew, serve } from './pki-online.js';
 
 const TOPOLOGY_OPTIONS = { ...INPUT_OPTIONS, topology: { type: 'string', short: 't' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
 const TOPOLOGY_USAGE = `  -t, --topology FILE    compiled Topology (from "meshplane compile -o FILE")
@@ -65,6 +66,7 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
              --ca-dir DIR (--serial HEX | --cert FILE) [--reason REASON]
   status   list installed credentials with expiry; write Prometheus metrics
              [--credentials-root DIR] [--ca-dir DIR] [--metrics-file FILE] [--json]
+${ONLINE_USAGE}
 
 Common options:
 ${TOPOLOGY_USAGE}
@@ -344,11 +346,11 @@ const status: Handler = (args, io) => {
   return Promise.resolve(bad ? EXIT_INVALID : EXIT_OK);
 };
 
-const SUBCOMMANDS: Readonly<Record<string, Handler>> = { init, request, sign, install, issue, revoke: revokeCommand, status };
+const SUBCOMMANDS: Readonly<Record<string, Handler>> = { init, request, sign, install, issue, revoke: revokeCommand, status, serve, renew };
 
 export const pkiCommand: Command = {
   name: 'pki',
-  summary: 'service PKI: init the CA, request, sign, install, issue, revoke, status',
+  summary: 'service PKI: init the CA, request, sign, install, issue, revoke, status; online CA: serve, renew',
   usage: USAGE,
   run(args, io) {
     const [sub, ...rest] = args;

@@ -1,0 +1,180 @@
+/**
+ * The online CA's decisions, apart from HTTP (serve.ts carries them over
+ * mutual TLS): who is asking (the identity in the certificate it presents),
+ * whether that certificate still counts (this CA issued it, it has not
+ * expired, it is not revoked), whether this identity may ask now (token
+ * buckets), and then the same pipeline as `pki sign` (LeafSigner.signCsr):
+ * no second copy of the Topology checks lives here.
+ */
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import { MeshplaneError } from '../errors.js';
+import type { Topology } from '../topology/index.js';
+import { parseWorkloadId } from '../topology/index.js';
+import type { Ca } from './ca.js';
+import { loadCa } from './ca.js';
+import { currentCrl, revokedSerials } from './crl.js';
+import { parseCsr } from './csr.js';
+import { normalizeSerial } from './keys.js';
+import { LeafSigner } from './sign.js';
+
+/** Who a certificate speaks for: one credential on one host. */
+interface PeerIdentity {
+  readonly host: string;
+  readonly credential: string;
+}
+
+/**
+ * The identity of a certificate: its workload identity URI SAN
+ * (spiffe://<domain>/host/<host>/credential/<name>, src/topology/identity.ts)
+ * for this mesh's domain and its own CN. Undefined when it carries none
+ * (certificates issued before identities: reissue them offline once).
+ */
+function peerIdentity(topology: Topology, cert: NodeX509): PeerIdentity | undefined {
+  const commonName = /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? '';
+  const uris = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((entry) => entry.startsWith('URI:'))
+    .map((entry) => parseWorkloadId(entry.slice(4)));
+  const own = uris.filter((id) => id !== undefined && id.domain === topology.domain.toLowerCase() && id.credential === commonName);
+  return own.length === 1 && own[0] !== undefined ? { host: own[0].host, credential: own[0].credential } : undefined;
+}
+
+/** Token bucket: `perMinute` tokens a minute, holding at most `burst`. */
+class Bucket {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly perMs: number,
+    private readonly burst: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.at = now;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.at) * this.perMs);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  full(now: number): boolean {
+    return this.tokens + (now - this.at) * this.perMs >= this.burst;
+  }
+}
+
+export interface RateLimits {
+  /** Renewals a minute per identity (host and credential); also the burst. */
+  readonly perIdentityPerMinute: number;
+  /** Renewals a second for the whole CA; also the burst. */
+  readonly globalPerSecond: number;
+}
+
+const DEFAULT_RATE_LIMITS: RateLimits = { perIdentityPerMinute: 10, globalPerSecond: 2000 };
+
+class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly global: Bucket;
+
+  constructor(private readonly limits: RateLimits) {
+    this.global = new Bucket(limits.globalPerSecond / 1000, limits.globalPerSecond, Date.now());
+  }
+
+  /** The limit that refuses `key` now, or undefined when it may go on. */
+  take(key: string, now = Date.now()): 'identity' | 'global' | undefined {
+    let bucket = this.buckets.get(key);
+    if (bucket === undefined) {
+      // Forget full buckets now and then, so that a fleet's worth of identities costs no memory for ever.
+      if (this.buckets.size > 100_000) for (const [k, b] of this.buckets) if (b.full(now)) this.buckets.delete(k);
+      bucket = new Bucket(this.limits.perIdentityPerMinute / 60_000, this.limits.perIdentityPerMinute, now);
+      this.buckets.set(key, bucket);
+    }
+    if (!bucket.take(now)) return 'identity';
+    if (!this.global.take(now)) return 'global';
+    return undefined;
+  }
+}
+
+interface RenewRequest {
+  /** The certificate the client presented in the TLS handshake (undefined: none). */
+  readonly peerCert: NodeX509 | undefined;
+  readonly csrPem: string;
+  /** The client's address, for messages. */
+  readonly peer: string;
+  readonly now?: Date;
+}
+
+interface Renewed {
+  readonly identity: PeerIdentity;
+  readonly kind: string;
+  readonly pem: string;
+  readonly serial: string;
+  readonly notAfter: Date;
+}
+
+const refuse = (code: string, peer: string, reason: string): MeshplaneError => new MeshplaneError(code, `refusing renewal from ${peer}: ${reason}`);
+
+export class OnlineCa {
+  private ca: Ca;
+  private signer: LeafSigner;
+  private readonly limiter: RateLimiter;
+
+  constructor(
+    private readonly caDir: string,
+    private readonly options: { readonly lifetimeMs?: number; readonly limits?: RateLimits } = {},
+  ) {
+    this.ca = loadCa(caDir);
+    this.signer = new LeafSigner(this.ca);
+    this.limiter = new RateLimiter(options.limits ?? DEFAULT_RATE_LIMITS);
+  }
+
+  get certPem(): string {
+    return this.ca.certPem;
+  }
+
+  get leafSigner(): LeafSigner {
+    return this.signer;
+  }
+
+  /** Reads the CA directory again (after `pki init` widened the constraints for a grown Topology). */
+  reload(): void {
+    this.ca = loadCa(this.caDir);
+    this.signer = new LeafSigner(this.ca);
+  }
+
+  /** The current CRL (re-signed once half its life has passed). */
+  crl(now = new Date()): Promise<string> {
+    return currentCrl(this.ca, now);
+  }
+
+  /** Checks the presented certificate, the rate and the CSR (as `pki sign` does), and signs. */
+  renew(topology: Topology, request: RenewRequest): Renewed {
+    const now = request.now ?? new Date();
+    const { peerCert: cert, peer } = request;
+    if (cert === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
+    const caCert = new NodeX509(this.ca.certPem);
+    if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, `the certificate presented (issuer ${cert.issuer.split('\n').join(', ')}) was not issued by this CA`);
+    const notAfter = new Date(cert.validTo);
+    if (notAfter.getTime() <= now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented expired ${notAfter.toISOString()} (renew before expiry, or bootstrap again with "pki issue"/the playbook)`);
+    if (new Date(cert.validFrom).getTime() > now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented is not valid before ${new Date(cert.validFrom).toISOString()}`);
+    const serial = normalizeSerial(cert.serialNumber);
+    if (revokedSerials(this.ca).has(serial)) throw refuse('PKI_ERR_RENEW_REVOKED', peer, `the certificate presented (serial ${serial}) is revoked`);
+    const identity = peerIdentity(topology, cert);
+    if (identity === undefined) throw refuse('PKI_ERR_RENEW_IDENTITY', peer, 'the certificate presented carries no workload identity of this mesh (a URI SAN spiffe://<domain>/host/<host>/credential/<name> for its own CN)');
+    const who = `${identity.credential} on ${identity.host}`;
+    const limited = this.limiter.take(`${identity.host}/${identity.credential}`, now.getTime());
+    if (limited !== undefined) {
+      throw refuse('PKI_ERR_RENEW_RATE_LIMITED', `${peer} (${who})`, limited === 'identity' ? `more than ${(this.options.limits ?? DEFAULT_RATE_LIMITS).perIdentityPerMinute} renewals a minute for this identity` : 'the CA is at its global renewal rate; retry later');
+    }
+    const csr = parseCsr(request.csrPem, `the CSR from ${peer} (${who})`);
+    if (csr.commonName !== identity.credential) {
+      throw refuse('PKI_ERR_RENEW_OTHER_CREDENTIAL', `${peer} (${who})`, `the CSR asks for credential "${csr.commonName}" but the certificate presented is for "${identity.credential}"`);
+    }
+    // The same pipeline as `pki sign`, for the host the certificate speaks for.
+    const signed = this.signer.signParsed(topology, csr, { host: identity.host, source: `the CSR from ${peer} (${who})`, now, lifetimeMs: this.options.lifetimeMs });
+    return { identity, kind: signed.authorized.kind, pem: signed.pem, serial: signed.serial, notAfter: signed.notAfter };
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * `pki renew` on a host: renews the credentials installed there through the
+ * online CA (`pki serve`). What a host holds is what it renews: every
+ * x509/<name>/<kind>/cert.pem under the credentials root; the CSR names the
+ * credential and kind only, and the CA fills in the SANs the Topology gives
+ * the host now (so a Topology edit reaches the host at its next renewal).
+ * First issue (bootstrap) stays with `pki issue` or the playbook.
+ *
+ * A certificate is due at two thirds of its life, brought forward by a
+ * jitter of up to 5% of its life, derived from its serial so that a fleet
+ * issued at once does not renew at once, and stable across restarts.
+ */
+import { X509Certificate as NodeX509, createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { MeshplaneError } from '../errors.js';
+import { credentialsDir } from '../topology/index.js';
+import { makeCsr } from './csr.js';
+import { credentialPaths } from './files.js';
+import { installCrl, installRenewal } from './host.js';
+import { trustProblem } from './inspect.js';
+import { generateKeyPair } from './keys.js';
+import type { CertKind } from './sans.js';
+import { CERT_KINDS } from './sans.js';
+import { VALIDITY } from './validity.js';
+
+const JITTER_FRACTION = 0.05;
+const REQUEST_TIMEOUT_MS = 15_000;
+
+interface Held {
+  readonly credential: string;
+  readonly kind: CertKind;
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly caPem: string;
+  readonly cert: NodeX509;
+}
+
+/** The credentials installed under `root` that have a certificate, a key and a CA. */
+function heldCredentials(root: string): Held[] {
+  let names: string[];
+  try {
+    names = readdirSync(credentialsDir(root)).sort();
+  } catch {
+    return [];
+  }
+  const held: Held[] = [];
+  for (const credential of names) {
+    const paths = credentialPaths(root, credential);
+    for (const kind of CERT_KINDS) {
+      if (!existsSync(paths.cert(kind)) || !existsSync(paths.key(kind)) || !existsSync(paths.ca)) continue;
+      const certPem = readFileSync(paths.cert(kind), 'utf8');
+      held.push({ credential, kind, certPem, keyPem: readFileSync(paths.key(kind), 'utf8'), caPem: readFileSync(paths.ca, 'utf8'), cert: new NodeX509(certPem) });
+    }
+  }
+  return held;
+}
+
+/** When `cert` is due for renewal: two thirds of its life, minus its jitter. */
+function renewalDue(cert: NodeX509): Date {
+  const notBefore = new Date(cert.validFrom).getTime();
+  const life = new Date(cert.validTo).getTime() - notBefore;
+  const jitter = createHash('sha256').update(cert.serialNumber).digest().readUInt32BE(0) / 2 ** 32;
+  return new Date(notBefore + life * (1 - VALIDITY.renewFraction) - life * JITTER_FRACTION * jitter);
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+}
+
+interface Tls {
+  readonly caPem: string;
+  readonly certPem?: string;
+  readonly keyPem?: string;
+}
+
+/** One HTTPS request to the CA; network failures become PKI_ERR_CA_UNREACHABLE. */
+function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      new URL(path, caUrl),
+      { method, ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, timeout: REQUEST_TIMEOUT_MS, agent: false, headers: { 'content-type': 'application/pkcs10' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', (err) => reject(unreachable(caUrl, err)));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`)));
+    req.on('error', (err) => reject(unreachable(caUrl, err)));
+    req.end(body);
+  });
+}
+
+function unreachable(caUrl: URL, err: Error): MeshplaneError {
+  return new MeshplaneError('PKI_ERR_CA_UNREACHABLE', `the online CA at ${caUrl.origin} cannot be reached: ${err.message}`, { cause: err });
+}
+
+/** A refusal from the CA keeps the CA's code ("error PKI_ERR_...: message"). */
+function refused(caUrl: URL, answer: Answer): MeshplaneError {
+  const match = /^error (\w+): ([\s\S]*)$/.exec(answer.body.trim());
+  if (match !== null) return new MeshplaneError(match[1] ?? 'PKI_ERR_RENEW_REFUSED', `the online CA at ${caUrl.origin} said: ${match[2] ?? ''}`);
+  return new MeshplaneError('PKI_ERR_RENEW_REFUSED', `the online CA at ${caUrl.origin} answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
+}
+
+interface RenewOptions {
+  readonly root: string;
+  readonly caUrl: URL;
+  /** Renew every certificate now, due or not. */
+  readonly force?: boolean;
+  readonly now?: Date;
+  readonly manageOwnership?: boolean;
+}
+
+interface Outcome {
+  readonly credential: string;
+  readonly kind: CertKind;
+  readonly action: 'renewed' | 'not due' | 'failed';
+  /** When it is due next (for renewed ones, the new certificate's due time). */
+  readonly due: Date;
+  readonly notAfter: Date;
+  readonly error?: MeshplaneError;
+}
+
+/** Renews what is due; a failure of one credential does not stop the others. */
+export async function renewCredentials(options: RenewOptions): Promise<Outcome[]> {
+  const now = options.now ?? new Date();
+  const outcomes: Outcome[] = [];
+  for (const held of heldCredentials(options.root)) {
+    const due = renewalDue(held.cert);
+    const notAfter = new Date(held.cert.validTo);
+    if (options.force !== true && due.getTime() > now.getTime() && trustProblem(held.certPem, held.caPem, now, held.keyPem) === undefined) {
+      outcomes.push({ credential: held.credential, kind: held.kind, action: 'not due', due, notAfter });
+      continue;
+    }
+    try {
+      const key = generateKeyPair();
+      const csrPem = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: held.credential, kind: held.kind, sans: [] });
+      const answer = await call(options.caUrl, 'POST', '/renew', { caPem: held.caPem, certPem: held.certPem, keyPem: held.keyPem }, csrPem);
+      if (answer.status !== 200) throw refused(options.caUrl, answer);
+      installRenewal({ root: options.root, credential: held.credential, kind: held.kind, keyPem: key.privateKeyPem, certPem: answer.body, caPem: held.caPem, now, manageOwnership: options.manageOwnership });
+      const cert = new NodeX509(answer.body);
+      outcomes.push({ credential: held.credential, kind: held.kind, action: 'renewed', due: renewalDue(cert), notAfter: new Date(cert.validTo) });
+    } catch (err) {
+      const error = err instanceof MeshplaneError ? err : new MeshplaneError('PKI_ERR_RENEW_REFUSED', (err as Error).message, { cause: err });
+      outcomes.push({ credential: held.credential, kind: held.kind, action: 'failed', due, notAfter, error });
+    }
+  }
+  return outcomes;
+}
+
+/** Fetches the CA's CRL and installs it beside every credential whose ca.pem signed it; returns the credentials whose crl.pem changed. */
+export async function refreshCrl(options: { readonly root: string; readonly caUrl: URL; readonly manageOwnership?: boolean }): Promise<string[]> {
+  const held = heldCredentials(options.root);
+  const first = held[0];
+  if (first === undefined) return [];
+  const answer = await call(options.caUrl, 'GET', '/crl', { caPem: first.caPem });
+  if (answer.status !== 200) throw refused(options.caUrl, answer);
+  const changed: string[] = [];
+  for (const credential of new Set(held.map((h) => h.credential))) {
+    if (installCrl(options.root, credential, answer.body, options.manageOwnership)) changed.push(credential);
+  }
+  return changed;
+}

@@ -1,0 +1,155 @@
+/**
+ * `pki serve`: the online CA over HTTPS with mutual TLS (fastify).
+ *
+ *   POST /renew  body: a PEM CSR; the client presents its current certificate
+ *   GET  /crl    the current CRL (PEM)
+ *   GET  /ca     the CA certificate (PEM)
+ *
+ * Its own TLS certificate is a dedicated one, made at start in memory: a
+ * fresh key that never touches the disk, signed by the CA for the serving
+ * host's FQDN, localhost, 127.0.0.1, ::1 and the listen address, valid
+ * `servingLifetimeMs`, remade at every start. Client certificates are asked
+ * for but checked here, not by TLS, so that every refusal has a code, a
+ * metric and a log line. Connections are capped (maxConnections), and the
+ * TLS handshake and each request have absolute deadlines.
+ */
+import type { X509Certificate as NodeX509 } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { fastify as Fastify } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, Histogram } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { MeshplaneError } from '../errors.js';
+import type { Topology } from '../topology/index.js';
+import { hostFqdn } from '../topology/index.js';
+import { generateKeyPair } from './keys.js';
+import type { RateLimits } from './online.js';
+import { OnlineCa } from './online.js';
+import type { San } from './sans.js';
+import { toSan } from './sans.js';
+
+interface ServeOptions {
+  readonly caDir: string;
+  /** The current Topology (a LiveTopology's `current`). */
+  readonly topology: () => Topology;
+  /** The host this runs on (its FQDN goes into the serving certificate), if in the Topology. */
+  readonly host?: string;
+  readonly address: string;
+  readonly port: number;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly lifetimeMs?: number;
+  readonly limits?: RateLimits;
+  /** Open connections at most (default 1024). */
+  readonly maxConnections?: number;
+  /** Absolute deadline for the TLS handshake (default 10 s). */
+  readonly handshakeTimeoutMs?: number;
+  /** Absolute deadline for a whole request (default 10 s). */
+  readonly requestTimeoutMs?: number;
+}
+
+const SERVING_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+
+const STATUS: Readonly<Record<string, number>> = {
+  PKI_ERR_RENEW_NO_CERT: 401,
+  PKI_ERR_RENEW_UNTRUSTED: 403,
+  PKI_ERR_RENEW_EXPIRED: 403,
+  PKI_ERR_RENEW_REVOKED: 403,
+  PKI_ERR_RENEW_IDENTITY: 403,
+  PKI_ERR_RENEW_OTHER_CREDENTIAL: 403,
+  PKI_ERR_RENEW_RATE_LIMITED: 429,
+};
+
+function servingNames(options: ServeOptions, topology: Topology): San[] {
+  const names = new Set(['localhost', '127.0.0.1', '::1']);
+  if (options.host !== undefined && topology.hosts[options.host] !== undefined) names.add(hostFqdn(topology, options.host));
+  if (options.address !== '0.0.0.0' && options.address !== '::') names.add(options.address);
+  return [...names].map(toSan);
+}
+
+export class PkiServer {
+  private app: FastifyInstance | undefined;
+  private readonly ca: OnlineCa;
+  private readonly requests: Counter<'route' | 'outcome'>;
+  private readonly refusals: Counter<'code'>;
+  private readonly signSeconds: Histogram;
+  port = 0;
+
+  constructor(private readonly options: ServeOptions) {
+    this.ca = new OnlineCa(options.caDir, { lifetimeMs: options.lifetimeMs, limits: options.limits });
+    const registers = [options.registry];
+    this.requests = new Counter({ name: 'meshplane_pki_serve_requests_total', help: 'Requests by route and outcome (ok, refused, error)', labelNames: ['route', 'outcome'], registers });
+    this.refusals = new Counter({ name: 'meshplane_pki_serve_refusals_total', help: 'Refused renewals by error code', labelNames: ['code'], registers });
+    this.signSeconds = new Histogram({ name: 'meshplane_pki_serve_renew_seconds', help: 'Time to check and sign one renewal', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers });
+  }
+
+  /** Reads the CA directory again (a Topology change may come with a widened CA). */
+  reloadCa(): void {
+    this.ca.reload();
+  }
+
+  async start(): Promise<void> {
+    const { options } = this;
+    const key = generateKeyPair();
+    const serving = this.ca.leafSigner.signServing('meshplane-pki-serve', servingNames(options, options.topology()), key.publicKeySpki, new Date(), SERVING_LIFETIME_MS);
+    const requestTimeout = options.requestTimeoutMs ?? 10_000;
+    const app = Fastify({
+      logger: false,
+      bodyLimit: 16 * 1024,
+      requestTimeout,
+      keepAliveTimeout: 5_000,
+      https: {
+        key: key.privateKeyPem,
+        cert: serving.pem,
+        ca: [this.ca.certPem],
+        requestCert: true,
+        // Checked in renew() so that each refusal has a code; /ca and /crl are public anyway.
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+        headersTimeout: requestTimeout,
+        connectionsCheckingInterval: 1000,
+      },
+    });
+    app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+    app.get('/ca', (_request, reply) => this.text(reply, 'ca', this.ca.certPem, 'application/x-pem-file'));
+    app.get('/crl', async (_request, reply) => this.text(reply, 'crl', await this.ca.crl(), 'application/x-pem-file'));
+    app.post('/renew', (request, reply) => {
+      const socket = request.raw.socket as TLSSocket;
+      const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+      const started = performance.now();
+      try {
+        const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+        const peerCert: NodeX509 | undefined = raw === undefined || raw.length === 0 ? undefined : new X509Certificate(raw);
+        const renewed = this.ca.renew(options.topology(), { peerCert, csrPem: typeof request.body === 'string' ? request.body : '', peer });
+        this.signSeconds.observe((performance.now() - started) / 1000);
+        options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
+        return this.text(reply, 'renew', renewed.pem, 'application/x-pem-file');
+      } catch (err) {
+        const code = err instanceof MeshplaneError ? err.code : 'PKI_ERR_INTERNAL';
+        const message = err instanceof Error ? err.message : String(err);
+        this.refusals.inc({ code });
+        this.requests.inc({ route: 'renew', outcome: code === 'PKI_ERR_INTERNAL' ? 'error' : 'refused' });
+        options.logger.warn({ peer, code, reason: message }, 'renewal refused');
+        return reply.code(STATUS[code] ?? (code === 'PKI_ERR_INTERNAL' ? 500 : 400)).type('text/plain').send(`error ${code}: ${message}\n`);
+      }
+    });
+    app.server.maxConnections = options.maxConnections ?? 1024;
+    await app.listen({ host: options.address, port: options.port });
+    const address = app.server.address();
+    this.port = typeof address === 'object' && address !== null ? address.port : options.port;
+    this.app = app;
+    options.logger.info({ address: options.address, port: this.port, notAfter: serving.notAfter.toISOString() }, 'online CA serving');
+  }
+
+  private text(reply: FastifyReply, route: string, body: string, type: string): FastifyReply {
+    this.requests.inc({ route, outcome: 'ok' });
+    return reply.type(type).send(body);
+  }
+
+  async close(): Promise<void> {
+    await this.app?.close();
+  }
+}

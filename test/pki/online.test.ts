@@ -1,0 +1,270 @@
+/**
+ * The online CA end to end with real processes: `meshplane pki serve` and
+ * `meshplane pki renew` (the built CLI), openssl verify, a real mutual TLS
+ * handshake with the renewed pair, each refusal (expired, revoked, other CA,
+ * other host, other credential), --exec once per change, a CA outage and
+ * recovery, and the CRL the daemon fetches landing on disk.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyPair, initCa, issueHost, loadCa, makeCsr, normalizeSerial, readCrl, revoke } from '../../src/pki/index.js';
+import { workloadId, writeTopology } from '../../src/topology/index.js';
+import { CLI, meshplane } from '../support/run.js';
+import { waitFor } from '../support/wait.js';
+import { exampleTopology, openssl, scratch } from './support.js';
+
+const dir = scratch('online');
+const topology = exampleTopology();
+const topologyFile = join(dir.path, 'topology.json');
+const caDir = join(dir.path, 'ca');
+const otherCaDir = join(dir.path, 'other-ca');
+const HOUR = 3600_000;
+
+interface Proc {
+  readonly child: ChildProcess;
+  readonly out: { text: string };
+}
+
+const procs: Proc[] = [];
+
+/** Starts the built CLI; resolves once `ready` matches its output. */
+function start(args: readonly string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { text: '' };
+  child.stdout?.on('data', (chunk: Buffer) => (out.text += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (out.text += chunk.toString()));
+  const proc = { child, out };
+  procs.push(proc);
+  return waitFor(() => ready.exec(out.text) ?? (child.exitCode !== null ? Promise.reject(new Error(`exited ${child.exitCode}: ${out.text}`)) : undefined), {
+    what: `${args.slice(0, 2).join(' ')} to start`,
+    explain: () => out.text,
+  }).then((match) => ({ ...proc, match }));
+}
+
+async function stop(proc: Proc): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const closed = new Promise((resolve) => proc.child.once('close', resolve));
+  proc.child.kill('SIGTERM');
+  await closed;
+}
+
+let caPort = 0;
+let caUrl = '';
+let metricsUrl = '';
+let server: Proc;
+
+async function startServe(port: number): Promise<void> {
+  const started = await start(['pki', 'serve', '--ca-dir', caDir, '-t', topologyFile, '--listen', `127.0.0.1:${port}`, '--metrics', '127.0.0.1:0', '--no-watch'], /online CA at https:\/\/127\.0\.0\.1:(\d+)\/; metrics at (\S+)/);
+  server = started;
+  caPort = Number(started.match[1]);
+  caUrl = `https://127.0.0.1:${caPort}`;
+  metricsUrl = started.match[2] ?? '';
+}
+
+/** Issues host's credentials into `root` with the PKI's own functions, signed at `now`. */
+async function issued(root: string, host: string, options: { now?: Date; lifetimeMs?: number; ca?: string } = {}): Promise<void> {
+  await issueHost({ ca: loadCa(options.ca ?? caDir), topology, host, root, now: options.now, lifetimeMs: options.lifetimeMs, force: true });
+}
+
+const file = (root: string, credential: string, kind: string, name: string): string => join(root, 'x509', credential, kind, name);
+
+/** POST /renew with a client certificate, as a peer that is not our renew client would. */
+function postRenew(cert: string, key: string, csr: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(`${caUrl}/renew`, { method: 'POST', ca: loadCa(caDir).certPem, cert, key, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(csr);
+  });
+}
+
+async function metrics(): Promise<string> {
+  const res = await fetch(metricsUrl);
+  return res.text();
+}
+
+beforeAll(async () => {
+  writeTopology(topologyFile, topology);
+  await initCa({ caDir, topology });
+  await initCa({ caDir: otherCaDir, topology });
+  await startServe(0);
+}, 60_000);
+
+afterAll(async () => {
+  for (const proc of procs) await stop(proc);
+  dir.remove();
+});
+
+describe('pki serve + pki renew', () => {
+  const root = join(dir.path, 'host2');
+  const counter = join(dir.path, 'exec-count');
+
+  it('renews due credentials with new keys; openssl verifies them; --exec runs once; a second run is a no-op', async () => {
+    // Signed 70 minutes ago for 90 minutes: past two thirds of its life.
+    await issued(root, 'host2', { now: new Date(Date.now() - 70 * 60_000), lifetimeMs: 1.5 * HOUR });
+    const oldCert = readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8');
+    const oldKey = readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8');
+    const exec = `echo run >> ${counter}`;
+    const first = meshplane(['pki', 'renew', '--host', 'host2', '--ca-url', caUrl, '--credentials-root', root, '--exec', exec]);
+    expect(first.stdout + first.stderr).toContain('changed');
+    expect(first.status).toBe(0);
+    for (const kind of ['client', 'server']) {
+      const cert = readFileSync(file(root, 'db', kind, 'cert.pem'), 'utf8');
+      const verify = openssl(['verify', '-CAfile', join(caDir, 'ca.pem'), file(root, 'db', kind, 'cert.pem')]);
+      expect(verify.stdout + verify.stderr).toContain(': OK');
+      expect(new X509Certificate(cert).validTo).not.toBe(new X509Certificate(oldCert).validTo);
+    }
+    expect(readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8')).not.toBe(oldKey);
+    // The CA gave the SANs the Topology entitles host2 to (the CSR named none).
+    expect(new X509Certificate(readFileSync(file(root, 'db', 'server', 'cert.pem'))).subjectAltName).toContain('DNS:host2.mesh.internal');
+    expect(existsSync(join(root, 'x509', 'db', 'crl.pem'))).toBe(true);
+    expect(readFileSync(counter, 'utf8')).toBe('run\n');
+
+    const second = meshplane(['pki', 'renew', '--host', 'host2', '--ca-url', caUrl, '--credentials-root', root, '--exec', exec]);
+    expect(second.status).toBe(0);
+    expect(second.stdout).toContain('nothing to do');
+    expect(readFileSync(counter, 'utf8')).toBe('run\n');
+  });
+
+  it('the renewed pair completes a real mutual TLS handshake', async () => {
+    const ca = readFileSync(join(caDir, 'ca.pem'), 'utf8');
+    const tlsd = tlsServer({ cert: readFileSync(file(root, 'db', 'server', 'cert.pem')), key: readFileSync(file(root, 'db', 'server', 'private_key.pem')), ca, requestCert: true, rejectUnauthorized: true }, (socket) => socket.end('hello\n'));
+    await new Promise<void>((resolve) => tlsd.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (tlsd.address() as AddressInfo).port;
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'host2.db.mesh.internal', ca, cert: readFileSync(file(root, 'db', 'client', 'cert.pem')), key: readFileSync(file(root, 'db', 'client', 'private_key.pem')) }, () => {
+          if (!socket.authorized) reject(new Error(String(socket.authorizationError)));
+        });
+        let text = '';
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(answer).toBe('hello\n');
+    } finally {
+      tlsd.close();
+    }
+  });
+});
+
+describe('pki serve refuses', () => {
+  /** The host3 db server pair in `root`, and a CSR for `credential` made with a fresh key. */
+  async function attempt(root: string, credential = 'db', kind: 'client' | 'server' = 'server', sans: { type: 'dns' | 'uri'; value: string }[] = []): Promise<{ status: number; body: string }> {
+    const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential, kind, sans });
+    return postRenew(readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8'), readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8'), csr);
+  }
+
+  async function refusedWith(code: string): Promise<void> {
+    await waitFor(async () => (await metrics()).includes(`meshplane_pki_serve_refusals_total{code="${code}"} 1`), { what: `the ${code} refusal counted`, explain: metrics });
+    await waitFor(() => server.out.text.includes(`"code":"${code}"`) && server.out.text.includes('"peer":"127.0.0.1:'), { what: `the ${code} refusal logged with its peer`, explain: () => server.out.text });
+  }
+
+  it('an expired certificate', async () => {
+    const root = join(dir.path, 'expired');
+    await issued(root, 'host3', { now: new Date(Date.now() - 3 * HOUR), lifetimeMs: HOUR });
+    const answer = await attempt(root);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toMatch(/^error PKI_ERR_RENEW_EXPIRED: refusing renewal from 127\.0\.0\.1:\d+: the certificate presented expired/);
+    await refusedWith('PKI_ERR_RENEW_EXPIRED');
+  });
+
+  it('a revoked certificate', async () => {
+    const root = join(dir.path, 'revoked');
+    await issued(root, 'host3');
+    const serial = new X509Certificate(readFileSync(file(root, 'db', 'server', 'cert.pem'))).serialNumber;
+    expect((await attempt(root)).status).toBe(200);
+    await revoke(loadCa(caDir), serial, 'keyCompromise');
+    const answer = await attempt(root);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain('PKI_ERR_RENEW_REVOKED');
+    await refusedWith('PKI_ERR_RENEW_REVOKED');
+  });
+
+  it('a certificate from another CA', async () => {
+    const root = join(dir.path, 'other-ca');
+    await issued(root, 'host3', { ca: otherCaDir });
+    const answer = await attempt(root);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain('PKI_ERR_RENEW_UNTRUSTED');
+    await refusedWith('PKI_ERR_RENEW_UNTRUSTED');
+  });
+
+  it("another host's certificate: host3's pair cannot get host2's identity", async () => {
+    const root = join(dir.path, 'other-host');
+    await issued(root, 'host3');
+    const answer = await attempt(root, 'db', 'server', [{ type: 'uri', value: workloadId(topology, 'host2', 'db') }]);
+    expect(answer.status).toBe(400);
+    expect(answer.body).toMatch(/PKI_ERR_IDENTITY_NOT_ALLOWED: refusing the CSR from 127\.0\.0\.1:\d+ \(db on host3\): it asks for the identity spiffe:\/\/mesh\.internal\/host\/host2\/credential\/db/);
+    await refusedWith('PKI_ERR_IDENTITY_NOT_ALLOWED');
+  });
+
+  it('a certificate without a workload identity', async () => {
+    const root = join(dir.path, 'no-identity');
+    await issued(root, 'host3');
+    // A certificate for the same key and names but no URI SAN, as issued before identities: made with openssl and the CA key.
+    const legacy = join(root, 'legacy.pem');
+    const request = openssl(['req', '-new', '-key', file(root, 'db', 'server', 'private_key.pem'), '-subj', '/CN=db', '-out', join(root, 'legacy.csr')]);
+    expect(request.status, request.stderr).toBe(0);
+    const made = openssl(['x509', '-req', '-in', join(root, 'legacy.csr'), '-CA', join(caDir, 'ca.pem'), '-CAkey', join(caDir, 'ca_key.pem'), '-set_serial', '0x1234', '-days', '1', '-out', legacy]);
+    expect(made.status, made.stderr).toBe(0);
+    const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential: 'db', kind: 'server', sans: [] });
+    const answer = await postRenew(readFileSync(legacy, 'utf8'), readFileSync(file(root, 'db', 'server', 'private_key.pem'), 'utf8'), csr);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain('PKI_ERR_RENEW_IDENTITY');
+    await refusedWith('PKI_ERR_RENEW_IDENTITY');
+  });
+
+  it("another credential's certificate: a db pair cannot renew web", async () => {
+    const root = join(dir.path, 'other-credential');
+    await issued(root, 'host3');
+    const answer = await attempt(root, 'web', 'client');
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain('PKI_ERR_RENEW_OTHER_CREDENTIAL');
+    await refusedWith('PKI_ERR_RENEW_OTHER_CREDENTIAL');
+  });
+});
+
+describe('pki renew --daemon', () => {
+  it('retries with backoff while the CA is down, renews once it is back, and installs the refreshed CRL', async () => {
+    const root = join(dir.path, 'daemon');
+    await issued(root, 'host3', { now: new Date(Date.now() - 70 * 60_000), lifetimeMs: 1.5 * HOUR });
+    const before = readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8');
+    await stop(server);
+    const renewer = await start(
+      ['pki', 'renew', '--daemon', '--host', 'host3', '--ca-url', caUrl, '--credentials-root', root, '--metrics', '127.0.0.1:0', '--retry-max', '1', '--crl-interval', '1', '--log-level', 'debug'],
+      /metrics at (\S+)/,
+    );
+    const daemonMetrics = renewer.match[1] ?? '';
+    await waitFor(() => renewer.out.text.includes('"code":"PKI_ERR_CA_UNREACHABLE"') && renewer.out.text.includes('retrying with backoff'), { what: 'the daemon to fail and back off', explain: () => renewer.out.text });
+    expect(readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8')).toBe(before);
+    await startServe(caPort);
+    await waitFor(() => renewer.out.text.includes('the online CA answers again'), { what: 'the daemon to renew after the outage', explain: () => renewer.out.text });
+    expect(renewer.out.text).toContain('"msg":"renewed"');
+    expect(readFileSync(file(root, 'db', 'server', 'cert.pem'), 'utf8')).not.toBe(before);
+    const text = await (await fetch(daemonMetrics)).text();
+    expect(text).toMatch(/meshplane_pki_renew_renewals_total\{credential="db",kind="server"\} 1/);
+    expect(text).toMatch(/meshplane_pki_renew_failures_total\{code="PKI_ERR_CA_UNREACHABLE"\} [1-9]/);
+    expect(text).toMatch(/meshplane_pki_renew_last_success_timestamp_seconds \d/);
+
+    // A revocation on the CA reaches the host's crl.pem at the next CRL fetch.
+    const victim = new X509Certificate(readFileSync(file(join(dir.path, 'host2'), 'db', 'client', 'cert.pem'))).serialNumber;
+    await revoke(loadCa(caDir), victim);
+    const crlPath = join(root, 'x509', 'db', 'crl.pem');
+    await waitFor(() => existsSync(crlPath) && readCrl(readFileSync(crlPath, 'utf8'), crlPath).serials.has(normalizeSerial(victim)), {
+      what: 'the refreshed CRL on disk',
+      explain: () => renewer.out.text,
+    });
+    await stop(renewer);
+  }, 60_000);
+});
