@@ -54,6 +54,8 @@ interface GatewayOptions {
   readonly logSampling?: LogSamplerOptions;
   readonly registry?: Registry | null;
   readonly logger: Logger;
+  /** Accept agent certificates without a workload identity URI (migration aid; default refuse). */
+  readonly allowLegacyIdentity?: boolean;
 }
 
 /** Credential files of one credential under a credentials root, as the PKI writes them. */
@@ -134,6 +136,7 @@ export class Gateway {
         },
       },
       this.logger,
+      { allowLegacyIdentity: options.allowLegacyIdentity ?? false },
     );
     this.fronts = new FrontListeners(
       new RoutingTable(this.topology),

@@ -44,6 +44,9 @@ topology. Runs until SIGTERM or SIGINT.
                              repeatable (default ${DEFAULT_ADMIN_CREDENTIAL})
       --admin-token-file FILE  development instead: plain HTTP on a loopback
                              --admin address, "Authorization: Bearer <token>"
+      --allow-legacy-identity  migration aid: accept agent certificates that carry
+                             no workload identity URI (issued before it existed;
+                             no host binding for them). Reissue, then drop it
       --no-watch             reload on SIGHUP only, not on file changes
       --log-level LEVEL      fatal|error|warn|info|debug (default info)
 
@@ -80,6 +83,7 @@ registration port a quarter, the front ports the remainder equally.
         'admin-credential': { type: 'string', multiple: true },
         'admin-token-file': { type: 'string' },
         'no-watch': { type: 'boolean', default: false },
+        'allow-legacy-identity': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
         'max-connections': { type: 'string' },
         'max-agent-connections': { type: 'string' },
@@ -125,6 +129,7 @@ registration port a quarter, the front ports the remainder equally.
       logSampling: { burst: logBurst ?? DEFAULT_LOG_SAMPLING.burst, intervalMs: logInterval ?? DEFAULT_LOG_SAMPLING.intervalMs },
       registry,
       logger,
+      allowLegacyIdentity: values['allow-legacy-identity'],
     });
     const adminAddress = values.admin === undefined ? null : parseSocketAddress(values.admin, 9155);
     const adminAuth: AdminAuth =
