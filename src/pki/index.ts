@@ -17,4 +17,5 @@ export { normaliseSerial } from './keys.js';
 export type { RevocationReason } from './crl.js';
 export { credentialStatus, writeStatusMetrics } from './status.js';
 export { issueHost, issueMeshCredentials } from './issue.js';
+export { exportPkcs12 } from './export.js';
 export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
