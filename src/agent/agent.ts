@@ -90,11 +90,22 @@ export class Agent {
   private lifeline: NodeJS.Timeout | null = null;
   private loopsDone: Promise<void> = Promise.resolve();
   private routing: AgentRouting;
+  private tls: AgentOptions['tls'];
 
   constructor(options: AgentOptions) {
     this.options = options;
     this.logger = options.logger;
     this.routing = { backend: options.backend, backendPorts: options.backendPorts, proxyProtocol: options.proxyProtocol };
+    this.tls = options.tls;
+  }
+
+  /**
+   * A renewed certificate (or CA): dials from now on present it. Tunnels up
+   * now stay until they end (the gateway drops them if the CRL revokes
+   * their certificate), so a renewal never interrupts traffic.
+   */
+  setTls(tls: AgentOptions['tls']): void {
+    this.tls = tls;
   }
 
   /**
@@ -206,7 +217,7 @@ export class Agent {
   /** One tunnel, from dial to close. Resolves when it closes; rejects when it never came up. */
   private runTunnel(gateway: Address, slot: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const { tls } = this.options;
+      const { tls } = this;
       const socket = tlsConnect({
         host: gateway.address,
         port: gateway.port,
