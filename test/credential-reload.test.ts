@@ -48,7 +48,7 @@ describe('credential files followed without SIGHUP', () => {
     const port = registrationPort(await gw.ready);
     const agent = startAgent(fixture, 'bulk', port);
     await agent.ready;
-    await waitFor(() => count(gw.output(), '"msg":"backend registered"') === 1, { what: 'the agent registered', explain: gw.output });
+    await waitFor(() => count(gw.output(), '"msg":"backend registered"') === 1, { what: 'the agent registered', explain: () => gw.output() });
 
     // 1. Renew the gateway's certificate on disk, as a playbook run would.
     const gatewayCert = join(fixture.root('gw1'), 'x509', 'gateway', 'server', 'cert.pem');
@@ -57,7 +57,7 @@ describe('credential files followed without SIGHUP', () => {
     await issueHost({ ca, topology: fixture.topology, host: 'gw1', root: fixture.root('gw1'), force: true });
     const renewed = serialOf(gatewayCert);
     expect(renewed).not.toBe(before);
-    await waitFor(async () => (await servedSerial(port)) === renewed, { what: 'new handshakes show the renewed certificate', explain: gw.output });
+    await waitFor(async () => (await servedSerial(port)) === renewed, { what: 'new handshakes show the renewed certificate', explain: () => gw.output() });
     expect(gw.output()).toContain('credential files changed; reloading certificates and CRL');
     // The tunnel from before is still there.
     expect(gw.output()).not.toContain('backend deregistered');
@@ -68,12 +68,12 @@ describe('credential files followed without SIGHUP', () => {
     const oldAgentSerial = serialOf(agentCert);
     await issueHost({ ca, topology: fixture.topology, host: 'b1', root: fixture.root('b1'), force: true });
     expect(serialOf(agentCert)).not.toBe(oldAgentSerial);
-    await waitFor(() => agent.output().includes('new tunnels use the new certificate'), { what: 'the agent read its renewed certificate', explain: agent.output });
+    await waitFor(() => agent.output().includes('new tunnels use the new certificate'), { what: 'the agent read its renewed certificate', explain: () => agent.output() });
     await revoke(ca, oldAgentSerial, 'superseded');
     writeFileAtomic(join(fixture.root('gw1'), 'x509', 'gateway', 'crl.pem'), readFileSync(ca.files.crl));
     // Dropped without SIGHUP, and back with the new certificate (the old one would be refused as revoked).
-    await waitFor(() => gw.output().includes(`certificate ${oldAgentSerial} revoked by the CRL`), { what: 'the revoked agent dropped', explain: gw.output });
-    await waitFor(() => count(gw.output(), '"msg":"backend registered"') === 2, { what: 'the agent back with its renewed certificate', explain: gw.output });
+    await waitFor(() => gw.output().includes(`certificate ${oldAgentSerial} revoked by the CRL`), { what: 'the revoked agent dropped', explain: () => gw.output() });
+    await waitFor(() => count(gw.output(), '"msg":"backend registered"') === 2, { what: 'the agent back with its renewed certificate', explain: () => gw.output() });
     expect(gw.output()).not.toContain('"reason":"revoked"');
     await agent.stop();
     await gw.stop();
