@@ -65,7 +65,8 @@ export class LeafSigner {
     // 1. authorise
     const authorised = authorise(topology, { csr, host: request.host, kind: request.kind, source: request.source });
     // 2. template: subject = credential, the authorised SANs, the kind's EKU; lifetime from validity.ts
-    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs);
+    // --lifetime, else the credential's own (services.yml `lifetime`), else the default (validity.ts).
+    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs ?? authorised.credential.lifetime_ms);
     // 3. validate against what peers will check
     if (this.constraints !== undefined) {
       const outside = this.constraints.outside(authorised.sans);
