@@ -20,9 +20,9 @@ import type { Agent } from '../src/agent/index.js';
 import { credentialTlsFiles } from '../src/gateway/index.js';
 import { HEADER } from '../src/lib/tunnel-io.js';
 import { LeafSigner, generateKeyPair, initCa, loadCa, makeCsr, revoke } from '../src/pki/index.js';
-import { clientSans, serverSans } from '../src/pki/testing.js';
+import { serverSans } from '../src/pki/testing.js';
 import { writeTopology } from '../src/topology/index.js';
-import { AUDIT_PORTS as P, auditAgent, clientTls, prepareAuditMesh, startAuditGateway, waitUntil } from './support/gateway-audit.js';
+import { AUDIT_PORTS as P, auditAgent, clientTlsFor, prepareAuditMesh, startAuditGateway, waitUntil, withSpareHosts } from './support/gateway-audit.js';
 import type { AuditMesh } from './support/gateway-audit.js';
 import { startDaemonWith, stopAllDaemons } from './support/gateway.js';
 import { CLI, tempDir } from './support/run.js';
@@ -329,15 +329,14 @@ describe('certificates swapped on reload', () => {
     const tls = credentialTlsFiles(root, 'gateway', crl);
     const gw = await startAuditGateway(mesh, { fronts: [], tls });
     const ca = loadCa(caDir);
-    // A second client certificate for "pipe", good until the CRL below says otherwise.
-    const key = generateKeyPair();
-    const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: 'pipe', kind: 'client', sans: clientSans(mesh.topology, mesh.topology.credentials['pipe']!, mesh.topology.hosts['b1']!) });
-    const spare = new LeafSigner(ca).signCsr(mesh.topology, { csrPem: csr, host: 'b1', kind: 'client', source: 'test' });
-    const agents: Agent[] = [];
     // The spare certificate's agents claim hosts b8 and b9, so the test can tell them apart: the
-    // gateway takes registrations only from instances of the service, so the topology lists them.
-    const pipe = mesh.topology.services['pipe']!;
-    const withSpares = { ...mesh.topology, services: { ...mesh.topology.services, pipe: { ...pipe, instances: [...pipe.instances, ...['b8', 'b9'].map((host) => ({ ...pipe.instances[0]!, host }))] } } };
+    // gateway takes registrations only from instances of the service on the host the certificate
+    // names, so the topology lists them, and the certificate is b8's.
+    const withSpares = withSpareHosts(mesh.topology, 'pipe', ['b8', 'b9']);
+    // A second client certificate for "pipe", good until the CRL below says otherwise.
+    const spareTls = await clientTlsFor(mesh, withSpares, 'pipe', 'b8');
+    const spare = { serial: spareTls.serial };
+    const agents: Agent[] = [];
     await gw.gateway.reload(withSpares);
     try {
       const oldSerial = await servedSerial(gw.gateway.port);
@@ -348,7 +347,6 @@ describe('certificates swapped on reload', () => {
       const liveBackend = gw.gateway.backends.all()[0]!;
 
       // Before the new CRL, the spare certificate is accepted.
-      const spareTls = { ...clientTls(mesh, 'pipe'), cert: Buffer.from(spare.pem), key: Buffer.from(key.privateKeyPem) };
       const early = auditAgent(mesh, 'pipe', { host: 'b8', gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], tls: spareTls });
       agents.push(early);
       early.start();

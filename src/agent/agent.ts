@@ -98,12 +98,23 @@ export class Agent {
   private readonly metrics: AgentMetrics;
   /** State of each (gateway, slot) dial loop, for /status and the tunnels gauge. */
   private readonly tunnelStates = new Map<string, TunnelStatus>();
+  private tls: AgentOptions['tls'];
 
   constructor(options: AgentOptions) {
     this.options = options;
     this.logger = options.logger;
     this.routing = { backend: options.backend, backendPorts: options.backendPorts, proxyProtocol: options.proxyProtocol };
     this.metrics = options.metrics ?? new AgentMetrics(new Registry());
+    this.tls = options.tls;
+  }
+
+  /**
+   * A renewed certificate (or CA): dials from now on present it. Tunnels up
+   * now stay until they end (the gateway drops them if the CRL revokes
+   * their certificate), so a renewal never interrupts traffic.
+   */
+  setTls(tls: AgentOptions['tls']): void {
+    this.tls = tls;
   }
 
   /** Every (gateway, slot) dial loop: connecting, up or down, and since when. */
@@ -235,7 +246,7 @@ export class Agent {
   /** One tunnel, from dial to close. Resolves when it closes; rejects when it never came up. */
   private runTunnel(gateway: Address, slot: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const { tls } = this.options;
+      const { tls } = this;
       const socket = tlsConnect({
         host: gateway.address,
         port: gateway.port,

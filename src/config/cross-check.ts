@@ -255,13 +255,13 @@ function checkCredentials(services: ServiceConfig[], diags: Diagnostics): void {
   const seen = new Map<string, { service: string; signature: string }>();
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     for (const credential of service.credentials) {
-      const signature = JSON.stringify([credential.enable_client, credential.enable_server, [...credential.extra_san].sort()]);
+      const signature = JSON.stringify([credential.enable_client, credential.enable_server, [...credential.extra_san].sort(), credential.lifetime_ms ?? null]);
       const first = seen.get(credential.name);
       if (first === undefined) {
         seen.set(credential.name, { service: service.name, signature });
       } else if (first.signature !== signature) {
         diags.error('CONFIG_ERR_CREDENTIAL_CONFLICT', credential.loc, `${service.name}.service_credentials`, `credential "${credential.name}" is also defined by service "${first.service}" with different settings`, {
-          expected: 'the same enable_client, enable_server and extra_san everywhere the credential is listed',
+          expected: 'the same enable_client, enable_server, extra_san and lifetime everywhere the credential is listed',
         });
       }
     }

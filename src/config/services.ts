@@ -40,7 +40,11 @@ export const SERVICE_KEYS = [
   'service_credentials',
   'gateway_endpoints',
 ] as const;
-export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san'] as const;
+export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san', 'lifetime'] as const;
+
+/** `lifetime: 24h` / `30d` / `90m`: a leaf lifetime, within the PKI's bounds (1 hour .. 397 days). */
+const LIFETIME = /^(\d+)(d|h|m)$/;
+const LIFETIME_UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000 };
 export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
 export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
 export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
@@ -341,12 +345,23 @@ function readCredentials(node: LNode, path: string, diags: Diagnostics): Credent
         extraSan.push(ip?.text ?? san);
       });
     }
+    let lifetimeMs: number | undefined;
+    const lifetimeNode = get('lifetime');
+    if (lifetimeNode !== undefined) {
+      const lifetimePath = joinPath(itemPath, 'lifetime');
+      const text = readString(lifetimeNode, lifetimePath, diags);
+      const match = text === undefined ? null : LIFETIME.exec(text);
+      const ms = match === null ? undefined : Number(match[1]) * (LIFETIME_UNIT_MS[match[2] ?? ''] ?? 0);
+      if (text !== undefined && (ms === undefined || ms < 3_600_000 || ms > 397 * 86_400_000)) {
+        diags.error('CONFIG_ERR_VALUE', lifetimeNode.loc, lifetimePath, 'invalid certificate lifetime', { found: JSON.stringify(text), expected: 'a duration such as 24h, 30d or 90m, from 1h to 397d' });
+      } else lifetimeMs = ms;
+    }
     if (name === undefined || enableClient === undefined || enableServer === undefined) continue;
     if (credentials.some((c) => c.name === name)) {
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, joinPath(itemPath, 'name'), `credential "${name}" is listed twice in this service`, { expected: 'each credential once' });
       continue;
     }
-    credentials.push({ name, enable_client: enableClient, enable_server: enableServer, extra_san: extraSan, loc: map.loc });
+    credentials.push({ name, enable_client: enableClient, enable_server: enableServer, extra_san: extraSan, ...(lifetimeMs === undefined ? {} : { lifetime_ms: lifetimeMs }), loc: map.loc });
   }
   return credentials;
 }

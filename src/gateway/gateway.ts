@@ -4,7 +4,7 @@
  * logs and counters of what each did. `reload()` swaps the routing table
  * and certificates without dropping live connections.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -36,6 +36,8 @@ export interface GatewayTlsFiles {
   readonly key: string;
   /** CRL in PEM; revoked agents are refused. */
   readonly crl: string | null;
+  /** The CRL file may be absent (no CRL yet): read as none until it appears. */
+  readonly crlOptional?: boolean;
 }
 
 interface GatewayOptions {
@@ -54,6 +56,8 @@ interface GatewayOptions {
   readonly logSampling?: LogSamplerOptions;
   readonly registry?: Registry | null;
   readonly logger: Logger;
+  /** Accept agent certificates without a workload identity URI (migration aid; default refuse). */
+  readonly allowLegacyIdentity?: boolean;
 }
 
 /** Credential files of one credential under a credentials root, as the PKI writes them. */
@@ -70,7 +74,8 @@ export function readTlsFiles(files: GatewayTlsFiles): SecureContextOptions {
       throw new MeshplaneError('GW_ERR_TLS_FILES', `cannot read the gateway's ${what} ${path}: ${(err as Error).message}`, { cause: err });
     }
   };
-  return { ca: read(files.ca, 'CA certificate'), cert: read(files.cert, 'certificate'), key: read(files.key, 'private key'), ...(files.crl === null ? {} : { crl: read(files.crl, 'CRL') }) };
+  const crl = files.crl === null || (files.crlOptional === true && !existsSync(files.crl)) ? null : files.crl;
+  return { ca: read(files.ca, 'CA certificate'), cert: read(files.cert, 'certificate'), key: read(files.key, 'private key'), ...(crl === null ? {} : { crl: read(crl, 'CRL') }) };
 }
 
 export class Gateway {
@@ -134,6 +139,7 @@ export class Gateway {
         },
       },
       this.logger,
+      { allowLegacyIdentity: options.allowLegacyIdentity ?? false },
     );
     this.fronts = new FrontListeners(
       new RoutingTable(this.topology),

@@ -4,7 +4,10 @@
  * client). Refusals at every stage are logged with the peer and reason and
  * counted: TLS (no certificate, another CA, expired, revoked), and
  * authorization (a valid certificate for a credential the service does not
- * list).
+ * list). A registration is bound to the workload identity in the client
+ * certificate (its URI SAN, src/topology/identity.ts): the agent may only
+ * register as the host the certificate names, and may only displace an
+ * agent of that same host.
  */
 import { randomBytes } from 'node:crypto';
 import { connect as http2Connect, constants as http2Constants } from 'node:http2';
@@ -13,6 +16,7 @@ import { createServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Topology } from '../topology/index.js';
+import { parseWorkloadId } from '../topology/index.js';
 import { normalizeSerial } from '../pki/index.js';
 import { REGISTRATION_PATH, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
@@ -31,6 +35,9 @@ type RefusalReason =
   | 'revoked'
   | 'tls_error'
   | 'not_authorized'
+  | 'no_identity'
+  | 'wrong_host'
+  | 'displacement'
   | 'bad_registration'
   | 'timeout';
 
@@ -38,6 +45,27 @@ interface RegistrationEvents {
   refused(reason: RefusalReason, peer: string, detail: string): void;
   registered(backend: Backend, replaced: Backend | undefined): void;
   deregistered(backend: Backend, why: string): void;
+}
+
+interface RegistrationOptions {
+  /** Accept client certificates without a workload identity (migration aid: no host binding for them). */
+  readonly allowLegacyIdentity?: boolean;
+}
+
+/**
+ * The mesh identities (URI SANs) of a peer certificate, from Node's
+ * `subjectaltname` text ("DNS:a, URI:spiffe://…"); identities of other
+ * trust domains are ignored.
+ */
+function certificateIdentities(subjectaltname: string | undefined, domain: string): { uri: string; host: string; credential: string }[] {
+  const out: { uri: string; host: string; credential: string }[] = [];
+  for (const entry of (subjectaltname ?? '').split(', ')) {
+    if (!entry.startsWith('URI:')) continue;
+    const uri = entry.slice(4);
+    const id = parseWorkloadId(uri);
+    if (id !== undefined && id.domain === domain.toLowerCase()) out.push({ uri, host: id.host, credential: id.credential });
+  }
+  return out;
 }
 
 const HELLO_TIMEOUT_MS = 5000;
@@ -85,6 +113,7 @@ export class RegistrationListener {
     private readonly registry: BackendRegistry,
     private readonly events: RegistrationEvents,
     private readonly logger: Logger,
+    private readonly options: RegistrationOptions = {},
   ) {
     this.topology = topology;
   }
@@ -210,9 +239,38 @@ export class RegistrationListener {
     });
   }
 
+  /**
+   * Why the certificate's workload identity does not allow this
+   * registration, or null when it does: the certificate must name the host
+   * the agent claims (and the credential it presents). A certificate
+   * without an identity is refused unless the gateway allows legacy ones.
+   */
+  private identityProblem(socket: TLSSocket, credential: string, hello: AgentHello): { reason: RefusalReason; detail: string } | null {
+    const cert = socket.getPeerCertificate();
+    const identities = certificateIdentities(cert.subjectaltname, this.topology.domain);
+    const what = `client certificate ${credential} (serial ${cert.serialNumber})`;
+    if (identities.length === 0) {
+      if (this.options.allowLegacyIdentity === true) return null;
+      return {
+        reason: 'no_identity',
+        detail: `${what} carries no workload identity (URI SAN spiffe://${this.topology.domain}/host/<host>/credential/${credential}): reissue it (meshplane pki issue, or the playbook), or start the gateway with --allow-legacy-identity while migrating`,
+      };
+    }
+    const mine = identities.find((id) => id.host === hello.host && id.credential === credential);
+    if (mine === undefined) {
+      return { reason: 'wrong_host', detail: `the agent claims host "${hello.host}" but ${what} belongs to ${identities.map((id) => id.uri).join(', ')}` };
+    }
+    return null;
+  }
+
   private register(session: ClientHttp2Session, socket: TLSSocket, peer: string, credential: string, hello: AgentHello): void {
     if (session.destroyed) return;
     const service = this.topology.services[hello.service];
+    const bound = this.identityProblem(socket, credential, hello);
+    if (bound !== null) {
+      this.refuse(session, bound.reason, peer, bound.detail);
+      return;
+    }
     const problem =
       hello.credential !== credential
         ? `certificate is for credential "${credential}" but the agent claims "${hello.credential}"`
@@ -223,7 +281,7 @@ export class RegistrationListener {
             : service.gateway_endpoints.length === 0
               ? `service "${hello.service}" has no gateway endpoints`
               : !service.instances.some((instance) => instance.host === hello.host)
-                ? // Not a security check (the certificate names a credential, not a host): it keeps an agent the topology moved away from being routed to again.
+                ? // With the identity bound above this is what stops a host that runs no such instance (and an agent the topology moved away).
                   `host "${hello.host}" runs no instance of service "${hello.service}" in the topology`
                 : null;
     if (problem !== null) {
@@ -242,6 +300,12 @@ export class RegistrationListener {
       session,
       ...freshBackendState(),
     };
+    // Only the same host (the same identity) may take over an agent id: no displacing another host's tunnel.
+    const previous = this.registry.forAgent(hello.agent_id);
+    if (previous !== undefined && previous.host !== hello.host) {
+      this.refuse(session, 'displacement', peer, `agent id "${hello.agent_id}" is registered by host ${previous.host} (backend ${previous.id}); host ${hello.host} may not displace it`);
+      return;
+    }
     const replaced = this.registry.add(backend);
     this.events.registered(backend, replaced);
     replaced?.session.close();

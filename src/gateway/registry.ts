@@ -83,6 +83,11 @@ export class BackendRegistry {
     return true;
   }
 
+  /** The backend registered under an agent id, if any. */
+  forAgent(agentId: string): Backend | undefined {
+    return this.byAgent.get(agentId);
+  }
+
   get(id: string): Backend | undefined {
     return this.byId.get(id);
   }

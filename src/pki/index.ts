@@ -17,6 +17,7 @@ export { normalizeSerial } from './keys.js';
 export type { RevocationReason } from './crl.js';
 export { credentialStatus, writeStatusMetrics } from './status.js';
 export { issueHost, issueMeshCredentials } from './issue.js';
+export { exportPkcs12 } from './export.js';
 export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
 export { PkiServer } from './serve.js';
 export { RenewDaemon } from './renew-daemon.js';

@@ -65,7 +65,8 @@ export class LeafSigner {
     // 1. authorize
     const authorized = authorize(topology, { csr, host: request.host, kind: request.kind, source: request.source });
     // 2. template: subject = credential, the authorized SANs, the kind's EKU; lifetime from validity.ts
-    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs);
+    // --lifetime, else the credential's own (services.yml `lifetime`), else the default (validity.ts).
+    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs ?? authorized.credential.lifetime_ms);
     // 3. validate against what peers will check
     if (this.constraints !== undefined) {
       const outside = this.constraints.outside(authorized.sans);

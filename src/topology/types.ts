@@ -106,6 +106,8 @@ export interface TopologyCredential {
   readonly enable_client: boolean;
   readonly enable_server: boolean;
   readonly extra_san: readonly string[];
+  /** Leaf certificate lifetime (services.yml `lifetime`); absent: the PKI's default (or `--lifetime`). */
+  readonly lifetime_ms?: number;
   /** Services that list this credential, sorted. */
   readonly services: readonly string[];
   /** Hosts running any of those services, sorted. */

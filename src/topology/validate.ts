@@ -43,7 +43,7 @@ const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'dig
 const HOST_KEYS = ['name', 'fqdn', 'ips', 'public_ips', 'overlays', 'shard', 'groups', 'services', 'masters', 'credentials'];
 const INSTANCE_KEYS = ['host', 'shard', 'ips', 'public_ips', 'overlays'];
 const SERVICE_KEYS = ['name', 'instances', 'master', 'master_election', 'scheduling_groups', 'num_instances', 'schedule_with', 'ports', 'udp_ports', 'dns_max_answers', 'credentials', 'gateway_endpoints'];
-const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san', 'services', 'hosts'];
+const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san', 'lifetime_ms', 'services', 'hosts'];
 const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'balance', 'max_connections', 'health', 'outlier'];
 const HEALTH_KEYS = ['enabled', 'path', 'interval_ms', 'timeout_ms', 'rise', 'fall'];
 const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_ms'];
@@ -462,12 +462,14 @@ function endpointShape(value: unknown, path: Path, p: Problems): boolean {
 }
 
 function credentialShape(value: unknown, path: Path, p: Problems): boolean {
-  if (!object(value, path, CREDENTIAL_KEYS, p)) return false;
+  if (!object(value, path, CREDENTIAL_KEYS, p, ['lifetime_ms'])) return false;
   const at = (key: string): Path => join(path, key);
   let ok = string(value.name, at('name'), p, NAME, 'a credential name');
   ok = boolean(value.enable_client, at('enable_client'), p) && ok;
   ok = boolean(value.enable_server, at('enable_server'), p) && ok;
   ok = array(value.extra_san, at('extra_san'), p, SANS, 'any') && ok;
+  // Optional (absent in topologies that do not set it): the PKI's bounds, 1 hour .. 397 days.
+  if (value.lifetime_ms !== undefined) ok = integer(value.lifetime_ms, at('lifetime_ms'), p, 3_600_000, 397 * 86_400_000) && ok;
   ok = array(value.services, at('services'), p, SERVICE_NAMES, 'sorted') && ok;
   return array(value.hosts, at('hosts'), p, HOST_NAMES, 'sorted') && ok;
 }

@@ -29,7 +29,7 @@ import type { CertKind } from '../../src/pki/index.js';
 import type { Ca, San } from '../../src/pki/testing.js';
 import { MeshplaneError } from '../../src/errors.js';
 import type { Topology } from '../../src/topology/index.js';
-import { asyncCodeOf, codeOf, exampleTopology, openssl, scratch } from './support.js';
+import { EXAMPLE_INVENTORY, EXAMPLE_SERVICES, asyncCodeOf, codeOf, exampleTopology, openssl, scratch, topologyOf } from './support.js';
 
 const x509 = await peculiar();
 const keys = (sans: readonly San[]): string[] => sans.map(sanKey);
@@ -301,6 +301,25 @@ describe('signing a CSR', () => {
     rmSync(made.files.key);
     expect(await asyncCodeOf(initCa({ caDir: broken, topology }))).toBe('PKI_ERR_CA_INVALID');
     expect(codeOf(() => loadCa(join(dir.path, 'no-ca')))).toBe('PKI_ERR_CA_MISSING');
+  });
+
+  it('signs for the credential\'s own lifetime (services.yml lifetime: 24h); --lifetime still wins', async () => {
+    const dir24 = join(dir.path, 'lifetime');
+    // Both services listing db must agree, so both get it.
+    const services = readFileSync(EXAMPLE_SERVICES, 'utf8').replace(/^( +)- name: db\b(.*)$/gm, '$1- name: db$2\n$1  lifetime: 24h');
+    const short = topologyOf(dir24, services, readFileSync(EXAMPLE_INVENTORY, 'utf8'));
+    expect(short.credentials.db!.lifetime_ms).toBe(86_400_000);
+    // Inputs that do not set it carry no field (format_version 1 and the golden files unchanged).
+    expect('lifetime_ms' in topology.credentials.db!).toBe(false);
+    const now = new Date('2026-06-01T00:00:00Z');
+    const csrPem = await csrFor('db', 'client', []);
+    const signed = signer.signCsr(short, { csrPem, host: 'host2', source: 'x.csr', now });
+    expect(signed.notAfter.getTime() - now.getTime()).toBe(86_400_000);
+    const flagged = signer.signCsr(short, { csrPem, host: 'host2', source: 'x.csr', now, lifetimeMs: 2 * 86_400_000 });
+    expect(flagged.notAfter.getTime() - now.getTime()).toBe(2 * 86_400_000);
+    // And a bad value is a config error with file, line and key.
+    writeFileSync(join(dir24, 'services.yml'), services.replace('lifetime: 24h', 'lifetime: 30s'));
+    expect(() => topologyOf(dir24, readFileSync(join(dir24, 'services.yml'), 'utf8'), readFileSync(EXAMPLE_INVENTORY, 'utf8'))).toThrow(/CONFIG_ERR_VALUE.*lifetime.*30s/);
   });
 
   it('refuses a lifetime outside the bounds', async () => {

@@ -24,7 +24,7 @@ import { Agent } from '../../src/agent/index.js';
 import type { AgentOptions } from '../../src/agent/testing.js';
 import { Gateway, credentialTlsFiles } from '../../src/gateway/index.js';
 import type { GatewayTlsFiles } from '../../src/gateway/testing.js';
-import { issueMeshCredentials } from '../../src/pki/index.js';
+import { LeafSigner, generateKeyPair, issueMeshCredentials, loadCa, makeCsr } from '../../src/pki/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh, silentLogger } from './dns.js';
 import { startProxyProtocolHaproxy } from './gateway.js';
@@ -94,7 +94,7 @@ export interface AuditGateway {
 /** An in-process gateway with gw1's credential; fronts on 127.0.0.1 and ::1 unless told otherwise. */
 export async function startAuditGateway(
   mesh: AuditMesh,
-  options: { registrationPort?: number; fronts?: readonly string[]; peekTimeoutMs?: number; tls?: GatewayTlsFiles; logger?: Logger } = {},
+  options: { registrationPort?: number; fronts?: readonly string[]; peekTimeoutMs?: number; tls?: GatewayTlsFiles; logger?: Logger; allowLegacyIdentity?: boolean } = {},
 ): Promise<AuditGateway> {
   const registry = new Registry();
   const gateway = new Gateway({
@@ -105,6 +105,7 @@ export async function startAuditGateway(
     peekTimeoutMs: options.peekTimeoutMs,
     registry,
     logger: options.logger ?? silentLogger,
+    allowLegacyIdentity: options.allowLegacyIdentity,
   });
   await gateway.start();
   return { gateway, registry, metrics: () => registry.metrics() };
@@ -144,4 +145,29 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, what: s
 export function series(text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/**
+ * `topology` with more hosts running `service` (copies of b1 under other
+ * names, listed by the service's credential too): hosts that may hold a
+ * certificate of their own, for tests that tell hosts apart.
+ */
+export function withSpareHosts(topology: Topology, service: string, names: readonly string[]): Topology {
+  const b1 = topology.hosts['b1']!;
+  const svc = topology.services[service]!;
+  const credential = topology.credentials[service]!;
+  return {
+    ...topology,
+    hosts: { ...topology.hosts, ...Object.fromEntries(names.map((name) => [name, { ...b1, name, fqdn: `${name}.${topology.domain}` }])) },
+    services: { ...topology.services, [service]: { ...svc, instances: [...svc.instances, ...names.map((host) => ({ ...svc.instances[0]!, host }))] } },
+    credentials: { ...topology.credentials, [service]: { ...credential, hosts: [...credential.hosts, ...names].sort() } },
+  };
+}
+
+/** A client certificate of `service`'s credential for `host` of `topology`, signed by the mesh CA, as agent TLS options. */
+export async function clientTlsFor(mesh: AuditMesh, topology: Topology, service: string, host: string): Promise<AgentOptions['tls'] & { serial: string }> {
+  const key = generateKeyPair();
+  const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: service, kind: 'client', sans: [] });
+  const signed = new LeafSigner(loadCa(join(mesh.stateDir, 'ca'))).signCsr(topology, { csrPem: csr, host, kind: 'client', source: 'test' });
+  return { ...clientTls(mesh, service), cert: Buffer.from(signed.pem), key: Buffer.from(key.privateKeyPem), serial: signed.serial };
 }

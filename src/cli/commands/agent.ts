@@ -6,6 +6,8 @@ import type { Address, AgentSettings, AgentSettingsInput } from '../../agent/ind
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
+import { watchFiles } from '../../lib/watch-files.js';
+import type { FileWatch } from '../../lib/watch-files.js';
 import { LiveTopology } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { Command } from '../context.js';
@@ -215,12 +217,33 @@ Topology:
       }
     };
     live.subscribe((change) => follow(change.current, change.reason));
+    // A renewed certificate is picked up when its files change (installs rename them into place):
+    // new dials present it, tunnels up now stay until they end. Re-armed when the settings change.
+    let credentialWatch: FileWatch | null = null;
+    let watchedFiles = '';
+    const watchCredential = (): void => {
+      const files = [settings.files.ca, settings.files.cert, settings.files.key];
+      if (values['no-watch'] || files.join('\n') === watchedFiles) return;
+      credentialWatch?.close();
+      watchedFiles = files.join('\n');
+      credentialWatch = watchFiles(files, () => {
+        try {
+          agent.setTls(readAgentTls(settings.files));
+          logger.info({ credential: settings.credential, cert: settings.files.cert }, 'credential files changed; new tunnels use the new certificate');
+        } catch (err) {
+          logger.error({ err, code: (err as { code?: string }).code }, 'cannot read the changed credential files; new tunnels keep the previous certificate');
+        }
+      });
+    };
+    watchCredential();
+    live.subscribe(() => watchCredential());
     // An edit accepted while the agent was being set up: the subscriber came too late for it.
     if (live.current !== topology) await follow(live.current, 'changed during start');
 
     const signalled = runUntilSignalled(logger, {
       reload: () => live.reload('SIGHUP'),
       stop: async (signal) => {
+        credentialWatch?.close();
         live.close();
         await (signal === 'SIGTERM' ? agent.drain(drainMs) : agent.close());
         metrics?.close();

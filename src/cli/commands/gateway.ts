@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { credentialFiles } from '../../topology/index.js';
 import { parseArgs } from 'node:util';
+import { watchFiles } from '../../lib/watch-files.js';
 import { AdminServer, DEFAULT_ADMIN_CREDENTIAL, DEFAULT_CREDENTIALS_ROOT_PATH, Gateway, credentialTlsFiles, readTlsFiles } from '../../gateway/index.js';
 import type { AdminAuth, LimitSettings } from '../../gateway/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
@@ -21,7 +22,8 @@ Agents dial in with their client certificates (signed by the mesh CA, not
 revoked, listed by the service they register for); client connections on the
 front ports of the Topology's gateway endpoints are routed to them. Edits
 of the topology files are followed (a broken edit keeps the last good
-topology); SIGHUP reloads the topology, the certificates and the CRL. Live
+topology), and so are the gateway's certificate, key, CA and CRL (renewed
+or revoked: no restart); SIGHUP reloads all of them at once. Live
 connections survive either, except those of agents whose instance left the
 topology. Runs until SIGTERM or SIGINT.
 
@@ -44,7 +46,11 @@ topology. Runs until SIGTERM or SIGINT.
                              repeatable (default ${DEFAULT_ADMIN_CREDENTIAL})
       --admin-token-file FILE  development instead: plain HTTP on a loopback
                              --admin address, "Authorization: Bearer <token>"
-      --no-watch             reload on SIGHUP only, not on file changes
+      --allow-legacy-identity  migration aid: accept agent certificates that carry
+                             no workload identity URI (issued before it existed;
+                             no host binding for them). Reissue, then drop it
+      --no-watch             reload on SIGHUP only, not on file changes (topology,
+                             and the credential's certificate, key, CA and CRL)
       --log-level LEVEL      fatal|error|warn|info|debug (default info)
 
 Limits (see the gateway README, "Limits"); a connection over a cap is closed
@@ -80,6 +86,7 @@ registration port a quarter, the front ports the remainder equally.
         'admin-credential': { type: 'string', multiple: true },
         'admin-token-file': { type: 'string' },
         'no-watch': { type: 'boolean', default: false },
+        'allow-legacy-identity': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
         'max-connections': { type: 'string' },
         'max-agent-connections': { type: 'string' },
@@ -114,7 +121,8 @@ registration port a quarter, the front ports the remainder equally.
     const live = new LiveTopology(source, { watch: !values['no-watch'], logger });
     const topology = live.start();
     const listen = parseSocketAddress(values.listen ?? `0.0.0.0:${registrationPort(topology)}`, registrationPort(topology));
-    const tlsFiles = credentialTlsFiles(values['credentials-root'], values.credential, values.crl ?? defaultCrl(values['credentials-root'], values.credential));
+    // Without --crl, the crl.pem beside the credential, read when it is there (and followed: one written later counts).
+    const tlsFiles = values.crl !== undefined ? credentialTlsFiles(values['credentials-root'], values.credential, values.crl) : { ...credentialTlsFiles(values['credentials-root'], values.credential, defaultCrl(values['credentials-root'], values.credential)), crlOptional: true };
     const gateway = new Gateway({
       topology,
       tls: tlsFiles,
@@ -125,6 +133,7 @@ registration port a quarter, the front ports the remainder equally.
       logSampling: { burst: logBurst ?? DEFAULT_LOG_SAMPLING.burst, intervalMs: logInterval ?? DEFAULT_LOG_SAMPLING.intervalMs },
       registry,
       logger,
+      allowLegacyIdentity: values['allow-legacy-identity'],
     });
     const adminAddress = values.admin === undefined ? null : parseSocketAddress(values.admin, 9155);
     const adminAuth: AdminAuth =
@@ -168,6 +177,14 @@ registration port a quarter, the front ports the remainder equally.
       }
     };
     live.subscribe((change) => apply(change.current));
+    // Renewed certificates and a new CRL are picked up when their files change (installs rename
+    // them into place), without SIGHUP: new handshakes use them, agents the CRL revokes are dropped.
+    const credentialWatch = values['no-watch']
+      ? null
+      : watchFiles([tlsFiles.ca, tlsFiles.cert, tlsFiles.key, ...(tlsFiles.crl === null ? [] : [tlsFiles.crl])], () => {
+          logger.info({ credential: values.credential }, 'credential files changed; reloading certificates and CRL');
+          void apply(live.current);
+        });
     // An edit accepted while the listeners were opening: the subscriber came too late for it.
     if (live.current !== topology) await apply(live.current);
     const metrics = await startMetrics(registry, values.metrics, 9154);
@@ -179,6 +196,7 @@ registration port a quarter, the front ports the remainder equally.
         if ((await live.reload('SIGHUP')) !== 'success') await apply(live.current);
       },
       stop: () => {
+        credentialWatch?.close();
         live.close();
         gateway.close();
         void admin?.close();
@@ -198,9 +216,8 @@ function positive(values: Record<string, unknown>, flag: string, what: string, o
 }
 
 /** The CRL the PKI installs beside each credential, when there is one. */
-function defaultCrl(root: string, credential: string): string | null {
-  const path = credentialFiles(root, credential, 'server').crl;
-  return existsSync(path) ? path : null;
+function defaultCrl(root: string, credential: string): string {
+  return credentialFiles(root, credential, 'server').crl;
 }
 
 /** The development token: one line in a file (not argv, which every user can read in ps). */

@@ -16,6 +16,7 @@ import {
   batchJobs,
   credentialDirs,
   credentialStatus,
+  exportPkcs12,
   formatDuration,
   initCa,
   inspectCert,
@@ -67,6 +68,10 @@ Service PKI: ECDSA P-256 credentials for every credential in services.yml.
   status   list installed credentials with expiry; write Prometheus metrics
              [--credentials-root DIR] [--ca-dir DIR] [--metrics-file FILE] [--json]
 ${ONLINE_USAGE}
+  export   write an installed credential (key, certificate, CA) as PKCS#12 for
+           Java keystores and Windows (mode 0600; the password is the file's first line)
+             --credential NAME --kind client|server --format p12 --out FILE
+             --password-file FILE [--credentials-root DIR]
 
 Common options:
 ${TOPOLOGY_USAGE}
@@ -346,11 +351,32 @@ const status: Handler = (args, io) => {
   return Promise.resolve(bad ? EXIT_INVALID : EXIT_OK);
 };
 
-const SUBCOMMANDS: Readonly<Record<string, Handler>> = { init, request, sign, install, issue, revoke: revokeCommand, status, serve, renew };
+const exportCommand: Handler = (args, io) => {
+  const { values } = parse(args, {
+    'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT },
+    credential: { type: 'string' },
+    kind: { type: 'string' },
+    format: { type: 'string', default: 'p12' },
+    out: { type: 'string' },
+    'password-file': { type: 'string' },
+  });
+  if (values.format !== 'p12') throw new UsageError(`--format must be p12, not "${values.format}"`);
+  const result = exportPkcs12({
+    root: at(io, values['credentials-root']),
+    credential: required(values.credential, '--credential'),
+    kind: kindOf(values.kind),
+    out: at(io, required(values.out, '--out')),
+    passwordFile: at(io, required(values['password-file'], '--password-file')),
+  });
+  io.stdout(`meshplane pki: ${values.credential} ${values.kind} (serial ${result.serial}) exported to ${values.out} (PKCS#12, 0600)\n`);
+  return Promise.resolve(EXIT_OK);
+};
+
+const SUBCOMMANDS: Readonly<Record<string, Handler>> = { init, request, sign, install, issue, revoke: revokeCommand, status, serve, renew, export: exportCommand };
 
 export const pkiCommand: Command = {
   name: 'pki',
-  summary: 'service PKI: init the CA, request, sign, install, issue, revoke, status; online CA: serve, renew',
+  summary: 'service PKI: init the CA, request, sign, install, issue, revoke, status, export (PKCS#12); online CA: serve, renew',
   usage: USAGE,
   run(args, io) {
     const [sub, ...rest] = args;
