@@ -379,7 +379,12 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     );
     expect(sans(join(rootOf('host3'), 'etc/credentials/x509/ansdb/server/cert.pem'))).not.toContain('DNS:db-master.mesh.internal');
     expect(sans(join(rootOf('host1'), 'etc/credentials/x509/answeb/server/cert.pem'))).toContain('DNS:www.example.com');
-    expect(sans(join(rootOf('host1'), 'etc/credentials/x509/answeb/client/cert.pem')).sort()).toEqual(['DNS:answeb', 'DNS:answeb.mesh.internal']);
+    // The client certificate names the credential, and the workload identity: which host holds it.
+    expect(sans(join(rootOf('host1'), 'etc/credentials/x509/answeb/client/cert.pem')).sort()).toEqual([
+      'DNS:answeb',
+      'DNS:answeb.mesh.internal',
+      'URI:spiffe://mesh.internal/host/host1/credential/answeb',
+    ]);
     expect(existsSync(join(rootOf('gw1'), 'etc/credentials/x509/ansgw/client'))).toBe(false); // enable_client: false
     expect(existsSync(join(rootOf('host4'), 'etc/credentials/x509'))).toBe(false);
     // The controller saw CSRs and certificates, never a host's private key.
