@@ -7,6 +7,3 @@ export { Gateway, credentialTlsFiles, readTlsFiles } from './gateway.js';
 export { AdminServer, DEFAULT_ADMIN_CREDENTIAL } from './admin.js';
 export type { AdminAuth } from './admin.js';
 export type { LimitSettings } from './limits.js';
-
-/** Where credentials live on a host (the PKI's default root). */
-export { DEFAULT_CREDENTIALS_ROOT as DEFAULT_CREDENTIALS_ROOT_PATH } from '../topology/index.js';

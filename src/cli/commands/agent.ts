@@ -4,16 +4,14 @@ import { parseArgs } from 'node:util';
 import { Agent, AgentMetrics, DEFAULT_BACKOFF, agentSettings, followTopology, readAgentTls, resolveGateways } from '../../agent/index.js';
 import type { Address, AgentSettings, AgentSettingsInput } from '../../agent/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
-import { DEFAULT_CREDENTIALS_ROOT_PATH } from '../../gateway/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
 import { watchFiles } from '../../lib/watch-files.js';
 import type { FileWatch } from '../../lib/watch-files.js';
-import { LiveTopology } from '../../topology/index.js';
 import type { Topology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
-import { GATEWAY_SERVICE, registrationPort } from '../../topology/index.js';
+import { DEFAULT_CREDENTIALS_ROOT, GATEWAY_SERVICE, LiveTopology, registrationPort } from '../../topology/index.js';
 
 const env = process.env;
 
@@ -44,7 +42,7 @@ Topology:
                              (default: the one on this host with gateway endpoints)
       --credential NAME      client credential             [MESHPLANE_CREDENTIAL]
                              (default: the service's first client credential)
-      --credentials-root DIR (default ${DEFAULT_CREDENTIALS_ROOT_PATH})  [MESHPLANE_CREDENTIALS_ROOT]
+      --credentials-root DIR (default ${DEFAULT_CREDENTIALS_ROOT})  [MESHPLANE_CREDENTIALS_ROOT]
       --gateway ADDR:PORT    gateway to dial, repeatable   [MESHPLANE_GATEWAY, comma-separated]
                              (default: every address of gateway.<domain> from
                              the system resolver, port of the gateway service)
@@ -69,7 +67,7 @@ Topology:
         host: { type: 'string', default: env['MESHPLANE_HOST'] ?? hostname().split('.')[0] ?? 'localhost' },
         service: { type: 'string', default: env['MESHPLANE_SERVICE'] },
         credential: { type: 'string', default: env['MESHPLANE_CREDENTIAL'] },
-        'credentials-root': { type: 'string', default: env['MESHPLANE_CREDENTIALS_ROOT'] ?? DEFAULT_CREDENTIALS_ROOT_PATH },
+        'credentials-root': { type: 'string', default: env['MESHPLANE_CREDENTIALS_ROOT'] ?? DEFAULT_CREDENTIALS_ROOT },
         gateway: { type: 'string', multiple: true },
         'gateway-name': { type: 'string' },
         backend: { type: 'string' },

@@ -1,13 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { credentialFiles } from '../../topology/index.js';
 import { parseArgs } from 'node:util';
 import { watchFiles } from '../../lib/watch-files.js';
-import { AdminServer, DEFAULT_ADMIN_CREDENTIAL, DEFAULT_CREDENTIALS_ROOT_PATH, Gateway, credentialTlsFiles, readTlsFiles } from '../../gateway/index.js';
+import { AdminServer, DEFAULT_ADMIN_CREDENTIAL, Gateway, credentialTlsFiles, readTlsFiles } from '../../gateway/index.js';
 import type { AdminAuth, LimitSettings } from '../../gateway/index.js';
 import { MeshplaneError, UsageError } from '../../errors.js';
 import { DEFAULT_LOG_SAMPLING } from '../../lib/log-sampler.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
-import { LiveTopology, registrationPort } from '../../topology/index.js';
+import { DEFAULT_CREDENTIALS_ROOT, LiveTopology, credentialFiles, registrationPort } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
@@ -31,7 +30,7 @@ topology. Runs until SIGTERM or SIGINT.
   -s, --services FILE        or compile services.yml ...
   -i, --inventory FILE       ... with this inventory
       --credential NAME      the gateway's own credential (default gateway)
-      --credentials-root DIR where credentials live (default ${DEFAULT_CREDENTIALS_ROOT_PATH})
+      --credentials-root DIR where credentials live (default ${DEFAULT_CREDENTIALS_ROOT})
       --crl FILE             CRL (PEM) of the mesh CA: revoked agents are refused
                              (default: crl.pem beside the credential, if there)
   -l, --listen ADDR:PORT     where agents register (default 0.0.0.0:<the first
@@ -77,7 +76,7 @@ registration port a quarter, the front ports the remainder equally.
       options: {
         ...SOURCE_OPTIONS,
         credential: { type: 'string', default: 'gateway' },
-        'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT_PATH },
+        'credentials-root': { type: 'string', default: DEFAULT_CREDENTIALS_ROOT },
         crl: { type: 'string' },
         listen: { type: 'string', short: 'l' },
         'front-address': { type: 'string', multiple: true },
