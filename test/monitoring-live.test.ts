@@ -30,8 +30,10 @@
  * `for:` is ignored: the expressions are queried through /api/v1/query, and
  * /api/v1/alerts must list each alert as pending (with `for:`) or firing.
  * Where a fault picks one series, the result must be exactly that series
- * (the healthy ones beside it stay quiet). Runs in about 40 s here (2 cores,
- * load ~5).
+ * (the healthy ones beside it stay quiet). Runs in 35-50 s here (2 cores,
+ * load average 5-12). Each fault is sized past its threshold, not at it:
+ * 200 refusals, 7 kills, a certificate of 8 days or a CRL with 3 days left
+ * fire nothing (checked by hand).
  * Also: promtool check metrics passes on up's endpoint (DNS, gateway, agent
  * and process metrics) and on the PKI status file.
  */
