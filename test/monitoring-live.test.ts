@@ -126,7 +126,7 @@ function queries(): { what: string; expr: string }[] {
   const panels = dashboard.panels.flatMap((p) => p.targets.map((t, i) => ({ what: `panel "${p.title}" #${i}`, expr: t.expr })));
   const alerts = [
     { what: 'MeshplaneCertificateExpiringSoon (without < 7d)', expr: 'meshplane_pki_certificate_expiry_timestamp_seconds - time()' },
-    { what: 'MeshplaneCRLExpiringSoon (without < 2d)', expr: 'meshplane_pki_crl_next_update_timestamp_seconds - time()' },
+    { what: 'MeshplaneCRLExpiringSoon (both sides, without <)', expr: 'meshplane_pki_crl_next_update_timestamp_seconds - time() and (meshplane_pki_crl_next_update_timestamp_seconds - meshplane_pki_crl_this_update_timestamp_seconds) / 4' },
     { what: 'MeshplaneBackendDown (without == 0)', expr: 'meshplane_gateway_backend_healthy' },
     { what: 'MeshplaneNoHealthyBackend (without == 0)', expr: 'sum by (job, service, endpoint) (meshplane_gateway_backend_healthy) or on (job, service) (meshplane_gateway_backends_serving)' },
     { what: 'MeshplaneDnsReloadFailing (in full)', expr: 'increase(meshplane_dns_reloads_total{result="failure"}[15m]) > 0' },
