@@ -111,12 +111,16 @@ describe('pki_policy.crl_lifetime', () => {
 });
 
 describe('pki_policy.crl_refresh', () => {
-  it('pki renew --daemon fetches the CRL every crl_refresh, which the online CA announces from its Topology', async () => {
-    const { topology, file } = meshWith('refresh', ['leaf_lifetime: 24h', 'crl_lifetime: 1h', 'crl_refresh: 2s']);
+  it('pki renew --daemon fetches the CRL every crl_refresh, which the online CA announces from its Topology, and installs the CRL signed for its crl_lifetime', async () => {
+    // Bootstrapped offline under another policy (a 2-day CRL); pki serve follows its own Topology's.
+    const offline = meshWith('refresh-offline', ['crl_lifetime: 2d']);
+    const { file } = meshWith('refresh', ['leaf_lifetime: 24h', 'crl_lifetime: 1h', 'crl_refresh: 2s']);
     const caDir = join(dir.path, 'refresh', 'ca');
-    expect((await meshplane(['pki', 'init', '--ca-dir', caDir, '-t', file])).status).toBe(0);
+    expect((await meshplane(['pki', 'init', '--ca-dir', caDir, '-t', offline.file])).status).toBe(0);
     const root = join(dir.path, 'refresh', 'host2');
-    await issueHost({ ca: loadCa(caDir), topology, host: 'host2', root });
+    await issueHost({ ca: loadCa(caDir), topology: offline.topology, host: 'host2', root });
+    const hostCrl = join(root, 'x509', 'db', 'crl.pem');
+    expect(crlLife(hostCrl)).toBe(2 * DAY);
 
     const serve = await started(['pki', 'serve', '--ca-dir', caDir, '-t', file, '--listen', '127.0.0.1:0', '--no-watch'], /online CA at (https:\/\/127\.0\.0\.1:\d+)\//);
     const caUrl = serve.match[1] as string;
@@ -134,6 +138,8 @@ describe('pki_policy.crl_refresh', () => {
     const text = await (await fetch(metricsUrl)).text();
     expect(text).toMatch(/^meshplane_pki_renew_crl_refresh_seconds 2$/m);
     expect(renewer.out.text).toMatch(/"refreshSeconds":2\b.*"msg":"CRL fetched"/);
+    // The CA re-signed for the lifetime its Topology says (the policy changed), and the host has it.
+    expect(crlLife(hostCrl)).toBe(HOUR);
   }, 120_000);
 });
 
