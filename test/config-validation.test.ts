@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { compileTopology as compiled } from '../src/config/index.js';
 import { BASIC_INVENTORY, codes, load, removeTempInputs, where } from './support/inputs.js';
 import { meshplane, tempDir } from './support/run.js';
 
@@ -263,6 +264,51 @@ describe('a services.yml that would serve nothing', () => {
     } finally {
       dir.remove();
     }
+  });
+});
+
+describe('pki_policy: the mesh-wide lifetimes', () => {
+  const WEB = 'web:\n  scheduling_group: web\n  service_credentials: [{name: web}]\n';
+
+  it('compiles into the Topology as "pki", with the defaults filled in for keys not given', () => {
+    const config = load({ 'services.yml': `pki_policy:\n  leaf_lifetime: 24h\n  crl_refresh: 10m\n${WEB}` });
+    expect(config.diagnostics.items).toEqual([]);
+    expect(compiled(config).pki).toEqual({ leaf_lifetime_ms: 86_400_000, crl_lifetime_ms: 7 * 86_400_000, crl_refresh_ms: 600_000 });
+    // Without pki_policy the Topology has no "pki" (older topologies and golden files keep their bytes).
+    expect('pki' in compiled(load({ 'services.yml': WEB }))).toBe(false);
+    // It is no service: a policy alone serves nothing.
+    expect(codes(load({ 'services.yml': 'pki_policy:\n  leaf_lifetime: 24h\n' }))).toEqual(['CONFIG_ERR_NO_SERVICES']);
+  });
+
+  it('names a duration it cannot read with file, line, column and key', () => {
+    const config = load({ 'services.yml': `pki_policy:\n  leaf_lifetime: 90 days\n  crl_lifetime: 7\n  crl_refresh: 1w\n${WEB}` });
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:2:18 pki_policy.leaf_lifetime', 'services.yml:3:17 pki_policy.crl_lifetime', 'services.yml:4:16 pki_policy.crl_refresh']);
+    expect(config.diagnostics.items[0]).toMatchObject({ found: '"90 days"' });
+    expect(config.diagnostics.items[0]?.expected).toMatch(/1h to 397d/);
+  });
+
+  it('refuses values out of range', () => {
+    const config = load({ 'services.yml': `pki_policy:\n  leaf_lifetime: 30m\n  crl_lifetime: 400d\n  crl_refresh: 0s\n${WEB}` });
+    expect(where(config, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:2:18 pki_policy.leaf_lifetime', 'services.yml:3:17 pki_policy.crl_lifetime', 'services.yml:4:16 pki_policy.crl_refresh']);
+    expect(config.diagnostics.items.find((d) => d.key === 'pki_policy.crl_lifetime')?.expected).toMatch(/1h to 365d/);
+  });
+
+  it('refuses a crl_refresh longer than a sixth of crl_lifetime (given, or the 7d default)', () => {
+    const given = load({ 'services.yml': `pki_policy:\n  crl_lifetime: 1d\n  crl_refresh: 5h\n${WEB}` });
+    expect(where(given, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:3:16 pki_policy.crl_refresh']);
+    expect(given.diagnostics.items[0]?.message).toMatch(/crl_refresh 5h is more than a sixth of crl_lifetime 1d/);
+    expect(given.diagnostics.items[0]?.expected).toMatch(/at most 4h/);
+    const byDefault = load({ 'services.yml': `pki_policy:\n  crl_refresh: 2d\n${WEB}` });
+    expect(where(byDefault, 'CONFIG_ERR_VALUE')).toEqual(['services.yml:2:16 pki_policy.crl_refresh']);
+    expect(load({ 'services.yml': `pki_policy:\n  crl_lifetime: 1d\n  crl_refresh: 4h\n${WEB}` }).diagnostics.items).toEqual([]);
+  });
+
+  it('reports an unknown key under pki_policy with a did-you-mean, and a pki_policy that is not a map', () => {
+    const unknown = load({ 'services.yml': `pki_policy:\n  crl_lifetme: 2d\n${WEB}` });
+    expect(where(unknown, 'CONFIG_ERR_UNKNOWN_KEY')).toEqual(['services.yml:2:3 pki_policy.crl_lifetme']);
+    expect(unknown.diagnostics.items[0]?.message).toContain('did you mean "crl_lifetime"?');
+    const scalar = load({ 'services.yml': `pki_policy: 24h\n${WEB}` });
+    expect(where(scalar, 'CONFIG_ERR_TYPE')).toEqual(['services.yml:1:13 pki_policy']);
   });
 });
 

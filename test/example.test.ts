@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
-import { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, OVERLAY_KEYS, SERVICE_KEYS } from '../src/config/testing.js';
+import { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, OVERLAY_KEYS, PKI_POLICY_KEYS, SERVICE_KEYS } from '../src/config/testing.js';
 import { REPO_ROOT } from './support/run.js';
 
 const servicesExample = join(REPO_ROOT, 'services.yml.example');
@@ -27,7 +27,7 @@ describe('shipped examples', () => {
 
   it('show every services.yml key', () => {
     const keys = keysIn(servicesExample);
-    const missing = ['include', ...SERVICE_KEYS, ...CREDENTIAL_KEYS, ...ENDPOINT_KEYS, ...HEALTH_KEYS.filter((k) => k !== 'enabled'), ...OUTLIER_KEYS.filter((k) => k !== 'enabled')].filter(
+    const missing = ['include', 'allow_no_services', 'pki_policy', ...PKI_POLICY_KEYS, ...SERVICE_KEYS, ...CREDENTIAL_KEYS, ...ENDPOINT_KEYS, ...HEALTH_KEYS.filter((k) => k !== 'enabled'), ...OUTLIER_KEYS.filter((k) => k !== 'enabled')].filter(
       (key) => !keys.has(key),
     );
     expect(missing).toEqual([]);

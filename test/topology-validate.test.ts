@@ -130,6 +130,15 @@ describe('the topology contract: shapes', () => {
     expectProblems((t) => delete t.domain, 'TOPOLOGY_ERR_FORMAT', ['domain: missing']);
   });
 
+  it('pki: optional (older topologies have none), complete when present, within bounds', () => {
+    expect(example.pki).toBeDefined();
+    expect(parseTopology(JSON.stringify(edited((t) => delete t.pki)), 'topology.json').pki).toBeUndefined();
+    expectProblems((t) => delete at(t, 'pki').crl_refresh_ms, 'TOPOLOGY_ERR_FORMAT', ['pki.crl_refresh_ms: missing']);
+    expectProblems((t) => (at(t, 'pki').leaf_lifetime_ms = 1000), 'TOPOLOGY_ERR_FORMAT', ['pki.leaf_lifetime_ms: expected an integer 3600000..34300800000, found 1000']);
+    expectProblems((t) => (at(t, 'pki').crl_lifetime = 1000), 'TOPOLOGY_ERR_FORMAT', ['pki.crl_lifetime: not a field of the topology format']);
+    expectProblems((t) => (at(t, 'pki').crl_refresh_ms = 2 * 86_400_000), 'TOPOLOGY_ERR_INCONSISTENT', ['pki.crl_refresh_ms: 2d is more than a sixth of pki.crl_lifetime_ms (7d): a host that misses two fetches would hold an expired CRL']);
+  });
+
   it('gateway endpoint fields', () => {
     expectProblems((t) => (at(t, 'services.web.gateway_endpoints.0').hostnames = []), 'TOPOLOGY_ERR_FORMAT', [
       'services.web.gateway_endpoints[0].hostnames: empty, but a "tls" endpoint routes by hostname (only mode tcp routes by port alone)',

@@ -120,6 +120,7 @@ export function compileTopology(config: LoadedConfig, options: ScheduleOptions =
     credentials,
     // Only when set, so every other topology keeps its bytes.
     ...(services.allowNoServices ? { allow_no_services: true as const } : {}),
+    ...(services.pkiPolicy === undefined ? {} : { pki: { ...services.pkiPolicy } }),
   };
 }
 

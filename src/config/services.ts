@@ -24,7 +24,8 @@ import {
   readString,
 } from './schema.js';
 import type { CredentialConfig, GatewayEndpointConfig, GatewayMode, HealthCheckConfig, OutlierConfig, ServiceConfig, ServicesConfig } from './types.js';
-import { BALANCE_POLICIES, GATEWAY_MODES, PROXY_PROTOCOLS } from '../topology/index.js';
+import { BALANCE_POLICIES, GATEWAY_MODES, PKI_POLICY_BOUNDS, PKI_POLICY_DEFAULTS, PROXY_PROTOCOLS, formatPolicyDuration, maxCrlRefreshMs, parsePolicyDuration } from '../topology/index.js';
+import type { TopologyPkiPolicy } from '../topology/index.js';
 import { parseIp } from '../lib/ip.js';
 
 export const SERVICE_KEYS = [
@@ -41,10 +42,8 @@ export const SERVICE_KEYS = [
   'gateway_endpoints',
 ] as const;
 export const CREDENTIAL_KEYS = ['name', 'enable_client', 'enable_server', 'extra_san', 'lifetime'] as const;
-
-/** `lifetime: 24h` / `30d` / `90m`: a leaf lifetime, within the PKI's bounds (1 hour .. 397 days). */
-const LIFETIME = /^(\d+)(d|h|m)$/;
-const LIFETIME_UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000 };
+/** `pki_policy:` (a reserved top-level key: the underscore keeps it from ever being a service name). */
+export const PKI_POLICY_KEYS = ['leaf_lifetime', 'crl_lifetime', 'crl_refresh'] as const;
 export const ENDPOINT_KEYS = ['name', 'hostnames', 'port', 'mode', 'proxy_protocol', 'health', 'balance', 'max_connections', 'outlier'] as const;
 export const HEALTH_KEYS = ['enabled', 'path', 'interval', 'timeout', 'rise', 'fall'] as const;
 export const OUTLIER_KEYS = ['enabled', 'consecutive_errors', 'ejection_time'] as const;
@@ -119,6 +118,7 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
   const { tree, read, files, watch } = loadServicesTree(file, diags);
   const services = new Map<string, ServiceConfig>();
   let allowNoServices = false;
+  let pkiPolicy: TopologyPkiPolicy | undefined;
   let declared = 0;
   let badNames = 0;
   for (const [name, entry] of tree.entries) {
@@ -126,6 +126,10 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
     if (name.startsWith('.')) continue;
     if (name === 'allow_no_services') {
       allowNoServices = readBool(entry.value, name, diags) ?? false;
+      continue;
+    }
+    if (name === 'pki_policy') {
+      pkiPolicy = readPkiPolicy(entry.value, diags);
       continue;
     }
     declared++;
@@ -136,7 +140,7 @@ export function readServices(file: string, diags: Diagnostics): ServicesConfig {
     if (service !== undefined) services.set(name, service);
   }
   if (read && !allowNoServices && badNames === 0) checkSomethingServed(normalize(file), tree, declared, services, diags);
-  return { file: normalize(file), files, watch, services, allowNoServices };
+  return { file: normalize(file), files, watch, services, allowNoServices, pkiPolicy };
 }
 
 /**
@@ -345,17 +349,8 @@ function readCredentials(node: LNode, path: string, diags: Diagnostics): Credent
         extraSan.push(ip?.text ?? san);
       });
     }
-    let lifetimeMs: number | undefined;
     const lifetimeNode = get('lifetime');
-    if (lifetimeNode !== undefined) {
-      const lifetimePath = joinPath(itemPath, 'lifetime');
-      const text = readString(lifetimeNode, lifetimePath, diags);
-      const match = text === undefined ? null : LIFETIME.exec(text);
-      const ms = match === null ? undefined : Number(match[1]) * (LIFETIME_UNIT_MS[match[2] ?? ''] ?? 0);
-      if (text !== undefined && (ms === undefined || ms < 3_600_000 || ms > 397 * 86_400_000)) {
-        diags.error('CONFIG_ERR_VALUE', lifetimeNode.loc, lifetimePath, 'invalid certificate lifetime', { found: JSON.stringify(text), expected: 'a duration such as 24h, 30d or 90m, from 1h to 397d' });
-      } else lifetimeMs = ms;
-    }
+    const lifetimeMs = lifetimeNode === undefined ? undefined : readLifetime(lifetimeNode, joinPath(itemPath, 'lifetime'), diags, 'leaf_lifetime_ms', 'certificate lifetime');
     if (name === undefined || enableClient === undefined || enableServer === undefined) continue;
     if (credentials.some((c) => c.name === name)) {
       diags.error('CONFIG_ERR_DUPLICATE_ENTRY', nameNode.loc, joinPath(itemPath, 'name'), `credential "${name}" is listed twice in this service`, { expected: 'each credential once' });
@@ -364,6 +359,56 @@ function readCredentials(node: LNode, path: string, diags: Diagnostics): Credent
     credentials.push({ name, enable_client: enableClient, enable_server: enableServer, extra_san: extraSan, ...(lifetimeMs === undefined ? {} : { lifetime_ms: lifetimeMs }), loc: map.loc });
   }
   return credentials;
+}
+
+/**
+ * A lifetime written 24h, 30d, 90m or 45s, within the bounds of the policy
+ * field it sets (a credential's `lifetime` has the leaf bounds).
+ */
+function readLifetime(node: LNode, path: string, diags: Diagnostics, field: keyof TopologyPkiPolicy, what: string): number | undefined {
+  const { min, max } = PKI_POLICY_BOUNDS[field];
+  const expected = `a duration such as 24h, 30d, 90m or 45s, from ${formatPolicyDuration(min)} to ${formatPolicyDuration(max)}`;
+  const text = node.kind === 'scalar' && typeof node.value === 'string' ? node.value : undefined;
+  const ms = text === undefined ? undefined : parsePolicyDuration(text);
+  if (ms === undefined) {
+    diags.error('CONFIG_ERR_VALUE', node.loc, path, `invalid ${what}`, { found: describeNode(node), expected });
+    return undefined;
+  }
+  if (ms < min || ms > max) {
+    diags.error('CONFIG_ERR_VALUE', node.loc, path, `${what} out of range`, { found: JSON.stringify(text), expected });
+    return undefined;
+  }
+  return ms;
+}
+
+/**
+ * `pki_policy:` -> the Topology's `pki`, complete: keys not given take the
+ * defaults, so the Topology states the whole policy. The refresh is checked
+ * against the lifetime in force (given or default): see pki-policy.ts.
+ */
+function readPkiPolicy(node: LNode, diags: Diagnostics): TopologyPkiPolicy | undefined {
+  const map = expectMap(node, 'pki_policy', diags, true);
+  if (map === undefined) return undefined;
+  checkKeys(map, PKI_POLICY_KEYS, 'pki_policy', diags);
+  const read = (key: (typeof PKI_POLICY_KEYS)[number], field: keyof TopologyPkiPolicy, what: string): number | undefined | null => {
+    const value = map.entries.get(key)?.value;
+    return value === undefined ? PKI_POLICY_DEFAULTS[field] : (readLifetime(value, joinPath('pki_policy', key), diags, field, what) ?? null);
+  };
+  const leaf = read('leaf_lifetime', 'leaf_lifetime_ms', 'leaf certificate lifetime');
+  const crlLifetime = read('crl_lifetime', 'crl_lifetime_ms', 'CRL lifetime');
+  const crlRefresh = read('crl_refresh', 'crl_refresh_ms', 'CRL refresh interval');
+  if (leaf == null || crlLifetime == null || crlRefresh == null) return undefined;
+  if (crlRefresh > maxCrlRefreshMs(crlLifetime)) {
+    diags.error(
+      'CONFIG_ERR_VALUE',
+      map.entries.get('crl_refresh')?.value.loc ?? map.loc,
+      'pki_policy.crl_refresh',
+      `crl_refresh ${formatPolicyDuration(crlRefresh)} is more than a sixth of crl_lifetime ${formatPolicyDuration(crlLifetime)}${map.entries.has('crl_lifetime') ? '' : ' (the default)'}: hosts must be able to miss two CRL fetches and still hold a valid CRL`,
+      { expected: `a crl_refresh of at most ${formatPolicyDuration(maxCrlRefreshMs(crlLifetime))}, or a longer crl_lifetime` },
+    );
+    return undefined;
+  }
+  return { leaf_lifetime_ms: leaf, crl_lifetime_ms: crlLifetime, crl_refresh_ms: crlRefresh };
 }
 
 function readEndpoints(node: LNode, path: string, diags: Diagnostics): GatewayEndpointConfig[] {

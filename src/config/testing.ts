@@ -10,4 +10,4 @@ export { groupVars, toAnsibleList } from './inventory.js';
 export type { Inventory } from './inventory.js';
 export { toPlain } from './located.js';
 export { OVERLAY_KEYS } from './mesh-inventory.js';
-export { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, SERVICE_KEYS } from './services.js';
+export { CREDENTIAL_KEYS, ENDPOINT_KEYS, HEALTH_KEYS, OUTLIER_KEYS, PKI_POLICY_KEYS, SERVICE_KEYS } from './services.js';

@@ -5,7 +5,7 @@
  */
 import type { Loc } from './diagnostics.js';
 import type { Inventory } from './inventory.js';
-import type { TopologyCredential, TopologyGatewayEndpoint, TopologyOverlay } from '../topology/index.js';
+import type { TopologyCredential, TopologyGatewayEndpoint, TopologyOverlay, TopologyPkiPolicy } from '../topology/index.js';
 
 // The enums are the Topology's; config re-exports them for its readers.
 export type { GatewayMode, OverlayDriver, TopologyHealthCheck as HealthCheckConfig, TopologyOutlier as OutlierConfig } from '../topology/index.js';
@@ -89,4 +89,6 @@ export interface ServicesConfig {
    * an emptied or truncated file must not turn into "serve nothing".
    */
   readonly allowNoServices: boolean;
+  /** `pki_policy:`, complete (defaults filled in); undefined when services.yml has none. */
+  readonly pkiPolicy: TopologyPkiPolicy | undefined;
 }

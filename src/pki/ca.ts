@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
+import { pkiPolicy } from '../topology/index.js';
 import type { NameConstraintSet } from './constraints.js';
 import { constraintsCover, mergeConstraints, nameConstraintsExtension, readConstraints, wantedConstraints } from './constraints.js';
 import { currentCrl } from './crl.js';
@@ -182,19 +183,19 @@ export async function initCa(options: InitCaOptions): Promise<{ ca: Ca; action: 
     const signer = keySigner(readText(files.key, 'CA key'));
     const cert = await buildCaCert(signer, caSubject(options.topology.domain), wanted, new Date(now.getTime() - VALIDITY.backdateMs), new Date(now.getTime() + daysToMs(VALIDITY.caDays)));
     writeFileSecure(files.cert, cert, MODES.public);
-    return { ca: await withFreshCrl(loadCa(files.dir), now), action: 'created' };
+    return { ca: await withFreshCrl(loadCa(files.dir), now, options.topology), action: 'created' };
   }
   const ca = loadCa(files.dir);
   const current = ca.constraints ?? { dns: [], ip: [] };
-  if (ca.constraints === undefined || constraintsCover(current, wanted)) return { ca: await withFreshCrl(ca, now), action: 'unchanged' };
+  if (ca.constraints === undefined || constraintsCover(current, wanted)) return { ca: await withFreshCrl(ca, now, options.topology), action: 'unchanged' };
   const merged = mergeConstraints(current, wanted);
   const cert = await buildCaCert(ca.signer, ca.cert.subjectDer, merged, ca.cert.notBefore, ca.cert.notAfter);
   writeFileSecure(files.cert, cert, MODES.public);
-  return { ca: await withFreshCrl(loadCa(files.dir), now), action: 'updated' };
+  return { ca: await withFreshCrl(loadCa(files.dir), now, options.topology), action: 'updated' };
 }
 
-/** Every init also keeps the CRL from running out (it lasts VALIDITY.crlDays). */
-async function withFreshCrl(ca: Ca, now: Date): Promise<Ca> {
-  await currentCrl(ca, now);
+/** Every init also keeps the CRL from running out (it lasts pki_policy.crl_lifetime, default VALIDITY.crlDays). */
+async function withFreshCrl(ca: Ca, now: Date, topology: Topology): Promise<Ca> {
+  await currentCrl(ca, now, { lifetimeMs: pkiPolicy(topology).crl_lifetime_ms });
   return ca;
 }

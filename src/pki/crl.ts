@@ -1,8 +1,10 @@
 /**
  * Revocation: `revoked.json` in the CA directory is the list (serial, time,
- * reason); `crl.pem` is signed from it with a nextUpdate VALIDITY.crlDays
- * ahead. `meshplane pki issue` copies the CRL next to `ca.pem` so the gateway
- * (and openssl -crl_check) can enforce it, and reissues revoked certificates.
+ * reason); `crl.pem` is signed from it, valid for the CRL lifetime
+ * (nextUpdate - thisUpdate: services.yml `pki_policy.crl_lifetime`, default
+ * VALIDITY.crlDays). `meshplane pki issue` copies the CRL next to `ca.pem` so
+ * the gateway (and openssl -crl_check) can enforce it, and reissues revoked
+ * certificates.
  */
 import { X509Certificate as NodeX509, verify } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -40,16 +42,23 @@ export function revokedSerials(ca: Ca): Set<string> {
   return new Set(readRevoked(ca).map((entry) => entry.serial));
 }
 
-/** Signs crl.pem from revoked.json. */
-async function writeCrl(ca: Ca, now: Date = new Date()): Promise<string> {
+/** How the CRL is signed; callers that hold the Topology pass its `pkiPolicy(topology).crl_lifetime_ms`. */
+interface CrlOptions {
+  /** nextUpdate - thisUpdate. Default: the lifetime of the CRL being replaced, else VALIDITY.crlDays. */
+  readonly lifetimeMs?: number;
+}
+
+/** Signs crl.pem from revoked.json, valid `lifetimeMs` from a thisUpdate backdated like certificates (clock skew). */
+async function writeCrl(ca: Ca, now: Date, lifetimeMs: number): Promise<string> {
   const x509 = await peculiar();
   const entries = readRevoked(ca);
   const { crypto, signingKey } = signerCrypto(ca.signer);
+  const thisUpdate = now.getTime() - VALIDITY.backdateMs;
   const crl = await x509.X509CrlGenerator.create(
     {
       issuer: new x509.Name(ca.cert.subjectDer),
-      thisUpdate: new Date(now.getTime() - VALIDITY.backdateMs),
-      nextUpdate: new Date(now.getTime() + daysToMs(VALIDITY.crlDays)),
+      thisUpdate: new Date(thisUpdate),
+      nextUpdate: new Date(thisUpdate + lifetimeMs),
       signingAlgorithm: EC_ALGORITHM,
       signingKey,
       extensions: [
@@ -78,6 +87,7 @@ function crlNumber(now: Date): Uint8Array {
 }
 
 interface CrlInfo {
+  readonly thisUpdate: Date | undefined;
   readonly nextUpdate: Date | undefined;
   /** Revoked serials, normalized (see normalizeSerial). */
   readonly serials: ReadonlySet<string>;
@@ -113,7 +123,8 @@ export function readCrl(pemText: string, source: string, caPem?: string): CrlInf
       signedByCa = false;
     }
   }
-  return { nextUpdate: next === undefined ? undefined : readTime(r, next), serials, signedByCa };
+  const first = times[0];
+  return { thisUpdate: first === undefined ? undefined : readTime(r, first), nextUpdate: next === undefined ? undefined : readTime(r, next), serials, signedByCa };
 }
 
 /**
@@ -135,27 +146,54 @@ export function crlNextUpdate(pemText: string, source: string): Date | undefined
   return readCrl(pemText, source).nextUpdate;
 }
 
-/** The CA's current CRL, regenerated when missing or past half its validity. */
-export async function currentCrl(ca: Ca, now: Date = new Date()): Promise<string> {
-  if (existsSync(ca.files.crl)) {
+/** The CA's crl.pem with its dates, when there is one it can read (an unreadable one is signed again). */
+function existingCrl(ca: Ca): { text: string; thisUpdate: number; nextUpdate: number } | undefined {
+  if (!existsSync(ca.files.crl)) return undefined;
+  try {
     const text = readFileSync(ca.files.crl, 'utf8');
-    const next = crlNextUpdate(text, ca.files.crl)?.getTime() ?? 0;
-    if (next - now.getTime() > daysToMs(VALIDITY.crlDays) / 2) return text;
+    const info = readCrl(text, ca.files.crl);
+    return { text, thisUpdate: info.thisUpdate?.getTime() ?? 0, nextUpdate: info.nextUpdate?.getTime() ?? 0 };
+  } catch {
+    return undefined;
   }
-  return writeCrl(ca, now);
+}
+
+/** The lifetime to sign with: the one asked for, else the replaced CRL's (so `revoke`, which reads no Topology, keeps the policy), else the default. */
+function lifetimeFor(options: CrlOptions, existing: { thisUpdate: number; nextUpdate: number } | undefined): number {
+  if (options.lifetimeMs !== undefined) return options.lifetimeMs;
+  const previous = existing === undefined ? 0 : existing.nextUpdate - existing.thisUpdate;
+  return previous > 0 ? previous : daysToMs(VALIDITY.crlDays);
+}
+
+/**
+ * The CA's current CRL, re-signed when missing, once half of its lifetime
+ * has passed (so a rerun in between changes no file: playbook reruns stay
+ * `changed=0`), or when `options.lifetimeMs` differs from the one it was
+ * signed with (a changed pki_policy.crl_lifetime applies at once).
+ */
+export async function currentCrl(ca: Ca, now: Date = new Date(), options: CrlOptions = {}): Promise<string> {
+  const existing = existingCrl(ca);
+  const lifetimeMs = lifetimeFor(options, existing);
+  if (existing !== undefined) {
+    // CRLs signed before the lifetime counted from thisUpdate ran 5 minutes longer: the same policy.
+    const sameLifetime = Math.abs(existing.nextUpdate - existing.thisUpdate - lifetimeMs) <= VALIDITY.backdateMs;
+    if (sameLifetime && existing.nextUpdate - now.getTime() > lifetimeMs / 2) return existing.text;
+  }
+  return writeCrl(ca, now, lifetimeMs);
 }
 
 /** Adds `serial` to the revoked list (idempotent) and re-signs the CRL. */
-export async function revoke(ca: Ca, serialText: string, reason: RevocationReason = 'unspecified', now: Date = new Date()): Promise<{ added: boolean; entry: RevokedEntry }> {
+export async function revoke(ca: Ca, serialText: string, reason: RevocationReason = 'unspecified', now: Date = new Date(), options: CrlOptions = {}): Promise<{ added: boolean; entry: RevokedEntry }> {
   const serial = normalizeSerial(serialText);
   const entries = readRevoked(ca);
   const existing = entries.find((entry) => entry.serial === serial);
+  const lifetimeMs = lifetimeFor(options, existingCrl(ca));
   if (existing !== undefined) {
-    await writeCrl(ca, now);
+    await writeCrl(ca, now, lifetimeMs);
     return { added: false, entry: existing };
   }
   const entry: RevokedEntry = { serial, revoked_at: now.toISOString(), reason };
   writeFileSecure(ca.files.revoked, `${JSON.stringify({ revoked: [...entries, entry] }, null, 2)}\n`, MODES.public);
-  await writeCrl(ca, now);
+  await writeCrl(ca, now, lifetimeMs);
   return { added: true, entry };
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { didYouMean } from '../lib/did-you-mean.js';
 import { MeshplaneError } from '../errors.js';
 import type { Topology, TopologyCredential } from '../topology/index.js';
-import { stateCredentialsRoot } from '../topology/index.js';
+import { pkiPolicy, stateCredentialsRoot } from '../topology/index.js';
 import type { Ca } from './ca.js';
 import { initCa, loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
@@ -53,7 +53,7 @@ export async function issueHost(options: IssueHostOptions, signer: LeafSigner = 
     throw new MeshplaneError('PKI_ERR_UNKNOWN_HOST', `host "${options.host}" is not in the topology${hint ? ` (did you mean "${hint}"?)` : ''}`);
   }
   const revoked = revokedSerials(ca);
-  const crlPem = await currentCrl(ca, now);
+  const crlPem = await currentCrl(ca, now, { lifetimeMs: pkiPolicy(topology).crl_lifetime_ms });
   const results: IssueResult[] = [];
   for (const name of host.credentials) {
     // The topology's contract: a host's credentials are all in topology.credentials.

@@ -145,9 +145,9 @@ export class OnlineCa {
     this.signer = new LeafSigner(this.ca);
   }
 
-  /** The current CRL (re-signed once half its life has passed). */
-  crl(now = new Date()): Promise<string> {
-    return currentCrl(this.ca, now);
+  /** The current CRL (re-signed once half its life has passed, or for a new `lifetimeMs`: pki_policy.crl_lifetime). */
+  crl(now = new Date(), options: { readonly lifetimeMs?: number } = {}): Promise<string> {
+    return currentCrl(this.ca, now, options);
   }
 
   /** Checks the presented certificate, the rate and the CSR (as `pki sign` does), and signs. */

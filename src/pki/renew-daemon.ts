@@ -1,6 +1,10 @@
 /**
  * `pki renew --daemon`: renews each credential when it is due and refreshes
- * the CRL on a schedule, sleeping until the next of those; while the CA
+ * the CRL on a schedule, sleeping until the next of those. The CRL schedule
+ * is the CA's: `pki serve` says how long to wait (Cache-Control max-age, its
+ * Topology's pki_policy.crl_refresh), so a host needs no Topology of its own
+ * and follows a policy change at its next fetch; `crlIntervalMs` (the
+ * `--crl-interval` flag) overrides it. While the CA
  * cannot be reached (or refuses), retries with exponential backoff (1 s
  * doubling up to `retryMaxMs`, with jitter). After a pass that changed a
  * file (a certificate or a CRL), runs `exec` once; never after a no-op.
@@ -21,7 +25,7 @@ interface DaemonOptions {
   readonly registry: Registry;
   /** Shell command run once after a pass that changed files. */
   readonly exec?: string;
-  /** How often the CRL is fetched (default 1 hour). */
+  /** How often the CRL is fetched, overriding what the CA says (default: the CA's max-age, else 1 hour). */
   readonly crlIntervalMs?: number;
   /** The longest wait between retries while failing (default 5 minutes). */
   readonly retryMaxMs?: number;
@@ -29,6 +33,8 @@ interface DaemonOptions {
 }
 
 const RETRY_INITIAL_MS = 1000;
+/** The CRL interval when neither the flag nor the CA says (a CA from before pki_policy). */
+const DEFAULT_CRL_INTERVAL_MS = 3600_000;
 /** setTimeout's limit is about 24.8 days; wake at least daily anyway to notice new files. */
 const LONGEST_SLEEP_MS = 24 * 3600 * 1000;
 
@@ -51,6 +57,8 @@ export class RenewDaemon {
   private readonly renewals: Counter<'credential' | 'kind'>;
   private readonly failuresTotal: Counter<'code'>;
   private readonly execs: Counter<'outcome'>;
+  private readonly crlFetches: Counter;
+  private readonly crlRefresh: Gauge;
 
   constructor(private readonly options: DaemonOptions) {
     const registers = [options.registry];
@@ -60,6 +68,8 @@ export class RenewDaemon {
     this.renewals = new Counter({ name: 'meshplane_pki_renew_renewals_total', help: 'Certificates renewed', labelNames: ['credential', 'kind'], registers });
     this.failuresTotal = new Counter({ name: 'meshplane_pki_renew_failures_total', help: 'Failed renewals and CRL fetches by error code', labelNames: ['code'], registers });
     this.execs = new Counter({ name: 'meshplane_pki_renew_exec_total', help: 'Runs of --exec by outcome (ok, failed)', labelNames: ['outcome'], registers });
+    this.crlFetches = new Counter({ name: 'meshplane_pki_renew_crl_fetches_total', help: 'CRLs fetched from the online CA (failures count in meshplane_pki_renew_failures_total)', registers });
+    this.crlRefresh = new Gauge({ name: 'meshplane_pki_renew_crl_refresh_seconds', help: 'Interval between CRL fetches in force: --crl-interval, else what the CA says (pki_policy.crl_refresh), else 3600', registers });
   }
 
   /** One pass: renew what is due, refresh the CRL when its time has come (or `forceCrl`), run exec after a change. */
@@ -87,12 +97,18 @@ export class RenewDaemon {
     }
     if (forceCrl || Date.now() >= this.nextCrlAt) {
       try {
-        const crlChanged = await refreshCrl({ root: options.root, caUrl: options.caUrl, manageOwnership: options.manageOwnership });
-        if (crlChanged.length > 0) {
-          changed = true;
-          log.info({ credentials: crlChanged }, 'CRL updated');
+        const crl = await refreshCrl({ root: options.root, caUrl: options.caUrl, manageOwnership: options.manageOwnership });
+        const intervalMs = options.crlIntervalMs ?? crl.refreshMs ?? DEFAULT_CRL_INTERVAL_MS;
+        this.crlRefresh.set(intervalMs / 1000);
+        if (crl.fetched) {
+          this.crlFetches.inc();
+          log.debug({ refreshSeconds: intervalMs / 1000, changed: crl.changed.length > 0 }, 'CRL fetched');
         }
-        this.nextCrlAt = Date.now() + (options.crlIntervalMs ?? 3600_000);
+        if (crl.changed.length > 0) {
+          changed = true;
+          log.info({ credentials: crl.changed }, 'CRL updated');
+        }
+        this.nextCrlAt = Date.now() + intervalMs;
       } catch (err) {
         failed = true;
         const code = err instanceof MeshplaneError ? err.code : 'PKI_ERR_CRL_UNTRUSTED';

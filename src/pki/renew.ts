@@ -67,6 +67,14 @@ function renewalDue(cert: NodeX509): Date {
 interface Answer {
   readonly status: number;
   readonly body: string;
+  /** Cache-Control max-age, in ms, when the CA sent one. */
+  readonly maxAgeMs?: number;
+}
+
+/** `max-age=N` of a Cache-Control header, in ms (at least 1 s). */
+function maxAgeMs(header: string | undefined): number | undefined {
+  const match = /(?:^|,)\s*max-age=(\d+)\s*(?:,|$)/i.exec(header ?? '');
+  return match === null ? undefined : Math.max(1, Number(match[1])) * 1000;
 }
 
 interface Tls {
@@ -85,7 +93,8 @@ function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?:
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        const maxAge = maxAgeMs(res.headers['cache-control']);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, ...(maxAge === undefined ? {} : { maxAgeMs: maxAge }) }));
         res.on('error', (err) => reject(unreachable(caUrl, err)));
       },
     );
@@ -152,16 +161,25 @@ export async function renewCredentials(options: RenewOptions): Promise<Outcome[]
   return outcomes;
 }
 
-/** Fetches the CA's CRL and installs it beside every credential whose ca.pem signed it; returns the credentials whose crl.pem changed. */
-export async function refreshCrl(options: { readonly root: string; readonly caUrl: URL; readonly manageOwnership?: boolean }): Promise<string[]> {
+interface CrlRefresh {
+  /** Whether the CA was asked (there is no CA to ask before a credential is installed). */
+  readonly fetched: boolean;
+  /** The credentials whose crl.pem changed. */
+  readonly changed: readonly string[];
+  /** When to fetch again, as the CA said (its Topology's pki_policy.crl_refresh); undefined for a CA that does not say. */
+  readonly refreshMs?: number;
+}
+
+/** Fetches the CA's CRL and installs it beside every credential whose ca.pem signed it. */
+export async function refreshCrl(options: { readonly root: string; readonly caUrl: URL; readonly manageOwnership?: boolean }): Promise<CrlRefresh> {
   const held = heldCredentials(options.root);
   const first = held[0];
-  if (first === undefined) return [];
+  if (first === undefined) return { fetched: false, changed: [] };
   const answer = await call(options.caUrl, 'GET', '/crl', { caPem: first.caPem });
   if (answer.status !== 200) throw refused(options.caUrl, answer);
   const changed: string[] = [];
   for (const credential of new Set(held.map((h) => h.credential))) {
     if (installCrl(options.root, credential, answer.body, options.manageOwnership)) changed.push(credential);
   }
-  return changed;
+  return { fetched: true, changed, ...(answer.maxAgeMs === undefined ? {} : { refreshMs: answer.maxAgeMs }) };
 }

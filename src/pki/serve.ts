@@ -2,7 +2,8 @@
  * `pki serve`: the online CA over HTTPS with mutual TLS (fastify).
  *
  *   POST /renew  body: a PEM CSR; the client presents its current certificate
- *   GET  /crl    the current CRL (PEM)
+ *   GET  /crl    the current CRL (PEM); Cache-Control max-age = the Topology's
+ *                pki_policy.crl_refresh, which `pki renew --daemon` follows
  *   GET  /ca     the CA certificate (PEM)
  *
  * Its own TLS certificate is a dedicated one, made at start in memory: a
@@ -23,7 +24,7 @@ import { Counter, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
-import { hostFqdn } from '../topology/index.js';
+import { hostFqdn, pkiPolicy } from '../topology/index.js';
 import { generateKeyPair } from './keys.js';
 import type { RateLimits } from './online.js';
 import { OnlineCa } from './online.js';
@@ -115,7 +116,13 @@ export class PkiServer {
     });
     app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
     app.get('/ca', (_request, reply) => this.text(reply, 'ca', this.ca.certPem, 'application/x-pem-file'));
-    app.get('/crl', async (_request, reply) => this.text(reply, 'crl', await this.ca.crl(), 'application/x-pem-file'));
+    app.get('/crl', async (_request, reply) => {
+      // The policy of the Topology in force now: the CRL's lifetime, and when hosts should ask again.
+      const policy = pkiPolicy(options.topology());
+      const crl = await this.ca.crl(new Date(), { lifetimeMs: policy.crl_lifetime_ms });
+      void reply.header('cache-control', `max-age=${Math.max(1, Math.round(policy.crl_refresh_ms / 1000))}`);
+      return this.text(reply, 'crl', crl, 'application/x-pem-file');
+    });
     app.post('/renew', (request, reply) => {
       const socket = request.raw.socket as TLSSocket;
       const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;

@@ -11,6 +11,7 @@
  */
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
+import { pkiPolicy } from '../topology/index.js';
 import type { Authorized } from './authorize.js';
 import { authorize } from './authorize.js';
 import type { Ca } from './ca.js';
@@ -65,8 +66,8 @@ export class LeafSigner {
     // 1. authorize
     const authorized = authorize(topology, { csr, host: request.host, kind: request.kind, source: request.source });
     // 2. template: subject = credential, the authorized SANs, the kind's EKU; lifetime from validity.ts
-    // --lifetime, else the credential's own (services.yml `lifetime`), else the default (validity.ts).
-    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs ?? authorized.credential.lifetime_ms);
+    // --lifetime, else the credential's own (services.yml `lifetime`), else the mesh's (pki_policy.leaf_lifetime, default 90 days).
+    const validity = leafValidity(request.now ?? new Date(), request.lifetimeMs ?? authorized.credential.lifetime_ms ?? pkiPolicy(topology).leaf_lifetime_ms);
     // 3. validate against what peers will check
     if (this.constraints !== undefined) {
       const outside = this.constraints.outside(authorized.sans);

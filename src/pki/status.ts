@@ -13,7 +13,7 @@ import { inspectCert, trustProblem } from './inspect.js';
 import type { CertKind } from './sans.js';
 import { CERT_KINDS } from './sans.js';
 import { VALIDITY } from './validity.js';
-import { crlNextUpdate, trustedRevokedSerials } from './crl.js';
+import { crlNextUpdate, readCrl, trustedRevokedSerials } from './crl.js';
 
 type CertStatus = 'ok' | 'renew' | 'expired' | 'invalid' | 'revoked';
 
@@ -33,6 +33,8 @@ interface FileExpiry {
   readonly path: string;
   readonly what: 'ca' | 'crl';
   readonly notAfter: Date;
+  /** A CRL's thisUpdate (so alerts can be relative to its lifetime). */
+  readonly thisUpdate?: Date;
 }
 
 interface StatusReport {
@@ -85,8 +87,12 @@ export function credentialStatus(root: string, now: Date = new Date(), caDir?: s
 
 function addFile(files: FileExpiry[], path: string, what: 'ca' | 'crl', pem: string): void {
   try {
-    const notAfter = what === 'ca' ? new Date(new NodeX509(pem).validTo) : crlNextUpdate(pem, path);
-    if (notAfter !== undefined) files.push({ path, what, notAfter });
+    if (what === 'ca') files.push({ path, what, notAfter: new Date(new NodeX509(pem).validTo) });
+    else {
+      const notAfter = crlNextUpdate(pem, path);
+      const thisUpdate = readCrl(pem, path).thisUpdate;
+      if (notAfter !== undefined) files.push({ path, what, notAfter, ...(thisUpdate === undefined ? {} : { thisUpdate }) });
+    }
   } catch {
     // An unreadable CA or CRL shows up as invalid certificates instead.
   }
@@ -153,6 +159,11 @@ export function statusMetrics(report: StatusReport, now: Date = new Date()): str
     'meshplane_pki_crl_next_update_timestamp_seconds',
     'When each CRL found must be replaced (nextUpdate), as a Unix time.',
     report.files.filter((f) => f.what === 'crl').map((f) => `meshplane_pki_crl_next_update_timestamp_seconds{path="${escapeLabel(f.path)}"} ${seconds(f.notAfter)}`),
+  );
+  metric(
+    'meshplane_pki_crl_this_update_timestamp_seconds',
+    'When each CRL found was signed (thisUpdate), as a Unix time: nextUpdate - thisUpdate is its lifetime (pki_policy.crl_lifetime).',
+    report.files.filter((f) => f.what === 'crl' && f.thisUpdate !== undefined).map((f) => `meshplane_pki_crl_this_update_timestamp_seconds{path="${escapeLabel(f.path)}"} ${seconds(f.thisUpdate as Date)}`),
   );
   metric('meshplane_pki_status_timestamp_seconds', 'When meshplane pki status wrote this file, as a Unix time.', [`meshplane_pki_status_timestamp_seconds ${seconds(now)}`]);
   return `${lines.join('\n')}\n`;

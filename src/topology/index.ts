@@ -18,6 +18,7 @@ export type { FrontFamily, GatewayPortFacts } from './gateway-ports.js';
 export type { ScheduleRequest, ScheduleOptions } from './scheduler.js';
 export { hostFqdn, instanceNames, masterNames, serviceNames, shardNames, srvNames, srvProtocolName } from './names.js';
 export { parseWorkloadId, workloadId } from './identity.js';
+export { PKI_POLICY_BOUNDS, PKI_POLICY_DEFAULTS, formatPolicyDuration, maxCrlRefreshMs, parsePolicyDuration, pkiPolicy } from './pki-policy.js';
 export { DEFAULT_CREDENTIALS_ROOT, credentialDir, credentialFiles, credentialsDir, stateCredentialsRoot } from './credential-layout.js';
 // The contract: the Topology's shape and the enums of its fields (src/config reads the inputs into them).
 export { BALANCE_POLICIES, GATEWAY_MODES, OVERLAY_DRIVERS, PROXY_PROTOCOLS, TINC_CIPHERS, TINC_DIGESTS, TOPOLOGY_FORMAT_VERSION } from './types.js';
@@ -32,5 +33,6 @@ export type {
   TopologyInstance,
   TopologyOutlier,
   TopologyOverlay,
+  TopologyPkiPolicy,
   TopologyService,
 } from './types.js';

@@ -35,6 +35,22 @@ export interface Topology {
    * it. Without it, a running daemon keeps its services (TOPOLOGY_ERR_NO_SERVICES).
    */
   readonly allow_no_services?: true;
+  /**
+   * services.yml `pki_policy:`, complete (defaults filled in for the keys it
+   * does not give); absent when it has none, which means the defaults
+   * (`pkiPolicy()` in pki-policy.ts), so older topologies read unchanged.
+   */
+  readonly pki?: TopologyPkiPolicy;
+}
+
+/** The mesh's PKI lifetimes; bounds and the rule between them in pki-policy.ts. */
+export interface TopologyPkiPolicy {
+  /** Leaf certificates of credentials without their own `lifetime_ms`. */
+  readonly leaf_lifetime_ms: number;
+  /** The CRL's nextUpdate - thisUpdate. */
+  readonly crl_lifetime_ms: number;
+  /** How often hosts fetch the CRL from the online CA (`pki renew --daemon`). */
+  readonly crl_refresh_ms: number;
 }
 
 export interface TopologyOverlay {

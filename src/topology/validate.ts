@@ -16,6 +16,7 @@
 import { networkContains, parseIp, parseNetwork } from '../lib/ip.js';
 import type { IpAddress, IpNetwork } from '../lib/ip.js';
 import { hostFqdn } from './names.js';
+import { PKI_POLICY_BOUNDS, formatPolicyDuration, maxCrlRefreshMs } from './pki-policy.js';
 import { BALANCE_POLICIES, GATEWAY_MODES, OVERLAY_DRIVERS, PROXY_PROTOCOLS, TINC_CIPHERS, TINC_DIGESTS, TOPOLOGY_FORMAT_VERSION } from './types.js';
 import type { Topology, TopologyOverlay, TopologyService } from './types.js';
 
@@ -38,7 +39,8 @@ const HOSTNAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-
 
 const INDEX_KEY = /^(0|[1-9][0-9]{0,8})$/;
 
-const TOP_KEYS = ['format_version', 'domain', 'overlays', 'hosts', 'services', 'credentials', 'allow_no_services'];
+const TOP_KEYS = ['format_version', 'domain', 'overlays', 'hosts', 'services', 'credentials', 'allow_no_services', 'pki'];
+const PKI_KEYS = ['leaf_lifetime_ms', 'crl_lifetime_ms', 'crl_refresh_ms'] as const;
 const OVERLAY_KEYS = ['name', 'network', 'port', 'driver', 'mtu', 'cipher', 'digest', 'compression', 'persistent_keepalive', 'hosts'];
 const HOST_KEYS = ['name', 'fqdn', 'ips', 'public_ips', 'overlays', 'shard', 'groups', 'services', 'masters', 'credentials'];
 const INSTANCE_KEYS = ['host', 'shard', 'ips', 'public_ips', 'overlays'];
@@ -320,17 +322,26 @@ function addresses(value: Obj, path: Path, p: Problems): boolean {
 }
 
 function checkShape(value: unknown, p: Problems): boolean {
-  if (!object(value, '', TOP_KEYS, p, ['allow_no_services'])) return false;
+  if (!object(value, '', TOP_KEYS, p, ['allow_no_services', 'pki'])) return false;
   let ok = integer(value.format_version, 'format_version', p, TOPOLOGY_FORMAT_VERSION, TOPOLOGY_FORMAT_VERSION);
   ok = string(value.domain, 'domain', p, DOMAIN, 'a lowercase DNS domain') && ok;
   if ('allow_no_services' in value && value.allow_no_services !== true) {
     p.format('allow_no_services', `expected true (or no key at all), found ${show(value.allow_no_services)}`);
     ok = false;
   }
+  // Optional (topologies of inputs without pki_policy have none), complete when present.
+  if ('pki' in value) ok = pkiShape(value.pki, p) && ok;
   ok = array(value.overlays, 'overlays', p, (v, at) => overlayShape(v, at, p), 'sorted', (v) => (v as TopologyOverlay).name) && ok;
   ok = record(value.hosts, 'hosts', p, NAME, (v, at) => hostShape(v, at, p), true) && ok;
   ok = record(value.services, 'services', p, NAME, (v, at) => serviceShape(v, at, p), true) && ok;
   ok = record(value.credentials, 'credentials', p, NAME, (v, at) => credentialShape(v, at, p), true) && ok;
+  return ok;
+}
+
+function pkiShape(value: unknown, p: Problems): boolean {
+  if (!object(value, 'pki', PKI_KEYS, p)) return false;
+  let ok = true;
+  for (const key of PKI_KEYS) ok = integer(value[key], join('pki', key), p, PKI_POLICY_BOUNDS[key].min, PKI_POLICY_BOUNDS[key].max) && ok;
   return ok;
 }
 
@@ -480,6 +491,10 @@ function credentialShape(value: unknown, path: Path, p: Problems): boolean {
 function checkReferences(topology: Topology, p: Problems): void {
   const { hosts, services, credentials } = topology;
   const networks = checkOverlays(topology, p);
+  if (topology.pki !== undefined && topology.pki.crl_refresh_ms > maxCrlRefreshMs(topology.pki.crl_lifetime_ms)) {
+    const { crl_refresh_ms: refresh, crl_lifetime_ms: lifetime } = topology.pki;
+    p.inconsistent('pki.crl_refresh_ms', `${formatPolicyDuration(refresh)} is more than a sixth of pki.crl_lifetime_ms (${formatPolicyDuration(lifetime)}): a host that misses two fetches would hold an expired CRL`);
+  }
 
   // Facts stated twice are derived once from the services, then compared.
   const servicesOf = new Map<string, string[]>();

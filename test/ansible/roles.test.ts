@@ -155,6 +155,8 @@ describe('credentials_mode: online', () => {
     const serve = render('meshplane-pki-serve.service.j2', vars);
     expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /etc/meshplane/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9156\n');
     expect(serve).toContain('\nReadWritePaths=/var/lib/meshplane/ca\n');
+    // Without credentials_lifetime (the default) services.yml's lifetimes apply: no --lifetime to override them.
+    expect(render('meshplane-pki-serve.service.j2', { ...vars, credentials_lifetime: '' })).toContain('--host host1 --listen 0.0.0.0:9443 --metrics 127.0.0.1:9156\n');
     const renew = render('meshplane-pki-renew.service.j2', vars);
     expect(renew).toContain(
       "\nExecStart=/usr/local/bin/meshplane pki renew --daemon --host host1 --ca-url https://host1.mesh.internal:9443 --credentials-root /etc/credentials --system-owners --exec 'systemctl reload meshplane-gateway' --metrics 127.0.0.1:9157\n",

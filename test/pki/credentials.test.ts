@@ -216,6 +216,10 @@ describe('credential files', () => {
     expect(metrics).toContain(`meshplane_pki_certificate_expiry_timestamp_seconds{credential="${NAME}",kind="server",path="${file('server', 'cert.pem')}"} ${expiry}\n`);
     expect(metrics).toContain(`meshplane_pki_certificate_valid{credential="${NAME}",kind="client",path="${file('client', 'cert.pem')}"} 1\n`);
     expect(metrics).toMatch(/meshplane_pki_crl_next_update_timestamp_seconds\{path=".*\/ca\/crl.pem"\} \d+\n/);
+    // thisUpdate too, so the alert can be relative to the CRL's lifetime (pki_policy.crl_lifetime, 7 days here).
+    const next = Number(/meshplane_pki_crl_next_update_timestamp_seconds\{path=".*\/ca\/crl.pem"\} (\d+)\n/.exec(metrics)?.[1]);
+    const signed = Number(/meshplane_pki_crl_this_update_timestamp_seconds\{path=".*\/ca\/crl.pem"\} (\d+)\n/.exec(metrics)?.[1]);
+    expect(next - signed).toBe(7 * 86_400);
     const later = credentialStatus(root, new Date(Date.now() + 400 * DAY));
     expect(later.credentials.map((c) => c.status)).toEqual(['expired', 'expired']);
     expect(statusMetrics(later)).toContain(`meshplane_pki_certificate_valid{credential="${NAME}",kind="client",path="${file('client', 'cert.pem')}"} 0\n`);

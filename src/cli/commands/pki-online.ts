@@ -21,7 +21,9 @@ export const ONLINE_USAGE = `  serve    the online CA: HTTPS with mutual TLS, PO
            due (two thirds of their life), and fetch the CRL
              --host NAME --ca-url https://ADDR:PORT [--credentials-root DIR]
              [--daemon] [--exec CMD] [--metrics ADDR:PORT] [--force]
-             [--crl-interval SECONDS] [--retry-max SECONDS] [--[no-]system-owners]`;
+             [--crl-interval SECONDS] [--retry-max SECONDS] [--[no-]system-owners]
+             (the CRL is fetched every pki_policy.crl_refresh, as the CA says;
+             --crl-interval overrides it)`;
 
 type Handler = (args: readonly string[], io: CommandIO) => Promise<number>;
 
@@ -133,7 +135,8 @@ export const renew: Handler = async (args, io) => {
     logger: logger.child({ host: values.host }),
     registry,
     exec: values.exec,
-    crlIntervalMs: count(values['crl-interval'], '--crl-interval', 3600) * 1000,
+    // Without the flag, the CA's Topology decides (pki_policy.crl_refresh, sent with each CRL).
+    ...(values['crl-interval'] === undefined ? {} : { crlIntervalMs: count(values['crl-interval'], '--crl-interval', 3600) * 1000 }),
     retryMaxMs: count(values['retry-max'], '--retry-max', 300) * 1000,
     manageOwnership,
   });

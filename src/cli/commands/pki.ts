@@ -80,7 +80,9 @@ ${TOPOLOGY_USAGE}
                                when missing), other files root:root; the default
                                under ${DEFAULT_CREDENTIALS_ROOT} only
       --no-system-owners       never chown nor create groups, even there
-      --lifetime DURATION      leaf lifetime for sign/issue, e.g. 90d, 12h (default ${VALIDITY.leafDefaultDays}d, ${formatDuration(VALIDITY.leafMinMs)}..${VALIDITY.leafMaxDays}d)
+      --lifetime DURATION      leaf lifetime for sign/issue, e.g. 90d, 12h (${formatDuration(VALIDITY.leafMinMs)}..${VALIDITY.leafMaxDays}d;
+                               default: the credential's lifetime, else services.yml
+                               pki_policy.leaf_lifetime, else ${VALIDITY.leafDefaultDays}d)
       --reason REASON          ${REVOCATION_REASONS.join(', ')} (default unspecified)
 
 Temporary files that a killed run left in the credential and CA directories
