@@ -14,7 +14,6 @@
  * TLS handshake and each request have absolute deadlines.
  */
 import type { X509Certificate as NodeX509 } from 'node:crypto';
-import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { fastify as Fastify } from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -103,9 +102,13 @@ export class PkiServer {
       https: {
         key: key.privateKeyPem,
         cert: serving.pem,
-        ca: [this.ca.certPem],
+        // No `ca`: the client certificate is checked once, in renew(), so that
+        // each refusal has a code (/ca and /crl are public anyway). Given the
+        // CA here, OpenSSL would also verify it in every handshake, and build
+        // and verify the serving chain each time: with a CA holding
+        // thousands of name constraints that was about a fifth of the
+        // server's CPU per renewal (BENCHMARKS.md).
         requestCert: true,
-        // Checked in renew() so that each refusal has a code; /ca and /crl are public anyway.
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
         handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
@@ -121,11 +124,11 @@ export class PkiServer {
       const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
       const started = performance.now();
       try {
-        const raw = socket.getPeerCertificate().raw as Buffer | undefined;
-        const peerCert: NodeX509 | undefined = raw === undefined || raw.length === 0 ? undefined : new X509Certificate(raw);
+        // The X509 object straight from the TLS session (getPeerCertificate() builds a large plain object first).
+        const peerCert: NodeX509 | undefined = socket.getPeerX509Certificate();
         const renewed = this.ca.renew(options.topology(), { peerCert, csrPem: typeof request.body === 'string' ? request.body : '', peer });
         this.signSeconds.observe((performance.now() - started) / 1000);
-        options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
+        if (options.logger.isLevelEnabled('info')) options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
         return this.text(reply, 'renew', renewed.pem, 'application/x-pem-file');
       } catch (err) {
         const code = err instanceof MeshplaneError ? err.code : 'PKI_ERR_INTERNAL';
