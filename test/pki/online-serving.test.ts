@@ -14,6 +14,8 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PkiServer, initCa } from '../../src/pki/index.js';
+import { writeTopology } from '../../src/topology/index.js';
+import { meshplane } from '../support/run.js';
 import { waitFor } from '../support/wait.js';
 import { exampleTopology, runAsync, scratch } from './support.js';
 
@@ -133,9 +135,15 @@ describe("pki serve's own certificate", () => {
     }
   });
 
-  it('refuses a lifetime it cannot keep (PKI_ERR_VALIDITY)', async () => {
+  it('refuses a lifetime it cannot keep (PKI_ERR_VALIDITY), from the library and from --serving-lifetime', async () => {
     const logger = pino({ level: 'silent' });
     const server = new PkiServer({ caDir, topology: () => topology, address: '127.0.0.1', port: 0, logger, registry: new Registry(), servingLifetimeMs: 10 });
     await expect(server.start()).rejects.toMatchObject({ code: 'PKI_ERR_VALIDITY' });
+    // The built CLI: --serving-lifetime reaches it, and pki serve stops before listening.
+    const topologyFile = join(dir.path, 'topology.json');
+    writeTopology(topologyFile, topology);
+    const cli = meshplane(['pki', 'serve', '--ca-dir', caDir, '-t', topologyFile, '--listen', '127.0.0.1:0', '--no-watch', '--serving-lifetime', '0m']);
+    expect(cli.status).not.toBe(0);
+    expect(cli.stderr).toContain('PKI_ERR_VALIDITY');
   });
 });
