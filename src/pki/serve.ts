@@ -6,30 +6,32 @@
  *                pki_policy.crl_refresh, which `pki renew --daemon` follows
  *   GET  /ca     the CA certificate (PEM)
  *
- * Its own TLS certificate is a dedicated one, made at start in memory: a
- * fresh key that never touches the disk, signed by the CA for the serving
- * host's FQDN, localhost, 127.0.0.1, ::1 and the listen address, valid
- * `servingLifetimeMs`, remade at every start. Client certificates are asked
+ * Its own TLS certificate is a dedicated one, made in memory: a fresh key
+ * that never touches the disk, signed by the CA for the serving host's FQDN,
+ * localhost, 127.0.0.1, ::1 and the listen address, valid
+ * `servingLifetimeMs`, and remade at two thirds of that and whenever the CA
+ * is read again (serving-cert.ts), swapped in with setSecureContext: open
+ * connections keep the one they started with. Client certificates are asked
  * for but checked here, not by TLS, so that every refusal has a code, a
  * metric and a log line. Connections are capped (maxConnections), and the
  * TLS handshake and each request have absolute deadlines.
  */
 import type { X509Certificate as NodeX509 } from 'node:crypto';
-import { X509Certificate } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { fastify as Fastify } from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { Counter, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
 import { hostFqdn, pkiPolicy } from '../topology/index.js';
-import { generateKeyPair } from './keys.js';
 import type { RateLimits } from './online.js';
 import { OnlineCa } from './online.js';
 import type { San } from './sans.js';
 import { toSan } from './sans.js';
+import type { ServingPair } from './serving-cert.js';
+import { ServingCertificate } from './serving-cert.js';
 
 interface ServeOptions {
   readonly caDir: string;
@@ -42,6 +44,8 @@ interface ServeOptions {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly lifetimeMs?: number;
+  /** Lifetime of pki serve's own TLS certificate (default 7 days); it is remade at two thirds of it. */
+  readonly servingLifetimeMs?: number;
   readonly limits?: RateLimits;
   /** Open connections at most (default 1024). */
   readonly maxConnections?: number;
@@ -52,6 +56,7 @@ interface ServeOptions {
 }
 
 const SERVING_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+const TLS_MIN_VERSION = 'TLSv1.2';
 
 const STATUS: Readonly<Record<string, number>> = {
   PKI_ERR_RENEW_NO_CERT: 401,
@@ -76,6 +81,8 @@ export class PkiServer {
   private readonly requests: Counter<'route' | 'outcome'>;
   private readonly refusals: Counter<'code'>;
   private readonly signSeconds: Histogram;
+  private readonly servingExpiry: Gauge;
+  private serving: ServingCertificate | undefined;
   port = 0;
 
   constructor(private readonly options: ServeOptions) {
@@ -84,17 +91,26 @@ export class PkiServer {
     this.requests = new Counter({ name: 'meshplane_pki_serve_requests_total', help: 'Requests by route and outcome (ok, refused, error)', labelNames: ['route', 'outcome'], registers });
     this.refusals = new Counter({ name: 'meshplane_pki_serve_refusals_total', help: 'Refused renewals by error code', labelNames: ['code'], registers });
     this.signSeconds = new Histogram({ name: 'meshplane_pki_serve_renew_seconds', help: 'Time to check and sign one renewal', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers });
+    this.servingExpiry = new Gauge({ name: 'meshplane_pki_serve_certificate_expiry_timestamp_seconds', help: "notAfter of pki serve's own TLS certificate, Unix time", registers });
   }
 
-  /** Reads the CA directory again (a Topology change may come with a widened CA). */
+  /** Reads the CA directory again (a Topology change may come with a widened CA), and remakes the serving certificate under it. */
   reloadCa(): void {
     this.ca.reload();
+    this.serving?.renewNow('the CA was read again');
   }
 
   async start(): Promise<void> {
     const { options } = this;
-    const key = generateKeyPair();
-    const serving = this.ca.leafSigner.signServing('meshplane-pki-serve', servingNames(options, options.topology()), key.publicKeySpki, new Date(), SERVING_LIFETIME_MS);
+    const serving = new ServingCertificate({
+      signer: () => this.ca.leafSigner,
+      names: () => servingNames(options, options.topology()),
+      lifetimeMs: options.servingLifetimeMs ?? SERVING_LIFETIME_MS,
+      logger: options.logger,
+      onChange: (pair) => this.useServing(pair),
+    });
+    const first = serving.current;
+    this.servingExpiry.set(Math.floor(first.notAfter.getTime() / 1000));
     const requestTimeout = options.requestTimeoutMs ?? 10_000;
     const app = Fastify({
       logger: false,
@@ -102,13 +118,18 @@ export class PkiServer {
       requestTimeout,
       keepAliveTimeout: 5_000,
       https: {
-        key: key.privateKeyPem,
-        cert: serving.pem,
-        ca: [this.ca.certPem],
+        key: first.keyPem,
+        cert: first.certPem,
+        // No `ca`: the client certificate is checked once, in renew(), so that
+        // each refusal has a code (/ca and /crl are public anyway). Given the
+        // CA here, OpenSSL would also verify it in every handshake, and build
+        // the serving chain from it each time and send the CA certificate
+        // along (33 KB with thousands of name constraints, parsed by every
+        // client): about 30% of the server's and 60% of the clients'
+        // CPU per renewal (BENCHMARKS.md). Clients trust their own ca.pem.
         requestCert: true,
-        // Checked in renew() so that each refusal has a code; /ca and /crl are public anyway.
         rejectUnauthorized: false,
-        minVersion: 'TLSv1.2',
+        minVersion: TLS_MIN_VERSION,
         handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
         headersTimeout: requestTimeout,
         connectionsCheckingInterval: 1000,
@@ -128,11 +149,11 @@ export class PkiServer {
       const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
       const started = performance.now();
       try {
-        const raw = socket.getPeerCertificate().raw as Buffer | undefined;
-        const peerCert: NodeX509 | undefined = raw === undefined || raw.length === 0 ? undefined : new X509Certificate(raw);
+        // The X509 object straight from the TLS session (getPeerCertificate() builds a large plain object first).
+        const peerCert: NodeX509 | undefined = socket.getPeerX509Certificate();
         const renewed = this.ca.renew(options.topology(), { peerCert, csrPem: typeof request.body === 'string' ? request.body : '', peer });
         this.signSeconds.observe((performance.now() - started) / 1000);
-        options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
+        if (options.logger.isLevelEnabled('info')) options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
         return this.text(reply, 'renew', renewed.pem, 'application/x-pem-file');
       } catch (err) {
         const code = err instanceof MeshplaneError ? err.code : 'PKI_ERR_INTERNAL';
@@ -148,7 +169,16 @@ export class PkiServer {
     const address = app.server.address();
     this.port = typeof address === 'object' && address !== null ? address.port : options.port;
     this.app = app;
-    options.logger.info({ address: options.address, port: this.port, notAfter: serving.notAfter.toISOString() }, 'online CA serving');
+    this.serving = serving;
+    serving.start();
+    options.logger.info({ address: options.address, port: this.port, serial: first.serial, notAfter: first.notAfter.toISOString() }, 'online CA serving');
+  }
+
+  /** New connections get `pair`; open ones keep theirs (setSecureContext replaces only the shared context). */
+  private useServing(pair: ServingPair): void {
+    // fastify types its server as http.Server; with `https` options it is a tls.Server.
+    (this.app?.server as unknown as TlsServer | undefined)?.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: TLS_MIN_VERSION });
+    this.servingExpiry.set(Math.floor(pair.notAfter.getTime() / 1000));
   }
 
   private text(reply: FastifyReply, route: string, body: string, type: string): FastifyReply {
@@ -157,6 +187,7 @@ export class PkiServer {
   }
 
   async close(): Promise<void> {
+    this.serving?.stop();
     await this.app?.close();
   }
 }

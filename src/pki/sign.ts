@@ -21,7 +21,7 @@ import type { ParsedCsr } from './csr.js';
 import { parseCsr } from './csr.js';
 import type { CertKind, San } from './sans.js';
 import { sanKey } from './sans.js';
-import { leafValidity } from './validity.js';
+import { VALIDITY, leafValidity } from './validity.js';
 import { LeafTemplate } from './template.js';
 
 interface SignOptions {
@@ -88,14 +88,18 @@ export class LeafSigner {
 
   /**
    * The online CA's own TLS certificate (pki serve): not a Topology
-   * credential, so no CSR to authorize; the names are still held to the
-   * CA's Name Constraints so that clients accept it.
+   * credential, so no CSR to authorize and its own lifetime (serving-cert.ts
+   * checks it; it may be shorter than a leaf's minimum); the names are still
+   * held to the CA's Name Constraints so that clients accept it.
    */
-  signServing(commonName: string, sans: readonly San[], publicKeySpki: Uint8Array, now: Date, lifetimeMs: number): { pem: string; notAfter: Date } {
+  signServing(commonName: string, sans: readonly San[], publicKeySpki: Uint8Array, now: Date, lifetimeMs: number): { pem: string; serial: string; notAfter: Date } {
     const outside = this.constraints?.outside(sans) ?? [];
     if (outside.length > 0) throw new MeshplaneError('PKI_ERR_NAME_CONSTRAINTS', `the online CA's own certificate would name ${outside.map(sanKey).join(', ')}, outside the CA's Name Constraints; run "meshplane pki init" with --permit-ip/--permit-dns for it`);
-    const validity = leafValidity(now, lifetimeMs);
-    const { pem } = this.template.sign({ commonName, kind: 'server', sans, publicKeySpki, validity });
-    return { pem, notAfter: validity.notAfter };
+    const validity = { notBefore: new Date(now.getTime() - VALIDITY.backdateMs), notAfter: new Date(now.getTime() + lifetimeMs) };
+    if (validity.notAfter > this.ca.cert.notAfter) {
+      throw new MeshplaneError('PKI_ERR_VALIDITY', `the online CA's own certificate would outlive the CA (which expires ${this.ca.cert.notAfter.toISOString()}); give pki serve a shorter --serving-lifetime or renew the CA`);
+    }
+    const { pem, serial } = this.template.sign({ commonName, kind: 'server', sans, publicKeySpki, validity });
+    return { pem, serial, notAfter: validity.notAfter };
   }
 }

@@ -15,8 +15,9 @@ import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
 
 export const ONLINE_USAGE = `  serve    the online CA: HTTPS with mutual TLS, POST /renew, GET /crl, GET /ca
              --ca-dir DIR (-t FILE | -s FILE -i FILE) --listen ADDR:PORT [--host NAME]
-             [--metrics ADDR:PORT] [--lifetime DURATION] [--rate-per-identity N]
-             [--rate-global N] [--max-connections N] [--log-level L] [--no-watch]
+             [--metrics ADDR:PORT] [--lifetime DURATION] [--serving-lifetime DURATION]
+             [--rate-per-identity N] [--rate-global N] [--max-connections N]
+             [--log-level L] [--no-watch]
   renew    on a host: renew its installed credentials through the online CA when
            due (two thirds of their life), and fetch the CRL
              --host NAME --ca-url https://ADDR:PORT [--credentials-root DIR]
@@ -45,6 +46,7 @@ export const serve: Handler = async (args, io) => {
       host: { type: 'string' },
       metrics: { type: 'string' },
       lifetime: { type: 'string' },
+      'serving-lifetime': { type: 'string' },
       'rate-per-identity': { type: 'string' },
       'rate-global': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -68,6 +70,7 @@ export const serve: Handler = async (args, io) => {
     logger,
     registry,
     lifetimeMs: values.lifetime === undefined ? undefined : parseLifetime(values.lifetime),
+    servingLifetimeMs: values['serving-lifetime'] === undefined ? undefined : parseLifetime(values['serving-lifetime']),
     limits,
     maxConnections: count(values['max-connections'], '--max-connections', 1024),
   });
