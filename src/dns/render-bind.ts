@@ -37,7 +37,8 @@ export const BIND_CONF_FILE = 'named.conf';
 
 /** One address-answer name (svc, host.svc, shard.svc, svc-master, host, ns): the hosts it stands for. */
 interface AddressName {
-  readonly hosts: TopologyHost[];
+  /** In the order ours lists them; a Set, as a service on every host has thousands. */
+  readonly hosts: Set<TopologyHost>;
 }
 
 /** `_svc._tcp`: per target (instance) one SRV per port. */
@@ -62,13 +63,20 @@ export function renderBind(topology: Topology, options: BindRenderOptions): Bind
   const { names, srv } = collectNames(topology, central ? options.nsAddresses : []);
   const views = collectViews(topology);
   const reverse = collectReverse(topology);
-  const reverseZones = [...new Set([...reverse.keys()].map(reverseZoneOf))].sort();
+  const byZone = new Map<string, [string, ReverseData][]>();
+  for (const entry of reverse) {
+    const zone = reverseZoneOf(entry[0]);
+    const list = byZone.get(zone);
+    if (list === undefined) byZone.set(zone, [entry]);
+    else list.push(entry);
+  }
+  const reverseZones = [...byZone.keys()].sort();
   const soa = `@ IN SOA ${nsName}. hostmaster.${domain}. ${options.serial >>> 0} 3600 600 86400 ${options.negativeTtl}\n@ IN NS ${nsName}.\n`;
 
   const files: BindFile[] = [];
   for (const view of views) {
     files.push({ path: `${view.name}/${domain}.zone`, content: forwardZone(domain, options.ttl, soa, view, names, srv) });
-    for (const zone of reverseZones) files.push({ path: `${view.name}/${zone}.zone`, content: reverseZone(zone, options.ttl, soa, view, reverse, domain) });
+    for (const zone of reverseZones) files.push({ path: `${view.name}/${zone}.zone`, content: reverseZone(zone, options.ttl, soa, view, byZone.get(zone)!, domain) });
   }
   const conf = namedConf(topology, options, views, domain, reverseZones);
   return [{ path: BIND_CONF_FILE, content: conf }, ...files];
@@ -104,8 +112,8 @@ function collectNames(topology: Topology, nsAddresses: readonly string[]): { nam
   const srv = new Map<string, SrvName>();
   const add = (name: string, host: TopologyHost): void => {
     const existing = names.get(name);
-    if (existing === undefined) names.set(name, { hosts: [host] });
-    else if (!existing.hosts.includes(host)) existing.hosts.push(host);
+    if (existing === undefined) names.set(name, { hosts: new Set([host]) });
+    else existing.hosts.add(host);
   };
   for (const host of Object.values(topology.hosts)) add(host.name, host);
   for (const service of Object.values(topology.services)) {
@@ -124,7 +132,7 @@ function collectNames(topology: Topology, nsAddresses: readonly string[]): { nam
   }
   // A central server names itself ns.<domain>; a mesh host or service called ns takes precedence.
   if (nsAddresses.length > 0 && !names.has('ns') && !srv.has('ns')) {
-    names.set('ns', { hosts: [{ name: 'ns', fqdn: '', shard: null, groups: [], services: [], masters: [], credentials: [], ips: nsAddresses, public_ips: nsAddresses, overlays: {} }] });
+    names.set('ns', { hosts: new Set([{ name: 'ns', fqdn: '', shard: null, groups: [], services: [], masters: [], credentials: [], ips: nsAddresses, public_ips: nsAddresses, overlays: {} }]) });
   }
   return { names, srv };
 }
@@ -140,8 +148,8 @@ function forwardZone(domain: string, ttl: number, soa: string, view: BindView, n
     return records;
   };
   for (const [name, data] of names) {
-    if (data.hosts.length === 1) {
-      for (const record of recordsOf(data.hosts[0]!)) out.push(name, record);
+    if (data.hosts.size === 1) {
+      for (const host of data.hosts) for (const record of recordsOf(host)) out.push(name, record);
       continue;
     }
     const unique = new Set<string>();
@@ -188,11 +196,10 @@ function reverseZoneOf(name: string): string {
   return name.endsWith('.in-addr.arpa') ? labels.slice(1).join('.') : labels.slice(16).join('.');
 }
 
-function reverseZone(zone: string, ttl: number, soa: string, view: BindView, reverse: Map<string, ReverseData>, domain: string): string {
+function reverseZone(zone: string, ttl: number, soa: string, view: BindView, entries: readonly [string, ReverseData][], domain: string): string {
   const out: string[] = [`$ORIGIN ${zone}.\n$TTL ${ttl}\n`, soa];
   const suffix = `.${zone}`;
-  for (const [name, data] of reverse) {
-    if (!name.endsWith(suffix)) continue;
+  for (const [name, data] of entries) {
     const hosts = [...data.everyone];
     for (const { overlay, host } of data.byOverlay) if (view.viewer !== null && overlay in view.viewer.overlays && !hosts.includes(host)) hosts.push(host);
     const label = name.slice(0, name.length - suffix.length);
