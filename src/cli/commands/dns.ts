@@ -22,7 +22,7 @@ import { DNS_RENDER_USAGE, dnsRender } from './dns-render.js';
 
 export const dnsCommand: Command = {
   name: 'dns',
-  summary: 'serve the mesh zone over DNS with per-host views (what `getent hosts` resolves through)',
+  summary: 'serve the mesh zone over DNS with per-host views (what `getent hosts` resolves through), or render it for BIND 9',
   usage: `meshplane dns --topology FILE [options]
 meshplane dns -s services.yml -i hosts.yml [options]
 
