@@ -137,6 +137,17 @@ function collectNames(topology: Topology, nsAddresses: readonly string[]): { nam
   return { names, srv };
 }
 
+/**
+ * Bytes of answer records one name and type may have: what fits in one DNS message (65,535
+ * bytes, less header, question and OPT). BIND refuses to load a zone with a bigger RRset
+ * ("ran out of space"), and ours cannot send one either (TC even over TCP), so the render
+ * writes the first records that fit (README, "BIND": set dns_max_answers on such services).
+ */
+const MAX_RRSET_BYTES = 64_000;
+/** Wire size of an answer record: compressed owner (2), type, class, TTL, length (10), RDATA. */
+const A_BYTES = 2 + 10 + 4;
+const AAAA_BYTES = 2 + 10 + 16;
+
 /** The mesh zone as one view sees it. */
 function forwardZone(domain: string, ttl: number, soa: string, view: BindView, names: Map<string, AddressName>, srv: Map<string, SrvName>): string {
   const out: string[] = [`$ORIGIN ${domain}.\n$TTL ${ttl}\n`, soa];
@@ -153,11 +164,27 @@ function forwardZone(domain: string, ttl: number, soa: string, view: BindView, n
       continue;
     }
     const unique = new Set<string>();
-    for (const host of data.hosts) for (const record of recordsOf(host)) unique.add(record);
+    let a = 0;
+    let aaaa = 0;
+    for (const host of data.hosts) {
+      for (const record of recordsOf(host)) {
+        if (unique.has(record)) continue;
+        const v6 = record.startsWith(' IN AAAA');
+        if ((v6 ? (aaaa += AAAA_BYTES) : (a += A_BYTES)) > MAX_RRSET_BYTES) continue;
+        unique.add(record);
+      }
+    }
     for (const record of unique) out.push(name, record);
   }
   for (const [name, data] of srv) {
-    for (const { fqdn } of data.targets) for (const port of data.ports) out.push(name, ` IN SRV 1 1 ${port} ${fqdn}.\n`);
+    let bytes = 0;
+    for (const { fqdn } of data.targets) {
+      for (const port of data.ports) {
+        // RDATA: priority, weight, port (6) and the target, never compressed (RFC 2782).
+        if ((bytes += 2 + 10 + 6 + fqdn.length + 2) > MAX_RRSET_BYTES) break;
+        out.push(name, ` IN SRV 1 1 ${port} ${fqdn}.\n`);
+      }
+    }
   }
   return out.join('');
 }
