@@ -7,6 +7,9 @@ export { DnsService } from './service.js';
 export { expandWildcards, parseSocketAddress, resolversFromResolvConf } from './listen.js';
 export type { SocketAddress } from './listen.js';
 export { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL } from './zone.js';
+// BIND 9 for big central servers: the same views and answers as files (src/dns/README.md, "BIND").
+export { renderBind } from './render-bind.js';
+export { writeBindRender } from './write-bind.js';
 export {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   DEFAULT_TCP_MAX_CONNECTIONS,

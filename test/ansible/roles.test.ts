@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { addressesSeenBy } from '../../src/topology/index.js';
 import { parseTopology } from '../../src/topology/testing.js';
-import { meshplane, REPO_ROOT } from '../support/run.js';
+import { meshplane, REPO_ROOT, runWithoutBlocking } from '../support/run.js';
 import { ANSIBLE_DIR } from './support.js';
 
 const ROLES = ['meshplane', 'dns', 'credentials', 'overlay', 'gateway', 'agent'] as const;
@@ -172,6 +172,42 @@ describe('credentials_mode: online', () => {
 
   it('ansible-lint passes on the credentials role', () => {
     const result = spawnSync('ansible-lint', ['roles/credentials'], { cwd: ANSIBLE_DIR, encoding: 'utf8' });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+  });
+});
+
+describe('dns_engine: bind', () => {
+  it('renders a named.conf that named-checkconf accepts with every zone of a real render', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshplane-bind-role-'));
+    const render = join(dir, 'render');
+    const rendered = meshplane(['dns', 'render', '--engine', 'bind', '-s', join(REPO_ROOT, 'services.yml.example'), '-i', join(REPO_ROOT, 'hosts.yml.example'), '--host', 'host2', '--out', render]);
+    expect(rendered.status, rendered.stderr).toBe(0);
+    const out = join(dir, 'named.conf');
+    const varsFile = join(dir, 'vars.json');
+    writeFileSync(varsFile, JSON.stringify({ dns_bind_dir: render, dns_nameservers: ['127.0.0.1', '::1'], dns_bind_dnssec_validation: 'no', meshplane_topology: { domain: 'mesh.internal' } }));
+    const result = await runWithoutBlocking('ansible', ['localhost', '-c', 'local', '-m', 'ansible.builtin.template', '-a', `src=${roleFile('dns', 'templates/named.conf.j2')} dest=${out}`, '-e', `@${varsFile}`], { env: { ANSIBLE_LOCALHOST_WARNING: 'false', ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false' } });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    const conf = readFileSync(out, 'utf8');
+    expect(conf).toContain('listen-on port 53 { 127.0.0.1; };');
+    expect(conf).toContain('listen-on-v6 port 53 { ::1; };');
+    expect(conf).toContain(`include "${render}/named.conf";`);
+    const check = spawnSync('named-checkconf', ['-z', out], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    // Every view of the render was loaded.
+    expect(check.stdout).toMatch(/zone mesh\.internal\/IN: loaded serial \d+/);
+  });
+
+  it('renders on the host with the CLI’s flags, checked before the swap, and reloads only after named-checkconf', () => {
+    const tasks = readFileSync(roleFile('dns', 'tasks/bind.yml'), 'utf8');
+    for (const flag of ["'--engine', 'bind'", "'--out'", "'--host'", "'--check'", "'--resolv-conf'", "'--ttl'"]) expect(tasks).toContain(flag);
+    const usage = meshplane(['dns', '--help']).stdout;
+    for (const flag of ['--engine', '--out', '--host', '--check', '--resolv-conf', '--forward', '--ttl']) expect(usage).toContain(flag);
+    const handlers = parse(readFileSync(roleFile('dns', 'handlers/main.yml'), 'utf8')) as { name: string; listen?: string }[];
+    expect(handlers.filter((h) => h.listen === 'Reload BIND').map((h) => h.name)).toEqual(['Check the BIND configuration', 'Reload BIND with dns_bind_reload_command']);
+  });
+
+  it('ansible-lint passes on the dns role', async () => {
+    const result = await runWithoutBlocking('ansible-lint', ['roles/dns'], { cwd: ANSIBLE_DIR });
     expect(result.status, result.stdout + result.stderr).toBe(0);
   });
 });

@@ -18,10 +18,11 @@ import { LiveTopology } from '../../topology/index.js';
 import type { Command } from '../context.js';
 import { SOURCE_OPTIONS, daemonSource } from '../inputs.js';
 import { daemon, runUntilSignalled, startMetrics } from '../daemon.js';
+import { DNS_RENDER_USAGE, dnsRender } from './dns-render.js';
 
 export const dnsCommand: Command = {
   name: 'dns',
-  summary: 'serve the mesh zone over DNS with per-host views (what `getent hosts` resolves through)',
+  summary: 'serve the mesh zone over DNS with per-host views (what `getent hosts` resolves through), or render it for BIND 9',
   usage: `meshplane dns --topology FILE [options]
 meshplane dns -s services.yml -i hosts.yml [options]
 
@@ -64,8 +65,11 @@ broken one keeps the old one serving.
                                waiting one is closed (default ${DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE})
       --metrics ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics
       --no-watch               reload on SIGHUP only, not on file changes
-      --log-level LEVEL        fatal|error|warn|info|debug (default info)`,
+      --log-level LEVEL        fatal|error|warn|info|debug (default info)
+
+${DNS_RENDER_USAGE}`,
   async run(args, io) {
+    if (args[0] === 'render') return dnsRender(args.slice(1), io);
     const { values } = parseArgs({
       args: [...args],
       options: {
