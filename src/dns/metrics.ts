@@ -46,19 +46,35 @@ function rcodeSlot(rcode: number): number {
 const TCP_CLOSE_REASONS = ['idle', 'query_timeout', 'evicted_source', 'evicted_global', 'refused', 'overflow'] as const;
 export type TcpCloseReason = (typeof TCP_CLOSE_REASONS)[number];
 
-export interface DnsMetrics {
+/** What the query path counts (per process: in a cluster each worker has its own, summed at scrape). */
+export interface QueryMetrics {
   /** One answered (or dropped-as-garbage) query. */
   query(view: string, type: number, rcode: number, seconds: number): void;
-  reload(result: 'success' | 'failure' | 'unchanged'): void;
   forwarded(result: 'answered' | 'failed'): void;
   tcpConnections(delta: number): void;
   tcpRefused(): void;
   /** A TCP connection we closed because of a limit. */
   tcpClosed(reason: TcpCloseReason): void;
+}
+
+/** What the owner of the topology counts (in a cluster: the primary, once for all workers). */
+export interface ZoneMetrics {
+  reload(result: 'success' | 'failure' | 'unchanged'): void;
   zoneNames(count: number, views: number): void;
 }
 
+export type DnsMetrics = QueryMetrics & ZoneMetrics;
+
 export function createDnsMetrics(registry: Registry): DnsMetrics {
+  return { ...createQueryMetrics(registry, null), ...createZoneMetrics(registry) };
+}
+
+/**
+ * @param worker a cluster worker's id: its total also goes out as
+ *   `meshplane_dns_worker_queries_total{worker}` (worked out at scrape
+ *   time from the same counts), so the balance across workers shows.
+ */
+export function createQueryMetrics(registry: Registry, worker: string | null): QueryMetrics {
   // view label -> counts by [type slot][rcode slot]; the hot path only indexes arrays.
   const counts = new Map<string, Float64Array>();
   new Counter({
@@ -75,20 +91,26 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       }
     },
   });
+  if (worker !== null) {
+    new Counter({
+      name: 'meshplane_dns_worker_queries_total',
+      help: 'DNS queries answered by each cluster worker (meshplane dns --workers): how the kernel spreads the load',
+      labelNames: ['worker'],
+      registers: [registry],
+      collect() {
+        let total = 0;
+        for (const table of counts.values()) for (const value of table) total += value;
+        this.reset();
+        this.inc({ worker }, total);
+      },
+    });
+  }
   const latency = new Histogram({
     name: 'meshplane_dns_request_duration_seconds',
     help: 'Time from receiving a query to handing its reply to the socket (forwarded queries include the upstream)',
     buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5, 2],
     registers: [registry],
   });
-  const reloads = new Counter({
-    name: 'meshplane_dns_reloads_total',
-    help: 'Topology reloads by result: success, failure (old topology kept), unchanged',
-    labelNames: ['result'],
-    registers: [registry],
-  });
-  // Every result from 0: increase() misses a counter's first step when its series starts at 1.
-  for (const result of ['success', 'failure', 'unchanged']) reloads.inc({ result }, 0);
   const forwards = new Counter({
     name: 'meshplane_dns_forwarded_total',
     help: 'Queries outside the zone sent upstream, by result',
@@ -108,9 +130,6 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     registers: [registry],
   });
   for (const reason of TCP_CLOSE_REASONS) closed.inc({ reason }, 0);
-  const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
-  const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
-
   return {
     query(view, type, rcode, seconds) {
       let table = counts.get(view);
@@ -118,11 +137,27 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       table[typeSlot(type) * RCODE_LABELS.length + rcodeSlot(rcode)]! += 1;
       latency.observe(seconds);
     },
-    reload: (result) => reloads.inc({ result }),
     forwarded: (result) => forwards.inc({ result }),
     tcpConnections: (delta) => connections.inc(delta),
     tcpRefused: () => refused.inc(),
     tcpClosed: (reason) => closed.inc({ reason }),
+  };
+}
+
+export function createZoneMetrics(registry: Registry): ZoneMetrics {
+  const reloads = new Counter({
+    name: 'meshplane_dns_reloads_total',
+    help: 'Topology reloads by result: success, failure (old topology kept), unchanged',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  // Every result from 0: increase() misses a counter's first step when its series starts at 1.
+  for (const result of ['success', 'failure', 'unchanged']) reloads.inc({ result }, 0);
+  const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
+  const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
+
+  return {
+    reload: (result) => reloads.inc({ result }),
     zoneNames(count, viewCount) {
       names.set(count);
       views.set(viewCount);
