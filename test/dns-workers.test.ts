@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK_MESH, addressesOf, buildQuery, dig, startDnsCli, udpExchange, writeMesh } from './support/dns.js';
 import { tempDir } from './support/run.js';
@@ -15,14 +15,21 @@ import { waitFor } from './support/wait.js';
 
 const work = tempDir('dns-workers');
 let child: ChildProcess;
+let upstream: ChildProcess;
 let server: { address: string; port: number };
 let metricsUrl: string;
 let paths: { services: string; inventory: string };
 let log: { text: string };
 
 beforeAll(async () => {
+  // An upstream for other names: another meshplane, authoritative for other.test.
+  mkdirSync(`${work.path}/other`);
+  const other = writeMesh(`${work.path}/other`, { ...LOOPBACK_MESH, domain: 'other.test' });
+  const up = await startDnsCli(['-s', other.services, '-i', other.inventory, '--listen', '127.0.0.1:0', '--no-forward', '--workers', '1']);
+  upstream = up.child;
+  const upstreamAddress = /(127\.0\.0\.1:\d+)/.exec(up.line)![1]!;
   paths = writeMesh(work.path, LOOPBACK_MESH);
-  const started = await startDnsCli(['-s', paths.services, '-i', paths.inventory, '--listen', '127.0.0.1:0', '--no-forward', '--workers', '2', '--metrics', '127.0.0.1:0']);
+  const started = await startDnsCli(['-s', paths.services, '-i', paths.inventory, '--listen', '127.0.0.1:0', '--forward', upstreamAddress, '--workers', '2', '--metrics', '127.0.0.1:0']);
   child = started.child;
   log = started.log;
   server = { address: '127.0.0.1', port: Number(/127\.0\.0\.1:(\d+)/.exec(started.line)![1]) };
@@ -30,9 +37,10 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (child.exitCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
+  for (const process of [child, upstream]) {
+    if (process === undefined || process.exitCode !== null) continue;
+    const exited = new Promise((resolve) => process.once('exit', resolve));
+    process.kill('SIGTERM');
     await exited;
   }
   work.remove();
@@ -87,6 +95,15 @@ describe('meshplane dns --workers 2', () => {
     const tcp = await dig(server, ['+tcp', 'app.mesh.internal', 'A']);
     expect(tcp.transport).toBe('TCP');
     expect(addressesOf(tcp).sort()).toEqual(['127.0.10.1', '127.0.10.2', '127.0.10.3', '127.0.10.4']);
+  });
+
+  it('forwards from every worker and hands each upstream reply to the worker that asked', async () => {
+    // One upstream socket per worker: a shared one would hand replies to whichever worker reads first.
+    const answers = await Promise.all(Array.from({ length: 40 }, () => askA('app.other.test')));
+    expect(answers.filter((a) => a.rcode !== 0 || a.answers !== 4)).toEqual([]);
+    const text = await metrics();
+    expect(value(text, 'meshplane_dns_forwarded_total{result="answered"}')).toBeGreaterThanOrEqual(40);
+    expect(value(text, 'meshplane_dns_forwarded_total{result="failed"}')).toBe(0);
   });
 
   it('shows totals over the workers at /metrics, and promtool accepts them', async () => {
