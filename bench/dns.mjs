@@ -1,16 +1,40 @@
-// Benchmark: `meshplane dns` against NSD serving the same zone (one view),
-// driven by dnsperf with the same query mix in the same run, plus the
-// memory and start-up figures for a 10,000-host topology.
+// Benchmark: `meshplane dns` against the DNS servers that do what it does,
+// driven by dnsperf with the same query mix in the same run, plus the memory
+// and start-up figures for a 10,000-host topology.
 //
-// Run with `npm run bench:dns` (builds first). Needs dnsperf and nsd
-// (Debian packages of those names; checked first: exit 2 with the apt-get
-// line when one is missing); stops what it started on any exit. Everything
-// listens on 127.0.0.1.
+// Peers (all on 127.0.0.1, each on its own port):
+// - BIND 9 with one view per overlay set the queries come from
+//   (`match-clients` with the addresses of that set's hosts) and a public
+//   view for everyone else, zones generated from the Topology with our own
+//   address choice (bench/lib/view-zones.mjs); run with one worker thread
+//   (`named -n 1`, beside ours with one worker) and with two (`bind9_2`,
+//   beside ours with --workers 2);
+// - Knot DNS, public view only: its mod-geoip module (subnet mode) keys
+//   answers by the asker's subnet, one list of subnets per name; our views
+//   are keyed by scattered host addresses (/32s), which would make every name
+//   carry every host's address (37,600 names x 10,000+ addresses), and the
+//   module is a separate Debian package (knot-module-geoip). So Knot runs as
+//   a second no-views ceiling beside NSD;
+// - dnsmasq, the per-host stub, with the same names for one view (a hosts
+//   file of the public view);
+// - NSD, the no-views ceiling (`server-count: 1`);
+// - the bare Node server (bench/node-udp-ceiling.mjs): what Node reaches.
+// The askers' source addresses vary across views: each view's overlay set
+// gets one loopback address (added to the public_ips of one of its hosts,
+// which changes no A answer), and dnsperf asks from each in turn (`-a`), plus
+// 127.0.0.1 (public view). A sample of names is checked against ours from
+// every source before anything is measured.
+//
+// Run with `npm run bench:dns` (builds first). Needs dnsperf, nsd, named,
+// knotd, dnsmasq (checked first: exit 2 with the apt-get line when one is
+// missing); stops what it started on any exit.
 // Ends with `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1
 // means ours is better (rates: ours/peer; times and sizes: peer/ours).
-import { execFileSync } from 'node:child_process';
+// BENCH_DNS_SECONDS (per source, default 3) and BENCH_DNS_ROUNDS (default 1)
+// shorten or lengthen the throughput runs.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Buffer } from 'node:buffer';
@@ -19,60 +43,36 @@ import process from 'node:process';
 import { prng } from './prng.mjs';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { URL, fileURLToPath } from 'node:url';
-import { addressesSeenBy } from '../dist/topology/index.js';
 import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
 import { requireTools } from './lib/tools.mjs';
+import { dnsmasqArgs, viewClients, writeBind, writeKnot, writeNsd, zoneFor } from './lib/view-zones.mjs';
 
-requireTools('bench/dns.mjs', ['dnsperf', 'nsd', 'nproc']);
+requireTools('bench/dns.mjs', ['dnsperf', 'nsd', 'named', 'knotd', 'dnsmasq', 'nproc']);
 exitOnSignals();
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 /** The node flags of the CLI's shebang (`#!/usr/bin/env -S node FLAGS`): the server runs with them, as installed. */
 const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slice(3);
-const OURS_PORT = 25353;
-const NSD_PORT = 25354;
-const CEILING_PORT = 25355;
+const PORTS = { ours: 25353, nsd: 25354, 'node-ceiling': 25355, ours_2: 25356, bind9: 25357, bind9_2: 25358, knot: 25359, dnsmasq: 25360 };
 const CEILING = join(ROOT, 'bench', 'node-udp-ceiling.mjs');
-const QPS_SECONDS = 8;
-const QPS_ROUNDS = 2;
+const QPS_SECONDS = Number(process.env.BENCH_DNS_SECONDS ?? 3);
+const QPS_ROUNDS = Number(process.env.BENCH_DNS_ROUNDS ?? 1);
 const LATENCY_RATE = 20_000;
 const LATENCY_SECONDS = 5;
 const QUERY_LINES = 20_000;
 const RSS_TARGET_MIB = 300;
 const START_TARGET_S = 3;
+/** Overlay sets the queries come from (the largest ones); BIND gets a view for each, plus public. */
+const VIEWS = 4;
+const CLK_TCK = 100;
+/** The run's temporary directory (server logs go there). */
+let benchDir = tmpdir();
 
 const log = (line) => process.stdout.write(`${line}\n`);
 const sig = (x) => (x === 0 ? '0' : x.toPrecision(Math.abs(x) >= 1000 ? 4 : 3).replace(/\.?0+$/, (m) => (m.includes('.') ? '' : m)));
 const ratio = (a, b) => (b === 0 ? 'inf' : (a / b).toFixed(2));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** The names of the zone with their public-view addresses (what an outside asker sees). */
-function publicZone(topology) {
-  const names = new Map();
-  const add = (name, host) => {
-    const list = names.get(name) ?? [];
-    for (const address of addressesSeenBy(null, host)) if (!list.includes(address)) list.push(address);
-    names.set(name, list);
-  };
-  for (const host of Object.values(topology.hosts)) add(host.name, host);
-  for (const service of Object.values(topology.services)) {
-    for (const instance of service.instances) {
-      const host = topology.hosts[instance.host];
-      add(service.name, host);
-      add(`${host.name}.${service.name}`, host);
-      if (instance.shard !== null) add(`${instance.shard}.${service.name}`, host);
-    }
-    if (service.master !== null) add(`${service.name}-master`, topology.hosts[service.master]);
-  }
-  return names;
-}
-
-function nsdZoneFile(domain, names) {
-  const lines = [`$ORIGIN ${domain}.`, '$TTL 5', `@ IN SOA ns hostmaster 1 3600 600 86400 5`, '@ IN NS ns', 'ns IN A 127.0.0.1'];
-  for (const [name, addresses] of names) for (const address of addresses) lines.push(`${name} IN ${address.includes(':') ? 'AAAA' : 'A'} ${address}`);
-  return `${lines.join('\n')}\n`;
-}
 
 /** 80% service names, 15% host.service, 5% unknown; services weighted toward small answers like real traffic. */
 function queryFile(topology, random) {
@@ -88,11 +88,42 @@ function queryFile(topology, random) {
   return `${lines.join('\n')}\n`;
 }
 
-function dnsperf(port, queries, extra) {
-  const out = execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', queries, ...extra], { encoding: 'utf8', maxBuffer: 1 << 30 });
+/** CPU seconds (user + system) of a process and its children (a cluster's workers). */
+function cpuSeconds(pid) {
+  const one = (p) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    } catch {
+      return 0;
+    }
+  };
+  let children = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // no children file: count the process alone
+  }
+  return one(pid) + children.reduce((sum, child) => sum + one(child), 0);
+}
+
+/**
+ * One dnsperf run; also its own CPU time (through a shell that reads its
+ * waited-for child's time), so a run where dnsperf, not the server, was
+ * the limit shows.
+ */
+function dnsperf(port, source, queries, extra) {
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-a', source, '-d', queries, ...extra];
+  const result = spawnSync('sh', ['-c', 'dnsperf "$@"; s=$?; cat /proc/$$/stat >&2; exit $s', 'sh', ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (result.status !== 0) throw new Error(`dnsperf ${args.join(' ')} failed: ${result.stderr}`);
+  const out = result.stdout;
+  const stat = result.stderr.trim().split('\n').pop().split(') ')[1].split(' ');
+  const cpu = (Number(stat[13]) + Number(stat[14])) / CLK_TCK;
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1]);
+  const completed = Number(/Queries completed:\s+(\d+)/.exec(out)?.[1]);
+  const seconds = Number(/Run time \(s\):\s+([\d.]+)/.exec(out)?.[1]);
   const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1]);
-  return { out, qps, lost };
+  return { out, qps, completed, seconds, lost, cpu };
 }
 
 /** p50 from dnsperf -v lines ("> NOERROR name A 0.000123"). */
@@ -106,27 +137,51 @@ function p50Latency(out) {
   return { p50: latencies[Math.floor(latencies.length / 2)] ?? NaN, samples: latencies.length };
 }
 
-function query(port, name) {
+/** A query for `name` type A, from `source`; resolves the sorted A addresses, or null without an answer. */
+function ask(port, name, source = '127.0.0.1') {
   return new Promise((resolve) => {
     const socket = createSocket('udp4');
-    const labels = name.split('.');
     const packet = Buffer.concat([
       Buffer.from([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
-      ...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+      ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
       Buffer.from([0, 0, 1, 0, 1]),
     ]);
     const timer = setTimeout(() => {
       socket.close();
-      resolve(false);
-    }, 50);
-    socket.on('message', () => {
+      resolve(null);
+    }, 1000);
+    socket.on('message', (reply) => {
       clearTimeout(timer);
       socket.close();
-      resolve(true);
+      resolve(answerAddresses(reply));
     });
     socket.on('error', () => undefined);
-    socket.send(packet, port, '127.0.0.1');
+    socket.bind(0, source, () => socket.send(packet, port, '127.0.0.1'));
   });
+}
+
+/** The A records of a reply (rcode first), sorted: enough to compare two servers. */
+function answerAddresses(reply) {
+  const skip = (offset) => {
+    for (;;) {
+      const length = reply[offset];
+      if (length === 0) return offset + 1;
+      if ((length & 0xc0) === 0xc0) return offset + 2;
+      offset += 1 + length;
+    }
+  };
+  const rcode = reply[3] & 0xf;
+  const count = reply.readUInt16BE(6);
+  let offset = skip(12) + 4;
+  const addresses = [];
+  for (let i = 0; i < count; i++) {
+    offset = skip(offset);
+    const type = reply.readUInt16BE(offset);
+    const length = reply.readUInt16BE(offset + 8);
+    if (type === 1) addresses.push(reply.subarray(offset + 10, offset + 14).join('.'));
+    offset += 10 + length;
+  }
+  return `${rcode}:${addresses.sort().join(',')}`;
 }
 
 function rssMiB(pid) {
@@ -137,7 +192,7 @@ function rssMiB(pid) {
 async function waitForAnswer(port, name, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await query(port, name)) return true;
+    if ((await ask(port, name)) !== null) return true;
     await sleep(10);
   }
   return false;
@@ -151,97 +206,183 @@ function stop(child) {
   });
 }
 
+/** A server of the bench: started, then answering (or the bench fails saying which). */
+async function startServer(name, command, args, probe) {
+  const started = performance.now();
+  // Peers log their start-up at length: kept in a file, shown when one fails.
+  const logFile = join(benchDir, `${name}.log`);
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', openSync(logFile, 'w')] });
+  if (!(await waitForAnswer(PORTS[name], probe, 180_000))) throw new Error(`${name} did not answer on 127.0.0.1:${PORTS[name]}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+  return { child, firstAnswerS: (performance.now() - started) / 1000 };
+}
+
+/** The RSS of a process and of each of its children (a cluster's workers), MiB. */
+function rssTree(pid) {
+  let children = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // none
+  }
+  return [rssMiB(pid), ...children.map((child) => rssMiB(child))];
+}
+
 async function main(dir) {
-  log(`machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, node ${process.version}, ${execFileSync('nsd', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0] || 'nsd'}`);
+  const version = (command, args) => {
+    const r = spawnSync(command, args, { encoding: 'utf8' });
+    return `${r.stdout}${r.stderr}`.split('\n')[0].trim();
+  };
+  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
+  log(`machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores (${cpuModel}), node ${process.version}; ${version('nsd', ['-v'])}; ${version('named', ['-v'])}; ${version('knotd', ['-V'])}; ${version('dnsmasq', ['-v'])}`);
+  log(`load average at the start: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   log('generating the 10,000-host inputs (bench/compile.mjs) and compiling them ...');
   execFileSync(process.execPath, [join(ROOT, 'bench', 'compile.mjs'), '--inputs-only', dir], { stdio: 'ignore' });
+  const compiled = join(dir, 'compiled.json');
+  execFileSync(process.execPath, [BIN, 'compile', '-s', join(dir, 'services.yml'), '-i', join(dir, 'hosts.yml'), '-o', compiled], { stdio: 'inherit' });
+  const topology = JSON.parse(readFileSync(compiled, 'utf8'));
+
+  // One loopback source per view: the largest overlay sets, each with one host that asks from 127.0.2.N.
+  const bySet = new Map();
+  for (const host of Object.values(topology.hosts)) {
+    const key = Object.keys(host.overlays).sort().join(',');
+    if (key === '') continue;
+    bySet.set(key, [...(bySet.get(key) ?? []), host]);
+  }
+  const views = [...bySet].sort((a, b) => b[1].length - a[1].length).slice(0, VIEWS).map(([key, hosts], i) => {
+    const host = hosts[0];
+    const source = `127.0.2.${i + 1}`;
+    host.public_ips = [...host.public_ips, source];
+    for (const service of Object.values(topology.services)) for (const instance of service.instances) if (instance.host === host.name) instance.public_ips = host.public_ips;
+    return { key, source, viewer: { overlays: host.overlays } };
+  });
   const topologyFile = join(dir, 'topology.json');
-  execFileSync(process.execPath, [BIN, 'compile', '-s', join(dir, 'services.yml'), '-i', join(dir, 'hosts.yml'), '-o', topologyFile], { stdio: 'inherit' });
-  const topology = JSON.parse(readFileSync(topologyFile, 'utf8'));
-  const zone = publicZone(topology);
-  log(`zone ${topology.domain}: ${zone.size} names, ${Object.keys(topology.hosts).length} hosts, ${Object.keys(topology.services).length} services, ${topology.overlays.length} overlays`);
+  writeFileSync(topologyFile, JSON.stringify(topology));
+  const publicNames = zoneFor(topology, null);
+  const bindViews = views.map((view, i) => ({ name: `v${i + 1}`, clients: viewClients(topology, view.key), names: zoneFor(topology, view.viewer) }));
+  const sources = [{ label: 'public', source: '127.0.0.1' }, ...views.map((v) => ({ label: v.key, source: v.source }))];
+  log(`zone ${topology.domain}: ${publicNames.size} names, ${Object.keys(topology.hosts).length} hosts, ${Object.keys(topology.services).length} services, ${topology.overlays.length} overlays, ${bySet.size} overlay sets; asking from ${sources.map((s) => `${s.source} (${s.label})`).join(', ')}`);
 
   const queries = join(dir, 'queries.txt');
-  writeFileSync(queries, queryFile(topology, prng(42)));
-
-  // --- start-up time and memory of ours on the whole topology --------------
+  const queryText = queryFile(topology, prng(42));
+  writeFileSync(queries, queryText);
   const probeName = `${Object.values(topology.services)[0].name}.${topology.domain}`;
-  const started = performance.now();
-  const ours = spawn(process.execPath, [...CLI_NODE_ARGS, BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${OURS_PORT}`, '--no-forward', '--no-watch', '--log-level', 'warn'], { stdio: 'inherit' });
-  if (!(await waitForAnswer(OURS_PORT, probeName, 30_000))) throw new Error('meshplane dns did not answer');
-  const firstAnswerS = (performance.now() - started) / 1000;
-  log(`ours: first answer ${sig(firstAnswerS)} s after start; RSS ${sig(rssMiB(ours.pid).rss)} MiB`);
 
-  // --- NSD with the same zone ----------------------------------------------
-  const nsdDir = join(dir, 'nsd');
-  mkdirSync(nsdDir);
-  writeFileSync(join(nsdDir, 'zone'), nsdZoneFile(topology.domain, zone));
-  writeFileSync(
-    join(nsdDir, 'nsd.conf'),
-    `server:\n  ip-address: 127.0.0.1@${NSD_PORT}\n  server-count: 1\n  username: ""\n  chroot: ""\n  zonesdir: "${nsdDir}"\n  database: ""\n  pidfile: "${nsdDir}/nsd.pid"\n  xfrdfile: "${nsdDir}/xfrd.state"\n  zonelistfile: "${nsdDir}/zone.list"\n  logfile: "${nsdDir}/nsd.log"\n  rrl-ratelimit: 0\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: ${topology.domain}\n  zonefile: zone\n`,
-  );
-  let nsd = null;
-  let ceiling = null;
-  try {
-    nsd = spawn('nsd', ['-d', '-c', join(nsdDir, 'nsd.conf')], { stdio: 'inherit' });
-    if (!(await waitForAnswer(NSD_PORT, probeName, 30_000))) throw new Error('NSD did not answer');
+  // --- ours: start-up time and memory on the whole topology, one worker and two -----------
+  const oursArgs = (port, workers) => [...CLI_NODE_ARGS, BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${port}`, '--no-forward', '--no-watch', '--workers', String(workers), '--log-level', 'warn'];
+  const ours = await startServer('ours', process.execPath, oursArgs(PORTS.ours, 1), probeName);
+  log(`ours (1 worker): first answer ${sig(ours.firstAnswerS)} s after start; RSS ${sig(rssMiB(ours.child.pid).rss)} MiB`);
+  const ours2 = await startServer('ours_2', process.execPath, oursArgs(PORTS.ours_2, 2), probeName);
+  log(`ours (2 workers): first answer ${sig(ours2.firstAnswerS)} s after start; RSS per process ${rssTree(ours2.child.pid).map((r) => sig(r.rss)).join(' + ')} MiB (primary + workers)`);
 
-    // --- the bare Node ceiling: precomputed replies, nothing else ------------
-    const zoneJson = join(dir, 'zone.json');
-    writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(zone) }));
-    ceiling = spawn(process.execPath, [CEILING, String(CEILING_PORT), zoneJson], { stdio: 'inherit' });
-    if (!(await waitForAnswer(CEILING_PORT, probeName, 30_000))) throw new Error('the Node ceiling server did not answer');
-    const targets = [['ours', OURS_PORT], ['nsd', NSD_PORT], ['node-ceiling', CEILING_PORT]];
+  // --- the peers ----------------------------------------------------------------------------
+  const bindStart = performance.now();
+  const bindConf = writeBind(join(dir, 'bind'), { domain: topology.domain, port: PORTS.bind9, views: bindViews, publicNames });
+  const bind2Conf = writeBind(join(dir, 'bind2'), { domain: topology.domain, port: PORTS.bind9_2, views: bindViews, publicNames });
+  log(`BIND: ${bindViews.length + 1} views (${bindViews.map((v) => `${v.name}: ${v.clients.length} clients`).join(', ')}, public), zone files written in ${sig((performance.now() - bindStart) / 1000)} s`);
+  const servers = { ours: ours.child, ours_2: ours2.child };
+  servers.bind9 = (await startServer('bind9', 'named', ['-g', '-n', '1', '-c', bindConf], probeName)).child;
+  servers.bind9_2 = (await startServer('bind9_2', 'named', ['-g', '-n', '2', '-c', bind2Conf], probeName)).child;
+  servers.knot = (await startServer('knot', 'knotd', ['-c', writeKnot(join(dir, 'knot'), { domain: topology.domain, port: PORTS.knot, names: publicNames })], probeName)).child;
+  servers.dnsmasq = (await startServer('dnsmasq', 'dnsmasq', dnsmasqArgs(join(dir, 'dnsmasq'), { domain: topology.domain, port: PORTS.dnsmasq, names: publicNames }), probeName)).child;
+  servers.nsd = (await startServer('nsd', 'nsd', ['-d', '-c', writeNsd(join(dir, 'nsd'), { domain: topology.domain, port: PORTS.nsd, names: publicNames })], probeName)).child;
+  const zoneJson = join(dir, 'zone.json');
+  writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(publicNames) }));
+  servers['node-ceiling'] = (await startServer('node-ceiling', process.execPath, [CEILING, String(PORTS['node-ceiling']), zoneJson], probeName)).child;
+  log(`peers up; BIND RSS ${sig(rssMiB(servers.bind9.pid).rss)} MiB with ${bindViews.length + 1} views`);
 
-    // --- throughput, interleaved ---------------------------------------------
-    const perf = { ours: [], nsd: [], 'node-ceiling': [] };
-    for (let round = 0; round < QPS_ROUNDS; round++) {
-      for (const [name, port] of targets) {
-        const result = dnsperf(port, queries, ['-l', String(QPS_SECONDS), '-q', '500', '-t', '2']);
-        perf[name].push(result.qps);
-        log(`round ${round + 1} ${name}: ${sig(result.qps)} qps, ${result.lost} lost`);
+  // --- the same answers: a sample of names from every source, against ours ------------------
+  const sample = [...new Set(queryText.split('\n').filter(Boolean).map((l) => l.split(' ')[0]))].slice(0, 150);
+  const withViews = ['ours_2', 'bind9', 'bind9_2'];
+  const noViews = ['knot', 'dnsmasq', 'nsd'];
+  for (const { label, source } of sources) {
+    const mismatches = {};
+    for (const name of sample) {
+      const mine = await ask(PORTS.ours, name, source);
+      for (const peer of [...withViews, ...(source === '127.0.0.1' ? noViews : [])]) {
+        if ((await ask(PORTS[peer], name, source)) !== mine) mismatches[peer] = (mismatches[peer] ?? 0) + 1;
       }
     }
-    const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const qpsOurs = mean(perf.ours);
-    const qpsNsd = mean(perf.nsd);
-
-    // --- latency at a fixed rate ---------------------------------------------
-    const latency = {};
-    for (const [name, port] of targets) {
-      const result = dnsperf(port, queries, ['-l', String(LATENCY_SECONDS), '-Q', String(LATENCY_RATE), '-q', '500', '-t', '2', '-v']);
-      latency[name] = p50Latency(result.out);
-      log(`${name} at ${LATENCY_RATE} qps: p50 ${sig(latency[name].p50 * 1e6)} us over ${latency[name].samples} queries, ${result.lost} lost`);
-    }
-
-    // --- memory after the load, and after answering every name once ----------
-    const afterLoad = rssMiB(ours.pid);
-    log(`ours after load: RSS ${sig(afterLoad.rss)} MiB (peak ${sig(afterLoad.peak)} MiB)`);
-    const allNames = join(dir, 'all-names.txt');
-    writeFileSync(allNames, [...zone.keys()].map((n) => `${n}.${topology.domain} A`).join('\n') + '\n');
-    dnsperf(OURS_PORT, allNames, ['-n', '1', '-q', '200', '-t', '2']);
-    const afterAll = rssMiB(ours.pid);
-    log(`ours after answering all ${zone.size} names: RSS ${sig(afterAll.rss)} MiB (peak ${sig(afterAll.peak)} MiB)`);
-
-    log('');
-    log(`RESULT qps ours=${Math.round(qpsOurs)} nsd=${Math.round(qpsNsd)} ratio=${ratio(qpsOurs, qpsNsd)}`);
-    log(`RESULT qps_vs_half_nsd ours=${Math.round(qpsOurs)} half_nsd=${Math.round(qpsNsd / 2)} ratio=${ratio(qpsOurs, qpsNsd / 2)}`);
-    log(`RESULT p50-latency ours=${sig(latency.ours.p50 * 1e6)} nsd=${sig(latency.nsd.p50 * 1e6)} ratio=${ratio(latency.nsd.p50, latency.ours.p50)}`);
-    log(`RESULT p50-latency-vs-2x-nsd-us ours=${sig(latency.ours.p50 * 1e6)} two_nsd=${sig(2 * latency.nsd.p50 * 1e6)} ratio=${ratio(2 * latency.nsd.p50, latency.ours.p50)}`);
-    log(`RESULT rss_10k_hosts_mib ours=${sig(afterAll.peak)} target=${RSS_TARGET_MIB} ratio=${ratio(RSS_TARGET_MIB, afterAll.peak)}`);
-    const qpsCeiling = mean(perf['node-ceiling']);
-    log(`RESULT ceiling-qps node-ceiling=${Math.round(qpsCeiling)} nsd=${Math.round(qpsNsd)} ratio=${ratio(qpsCeiling, qpsNsd)}`);
-    log(`RESULT qps-vs-ceiling ours=${Math.round(qpsOurs)} node-ceiling=${Math.round(qpsCeiling)} ratio=${ratio(qpsOurs, qpsCeiling)}`);
-    log(`RESULT ceiling-p50-latency node-ceiling=${sig(latency['node-ceiling'].p50 * 1e6)} nsd=${sig(latency.nsd.p50 * 1e6)} ratio=${ratio(latency.nsd.p50, latency['node-ceiling'].p50)}`);
-    log(`RESULT first_answer_10k_hosts_seconds ours=${sig(firstAnswerS)} target=${START_TARGET_S} ratio=${ratio(START_TARGET_S, firstAnswerS)}`);
-  } finally {
-    await stop(ours);
-    if (nsd !== null) await stop(nsd);
-    if (ceiling !== null) await stop(ceiling);
+    log(`same answers as ours from ${source} (${label}), ${sample.length} names: ${Object.keys(mismatches).length === 0 ? 'all peers agree' : Object.entries(mismatches).map(([peer, n]) => `${peer} differs on ${n}`).join(', ')}`);
   }
+
+  // --- warm-up: every server answers the query mix once from every source ----------------------
+  // Ours encodes an answer on its first query per (view, name), where the C servers did all the work
+  // at load; without this the first timed run of ours would pay for 5 views' encoding.
+  const targets = ['ours', 'ours_2', 'bind9', 'bind9_2', 'knot', 'dnsmasq', 'nsd', 'node-ceiling'];
+  for (const name of targets) {
+    for (const { source } of sources) {
+      await sleep(0);
+      dnsperf(PORTS[name], source, queries, ['-n', '1', '-q', '200', '-t', '2']);
+    }
+  }
+
+  // --- throughput: each target from every source in turn, interleaved by target ---------------
+  const perf = Object.fromEntries(targets.map((t) => [t, { completed: 0, seconds: 0, lost: 0, serverCpu: 0, clientCpu: 0 }]));
+  for (let round = 0; round < QPS_ROUNDS; round++) {
+    for (const name of targets) {
+      const entry = perf[name];
+      const cpuBefore = cpuSeconds(servers[name].pid);
+      let completed = 0;
+      let seconds = 0;
+      let clientCpu = 0;
+      for (const { source } of sources) {
+        // A turn of the event loop between the synchronous runs: a signal (SIGINT, SIGTERM) is handled here.
+        await sleep(0);
+        const result = dnsperf(PORTS[name], source, queries, ['-l', String(QPS_SECONDS), '-q', '500', '-t', '2']);
+        completed += result.completed;
+        seconds += result.seconds;
+        clientCpu += result.cpu;
+        entry.lost += result.lost;
+      }
+      const serverCpu = cpuSeconds(servers[name].pid) - cpuBefore;
+      entry.completed += completed;
+      entry.seconds += seconds;
+      entry.serverCpu += serverCpu;
+      entry.clientCpu += clientCpu;
+      log(`round ${round + 1} ${name}: ${sig(completed / seconds)} qps over ${sources.length} sources; CPU: server ${Math.round((100 * serverCpu) / seconds)}%, dnsperf ${Math.round((100 * clientCpu) / seconds)}% of a core; load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+    }
+  }
+  const qps = Object.fromEntries(targets.map((t) => [t, perf[t].completed / perf[t].seconds]));
+
+  // --- latency at a fixed rate, asked as the first view -------------------------------------
+  const latency = {};
+  for (const name of targets) {
+    await sleep(0);
+    const result = dnsperf(PORTS[name], sources[1].source, queries, ['-l', String(LATENCY_SECONDS), '-Q', String(LATENCY_RATE), '-q', '500', '-t', '2', '-v']);
+    latency[name] = p50Latency(result.out).p50 * 1e6;
+    log(`${name} at ${LATENCY_RATE} qps: p50 ${sig(latency[name])} us, ${result.lost} lost`);
+  }
+
+  // --- memory after the load, and after answering every name once ----------------------------
+  const afterLoad = rssMiB(ours.child.pid);
+  log(`ours after load: RSS ${sig(afterLoad.rss)} MiB (peak ${sig(afterLoad.peak)} MiB)`);
+  const allNames = join(dir, 'all-names.txt');
+  writeFileSync(allNames, [...publicNames.keys()].map((n) => `${n}.${topology.domain} A`).join('\n') + '\n');
+  dnsperf(PORTS.ours, '127.0.0.1', allNames, ['-n', '1', '-q', '200', '-t', '2']);
+  const afterAll = rssMiB(ours.child.pid);
+  log(`ours after answering all ${publicNames.size} names: RSS ${sig(afterAll.rss)} MiB (peak ${sig(afterAll.peak)} MiB)`);
+  log(`ours (2 workers) after load: RSS per process ${rssTree(ours2.child.pid).map((r) => sig(r.peak)).join(' + ')} MiB peak (primary + workers)`);
+
+  log('');
+  log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  for (const peer of ['bind9', 'dnsmasq', 'knot', 'nsd']) log(`RESULT qps ours=${Math.round(qps.ours)} ${peer}=${Math.round(qps[peer])} ratio=${ratio(qps.ours, qps[peer])}`);
+  for (const peer of ['bind9', 'dnsmasq', 'knot', 'nsd']) log(`RESULT p50 ours=${sig(latency.ours)} ${peer}=${sig(latency[peer])} ratio=${ratio(latency[peer], latency.ours)}`);
+  log(`RESULT qps_workers_2 ours_2=${Math.round(qps.ours_2)} bind9_2=${Math.round(qps.bind9_2)} ratio=${ratio(qps.ours_2, qps.bind9_2)}`);
+  log(`RESULT qps_workers_2 ours_2=${Math.round(qps.ours_2)} nsd=${Math.round(qps.nsd)} ratio=${ratio(qps.ours_2, qps.nsd)}`);
+  log(`RESULT qps_workers_2_vs_1 ours_2=${Math.round(qps.ours_2)} ours=${Math.round(qps.ours)} ratio=${ratio(qps.ours_2, qps.ours)}`);
+  log(`RESULT p50_workers_2 ours_2=${sig(latency.ours_2)} bind9_2=${sig(latency.bind9_2)} ratio=${ratio(latency.bind9_2, latency.ours_2)}`);
+  log(`RESULT qps_vs_half_nsd ours=${Math.round(qps.ours)} half_nsd=${Math.round(qps.nsd / 2)} ratio=${ratio(qps.ours, qps.nsd / 2)}`);
+  log(`RESULT rss_10k_hosts_mib ours=${sig(afterAll.peak)} target=${RSS_TARGET_MIB} ratio=${ratio(RSS_TARGET_MIB, afterAll.peak)}`);
+  log(`RESULT ceiling-qps node-ceiling=${Math.round(qps['node-ceiling'])} nsd=${Math.round(qps.nsd)} ratio=${ratio(qps['node-ceiling'], qps.nsd)}`);
+  log(`RESULT qps-vs-ceiling ours=${Math.round(qps.ours)} node-ceiling=${Math.round(qps['node-ceiling'])} ratio=${ratio(qps.ours, qps['node-ceiling'])}`);
+  log(`RESULT ceiling-p50-latency node-ceiling=${sig(latency['node-ceiling'])} nsd=${sig(latency.nsd)} ratio=${ratio(latency.nsd, latency['node-ceiling'])}`);
+  log(`RESULT first_answer_10k_hosts_seconds ours=${sig(ours.firstAnswerS)} target=${START_TARGET_S} ratio=${ratio(START_TARGET_S, ours.firstAnswerS)}`);
+  log(`RESULT first_answer_10k_hosts_seconds_workers_2 ours_2=${sig(ours2.firstAnswerS)} target=${START_TARGET_S} ratio=${ratio(START_TARGET_S, ours2.firstAnswerS)}`);
+  await Promise.all(Object.values(servers).map((child) => stop(child)));
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-dns-'));
+benchDir = dir;
 atExit(() => rmSync(dir, { recursive: true, force: true }));
 main(dir)
   .catch((err) => {

@@ -61,6 +61,12 @@ describe('views for askers', () => {
     expect(zone.views.select('::ffff:127.0.10.3').label).toBe('ovb');
     // Overlay addresses identify their host too.
     expect(zone.views.select('100.64.10.1').label).toBe('ova');
+    // IPv4 sources take a numeric path (no string work per packet): the same answers at its edges.
+    expect(zone.views.select('127.0.10.4').label).toBe('public');
+    expect(zone.views.select('127.255.255.255').label).toBe('ova,ovb');
+    expect(zone.views.select('128.0.0.1').label).toBe('public');
+    expect(zone.views.select('100.64.11.3').label).toBe('ovb');
+    for (const junk of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.', 'a.b.c.d', '1.2.3.4444']) expect(zone.views.select(junk).label).toBe('public');
     const publicAnswer = zone.answer(zone.views.select('198.18.200.1'), 'h2.mesh.internal', 1);
     expect(publicAnswer.count).toBe(1);
     expect([...publicAnswer.records.subarray(-4)]).toEqual([127, 0, 10, 2]);

@@ -9,9 +9,12 @@ import process from 'node:process';
 const DEBIAN_PACKAGES = {
   'ansible-inventory': 'ansible-core',
   dig: 'bind9-dnsutils',
+  dnsmasq: 'dnsmasq-base',
   dnsperf: 'dnsperf',
   haproxy: 'haproxy',
   iperf3: 'iperf3',
+  knotd: 'knot',
+  named: 'bind9',
   nproc: 'coreutils',
   nsd: 'nsd',
   openssl: 'openssl',

@@ -41,7 +41,9 @@ export class Forwarder {
       const socket = createSocket(family === 6 ? 'udp6' : 'udp4');
       socket.on('message', (message, rinfo) => this.onReply(message, rinfo.address, rinfo.port));
       socket.on('error', () => undefined); // ICMP errors surface as timeouts, per query
-      await new Promise<void>((resolve) => socket.bind(0, resolve));
+      // exclusive: in a cluster worker a plain bind(0) would share one socket among all workers, and
+      // the upstream's replies would reach whichever worker reads first, not the one that asked.
+      await new Promise<void>((resolve) => socket.bind({ port: 0, exclusive: true }, resolve));
       this.sockets.set(family, socket);
     }
   }

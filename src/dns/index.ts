@@ -4,6 +4,7 @@
  * pieces below are exported for the CLI.
  */
 export { DnsService } from './service.js';
+export { DnsCluster } from './cluster.js';
 export { expandWildcards, parseSocketAddress, resolversFromResolvConf } from './listen.js';
 export type { SocketAddress } from './listen.js';
 export { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL } from './zone.js';

@@ -3,8 +3,8 @@
  * owns (never prom-client's global one). Query counts are kept in plain
  * numbers on the hot path and handed to prom-client when it is scraped.
  */
-import { Counter, Gauge, Histogram } from 'prom-client';
-import type { Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import type { Metric, Registry } from 'prom-client';
 import { RCODE, TYPE } from './wire.js';
 
 const TYPE_LABELS = ['A', 'AAAA', 'NS', 'SOA', 'ANY', 'other'] as const;
@@ -46,21 +46,39 @@ function rcodeSlot(rcode: number): number {
 const TCP_CLOSE_REASONS = ['idle', 'query_timeout', 'evicted_source', 'evicted_global', 'refused', 'overflow'] as const;
 export type TcpCloseReason = (typeof TCP_CLOSE_REASONS)[number];
 
-export interface DnsMetrics {
+/** What the query path counts (per process: in a cluster each worker has its own, summed at scrape). */
+export interface QueryMetrics {
   /** One answered (or dropped-as-garbage) query. */
   query(view: string, type: number, rcode: number, seconds: number): void;
-  reload(result: 'success' | 'failure' | 'unchanged'): void;
   forwarded(result: 'answered' | 'failed'): void;
   tcpConnections(delta: number): void;
   tcpRefused(): void;
   /** A TCP connection we closed because of a limit. */
   tcpClosed(reason: TcpCloseReason): void;
+}
+
+/** What the owner of the topology counts (in a cluster: the primary, once for all workers). */
+export interface ZoneMetrics {
+  reload(result: 'success' | 'failure' | 'unchanged'): void;
   zoneNames(count: number, views: number): void;
 }
 
+export type DnsMetrics = QueryMetrics & ZoneMetrics;
+
 export function createDnsMetrics(registry: Registry): DnsMetrics {
+  return { ...createQueryMetrics(registry, null), ...createZoneMetrics(registry) };
+}
+
+/**
+ * @param worker a cluster worker's id: its total also goes out as
+ *   `meshplane_dns_worker_queries_total{worker}` (worked out at scrape
+ *   time from the same counts), so the balance across workers shows.
+ */
+export function createQueryMetrics(registry: Registry, worker: string | null): QueryMetrics {
   // view label -> counts by [type slot][rcode slot]; the hot path only indexes arrays.
   const counts = new Map<string, Float64Array>();
+  let lastView: string | null = null;
+  let lastTable: Float64Array | undefined;
   new Counter({
     name: 'meshplane_dns_queries_total',
     help: 'DNS queries answered, by query type, response code and view (the asker\'s overlay set; "public" outside the mesh)',
@@ -75,20 +93,21 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       }
     },
   });
-  const latency = new Histogram({
-    name: 'meshplane_dns_request_duration_seconds',
-    help: 'Time from receiving a query to handing its reply to the socket (forwarded queries include the upstream)',
-    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5, 2],
-    registers: [registry],
-  });
-  const reloads = new Counter({
-    name: 'meshplane_dns_reloads_total',
-    help: 'Topology reloads by result: success, failure (old topology kept), unchanged',
-    labelNames: ['result'],
-    registers: [registry],
-  });
-  // Every result from 0: increase() misses a counter's first step when its series starts at 1.
-  for (const result of ['success', 'failure', 'unchanged']) reloads.inc({ result }, 0);
+  if (worker !== null) {
+    new Counter({
+      name: 'meshplane_dns_worker_queries_total',
+      help: 'DNS queries answered by each cluster worker (meshplane dns --workers): how the kernel spreads the load',
+      labelNames: ['worker'],
+      registers: [registry],
+      collect() {
+        let total = 0;
+        for (const table of counts.values()) for (const value of table) total += value;
+        this.reset();
+        this.inc({ worker }, total);
+      },
+    });
+  }
+  const observeLatency = latencyHistogram(registry);
   const forwards = new Counter({
     name: 'meshplane_dns_forwarded_total',
     help: 'Queries outside the zone sent upstream, by result',
@@ -108,24 +127,79 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     registers: [registry],
   });
   for (const reason of TCP_CLOSE_REASONS) closed.inc({ reason }, 0);
-  const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
-  const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
-
   return {
     query(view, type, rcode, seconds) {
-      let table = counts.get(view);
+      // Runs per query: the last view's table is at hand (a per-host server has one view), else one Map lookup.
+      let table = view === lastView ? lastTable : counts.get(view);
       if (table === undefined) counts.set(view, (table = new Float64Array(TYPE_LABELS.length * RCODE_LABELS.length)));
+      lastView = view;
+      lastTable = table;
       table[typeSlot(type) * RCODE_LABELS.length + rcodeSlot(rcode)]! += 1;
-      latency.observe(seconds);
+      observeLatency(seconds);
     },
-    reload: (result) => reloads.inc({ result }),
     forwarded: (result) => forwards.inc({ result }),
     tcpConnections: (delta) => connections.inc(delta),
     tcpRefused: () => refused.inc(),
     tcpClosed: (reason) => closed.inc({ reason }),
+  };
+}
+
+export function createZoneMetrics(registry: Registry): ZoneMetrics {
+  const reloads = new Counter({
+    name: 'meshplane_dns_reloads_total',
+    help: 'Topology reloads by result: success, failure (old topology kept), unchanged',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  // Every result from 0: increase() misses a counter's first step when its series starts at 1.
+  for (const result of ['success', 'failure', 'unchanged']) reloads.inc({ result }, 0);
+  const names = new Gauge({ name: 'meshplane_dns_zone_names', help: 'Names in the served zone', registers: [registry] });
+  const views = new Gauge({ name: 'meshplane_dns_views', help: 'Distinct views (overlay sets) in the served topology', registers: [registry] });
+
+  return {
+    reload: (result) => reloads.inc({ result }),
     zoneNames(count, viewCount) {
       names.set(count);
       views.set(viewCount);
     },
+  };
+}
+
+const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5, 2];
+
+/**
+ * meshplane_dns_request_duration_seconds, kept in a typed array and handed
+ * to prom-client only when scraped: prom-client's Histogram.observe() makes
+ * a closure and hashes its labels on every call, which showed in the
+ * profile of the query path (BENCHMARKS.md). Same buckets, same exposition.
+ */
+function latencyHistogram(registry: Registry): (seconds: number) => void {
+  const name = 'meshplane_dns_request_duration_seconds';
+  const help = 'Time from receiving a query to handing its reply to the socket (forwarded queries include the upstream)';
+  const counts = new Float64Array(LATENCY_BUCKETS.length + 1);
+  let sum = 0;
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get() {
+      let cumulative = 0;
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = LATENCY_BUCKETS.map((le, i) => ({ labels: { le }, value: (cumulative += counts[i]!), metricName: `${name}_bucket` }));
+      const count = cumulative + counts[LATENCY_BUCKETS.length]!;
+      values.push({ labels: { le: '+Inf' }, value: count, metricName: `${name}_bucket` }, { labels: {}, value: sum, metricName: `${name}_sum` }, { labels: {}, value: count, metricName: `${name}_count` });
+      return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });
+    },
+    reset() {
+      counts.fill(0);
+      sum = 0;
+    },
+  };
+  registry.registerMetric(metric as unknown as Metric);
+  return (seconds) => {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+    counts[i]! += 1;
+    sum += seconds;
   };
 }

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { MeshplaneError } from '../errors.js';
 import type { Forwarder } from './forwarder.js';
 import type { SocketAddress } from './listen.js';
-import type { DnsMetrics } from './metrics.js';
+import type { QueryMetrics } from './metrics.js';
 import { errorReply, isTransfer, zoneReply } from './reply.js';
 import type { ReplyLimits } from './reply.js';
 import { CLASS_ANY, CLASS_IN, CLASSIC_UDP_SIZE, RCODE, parseQuery } from './wire.js';
@@ -42,7 +42,7 @@ interface DnsServerOptions {
   readonly tcpMaxConnections?: number;
   /** Connections held at once from one source address (IPv6: one /64). */
   readonly tcpMaxConnectionsPerSource?: number;
-  readonly metrics?: DnsMetrics | null;
+  readonly metrics?: QueryMetrics | null;
   readonly logger: Logger;
 }
 

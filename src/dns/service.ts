@@ -17,7 +17,7 @@ import { DnsServer } from './server.js';
 import type { BoundAddress } from './server.js';
 import { DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Zone } from './zone.js';
 
-interface DnsServiceOptions {
+export interface DnsServiceOptions {
   /**
    * Where the zone comes from. DnsService starts it if it is not started yet
    * (and then closes it on close()); whether it watches files is its own option.
@@ -156,16 +156,29 @@ export class DnsService {
   }
 
   private buildZone(topology: Topology): Zone {
-    const host = this.options.host;
-    if (host !== null && !(host in topology.hosts)) {
-      throw new MeshplaneError('DNS_ERR_UNKNOWN_HOST', `host "${host}" is not in the topology from ${this.live.description}; --host must name the host this server runs on`);
-    }
-    return new Zone(topology, {
-      ttl: this.options.ttl ?? DEFAULT_TTL,
-      negativeTtl: this.options.negativeTtl ?? DEFAULT_NEGATIVE_TTL,
-      selfHost: host,
-      // Where askers reach this server: the addresses it listens on, wildcards aside (a zone is no part of a record).
-      nsAddresses: [...new Set(this.options.listen.map((l) => l.address.split('%')[0]!).filter((a) => a !== '0.0.0.0' && a !== '::'))],
-    });
+    return buildServedZone(topology, this.options, this.live.description);
   }
+}
+
+/** What a zone is built from besides the Topology (a cluster worker gets these from the primary). */
+export type ZoneSettings = Pick<DnsServiceOptions, 'host' | 'listen' | 'ttl' | 'negativeTtl'>;
+
+/** `host` when the topology has it (or null, a central server); else DNS_ERR_UNKNOWN_HOST. */
+export function checkHost(topology: Topology, host: string | null, description: string): string | null {
+  if (host !== null && !(host in topology.hosts)) {
+    throw new MeshplaneError('DNS_ERR_UNKNOWN_HOST', `host "${host}" is not in the topology from ${description}; --host must name the host this server runs on`);
+  }
+  return host;
+}
+
+/** The zone this server serves from `topology`; DNS_ERR_UNKNOWN_HOST when --host is not in it. */
+export function buildServedZone(topology: Topology, settings: ZoneSettings, description: string): Zone {
+  const host = checkHost(topology, settings.host, description);
+  return new Zone(topology, {
+    ttl: settings.ttl ?? DEFAULT_TTL,
+    negativeTtl: settings.negativeTtl ?? DEFAULT_NEGATIVE_TTL,
+    selfHost: host,
+    // Where askers reach this server: the addresses it listens on, wildcards aside (a zone is no part of a record).
+    nsAddresses: [...new Set(settings.listen.map((l) => l.address.split('%')[0]!).filter((a) => a !== '0.0.0.0' && a !== '::'))],
+  });
 }

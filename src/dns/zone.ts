@@ -168,15 +168,15 @@ export class Zone {
   /** The answer for an in-zone name; `contains(name)` must hold. */
   answer(view: View, name: string, type: number): Answer {
     if (name.length === this.domain.length) return this.apexAnswer(type);
-    const relative = name.slice(0, name.length - this.suffix.length);
     let perView = this.cache.get(view);
     if (perView === undefined) {
       perView = new Map();
       this.cache.set(view, perView);
     }
-    let answers = perView.get(relative);
+    // Keyed by the name as asked (lowercased): a hit costs no string work.
+    let answers = perView.get(name);
     if (answers === undefined) {
-      const data = this.names.get(relative);
+      const data = this.names.get(name.slice(0, name.length - this.suffix.length));
       if (data === undefined) return this.nxdomain;
       answers = data.kind === 'address' ? this.encodeAnswers(view, data) : this.encodeSrv(view, data);
       if (this.cached >= MAX_CACHED_NAMES) {
@@ -185,7 +185,7 @@ export class Zone {
         this.reverseCache = new Map();
         this.cached = 0;
       }
-      perView.set(relative, answers);
+      perView.set(name, answers);
       this.cached++;
     }
     return pick(answers, type, this.nodata);

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.js';
 import {
@@ -8,6 +9,7 @@ import {
   DEFAULT_TCP_QUERY_TIMEOUT_MS,
   DEFAULT_TTL,
   DEFAULT_UDP_SIZE,
+  DnsCluster,
   DnsService,
   expandWildcards,
   parseSocketAddress,
@@ -63,7 +65,13 @@ broken one keeps the old one serving.
                                TCP connections held at once from one address
                                (IPv6: one /64); past it the source's own oldest
                                waiting one is closed (default ${DEFAULT_TCP_MAX_CONNECTIONS_PER_SOURCE})
+      --workers N              processes answering on the same sockets (Node
+                               cluster; the primary reads the topology and
+                               hands it to every worker). Default: 1 with
+                               --host (a per-host stub), else the number of
+                               cores (a central server)
       --metrics ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics
+                               (with --workers: totals over the workers)
       --no-watch               reload on SIGHUP only, not on file changes
       --log-level LEVEL        fatal|error|warn|info|debug (default info)
 
@@ -86,6 +94,7 @@ ${DNS_RENDER_USAGE}`,
         'tcp-query-timeout': { type: 'string' },
         'tcp-max-connections': { type: 'string' },
         'tcp-max-connections-per-source': { type: 'string' },
+        workers: { type: 'string' },
         metrics: { type: 'string' },
         'no-watch': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: process.env['MESHPLANE_LOG_LEVEL'] ?? 'info' },
@@ -102,9 +111,13 @@ ${DNS_RENDER_USAGE}`,
         ? values.forward.map((text) => parseSocketAddress(text))
         : resolversFromResolvConf(values['resolv-conf'], listen);
 
+    // A per-host stub answers one host's programs: one process is plenty and keeps its memory small.
+    // A central server answers a fleet: every core.
+    const workers = integer(values.workers, '--workers', 1, 256) ?? (values.host !== undefined ? 1 : availableParallelism());
+
     const { logger, registry } = daemon('dns', values['log-level']);
     const topology = new LiveTopology(source, { watch: !values['no-watch'], logger });
-    const service = new DnsService({
+    const options = {
       topology,
       host: values.host ?? null,
       listen,
@@ -118,9 +131,10 @@ ${DNS_RENDER_USAGE}`,
       tcpMaxConnectionsPerSource: integer(values['tcp-max-connections-per-source'], '--tcp-max-connections-per-source', 1, 1_000_000),
       registry,
       logger,
-    });
+    };
+    const service = workers === 1 ? new DnsService(options) : new DnsCluster({ ...options, workers, logLevel: values['log-level'] });
     await service.start();
-    const metricsServer = await startMetrics(registry, values.metrics, 9153);
+    const metricsServer = await startMetrics(service instanceof DnsCluster ? service.metricsRegistry(registry) : registry, values.metrics, 9153);
     const udp = service.addresses.filter((a) => a.transport === 'udp').map((a) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`));
     io.stdout(`meshplane dns: serving on ${udp.join(', ')}${metricsServer === null ? '' : `; metrics at ${metricsServer.url}`}\n`);
     return await runUntilSignalled(logger, {
