@@ -153,7 +153,7 @@ describe('credentials_mode: online', () => {
 
   it('renders the pki serve and pki renew units with the flags the CLI takes', () => {
     const serve = render('meshplane-pki-serve.service.j2', vars);
-    expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /etc/meshplane/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9156\n');
+    expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /var/lib/meshplane/ca/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9156\n');
     expect(serve).toContain('\nReadWritePaths=/var/lib/meshplane/ca\n');
     const renew = render('meshplane-pki-renew.service.j2', vars);
     expect(renew).toContain(
@@ -166,6 +166,26 @@ describe('credentials_mode: online', () => {
     // The flags in the units are the CLI's: its usage names each of them.
     const usage = meshplane(['pki', '--help']).stdout + meshplane(['pki']).stderr;
     for (const flag of ['--ca-dir', '--listen', '--lifetime', '--metrics', '--daemon', '--ca-url', '--credentials-root', '--exec']) expect(usage).toContain(flag);
+  });
+
+  /** credentials_serve_host as the role's defaults compute it for an inventory (YAML text). */
+  function serveHost(inventory: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'meshplane-serve-host-'));
+    writeFileSync(join(dir, 'hosts.yml'), inventory);
+    const result = spawnSync('ansible', ['all', '-i', join(dir, 'hosts.yml'), '-c', 'local', '-o', '-m', 'ansible.builtin.debug', '-a', 'var=credentials_serve_host', '-e', `@${roleFile('credentials', 'defaults/main.yml')}`, '-e', 'meshplane_controller_dir=/x'], {
+      encoding: 'utf8',
+      env: { ...process.env, ANSIBLE_LOCALHOST_WARNING: 'false', ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false' },
+    });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    const values = new Set([...result.stdout.matchAll(/"credentials_serve_host": "([^"]*)"/g)].map((m) => m[1]));
+    expect(values.size, result.stdout).toBe(1); // every host agrees on it
+    return [...values][0]!;
+  }
+
+  it('puts the online CA on the first host of the meshplane_ca group, or of the inventory without one', () => {
+    const hosts = 'all:\n  children:\n    web:\n      hosts:\n        web1: {ansible_connection: local}\n    db:\n      hosts:\n        db1: {ansible_connection: local}\n';
+    expect(serveHost(hosts)).toBe('web1');
+    expect(serveHost(`${hosts}    meshplane_ca:\n      hosts:\n        db1: {}\n`)).toBe('db1');
   });
 
   it('ansible-lint passes on the credentials role', () => {
