@@ -151,6 +151,8 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     for (const group of CREDENTIAL_GROUPS) if (run('getent', ['group', group]).status === 0) groupsBefore.add(group);
     copyFileSync(join(FIXTURES, 'services.yml'), controller.services);
     copyFileSync(join(FIXTURES, 'hosts.yml'), controller.inventory);
+    // The online CA's host, for when the last tests switch credentials_mode to online.
+    writeFileSync(controller.inventory, `${readFileSync(controller.inventory, 'utf8')}    meshplane_ca:\n      hosts:\n        host1: {}\n`);
     for (const host of HOSTS) {
       mkdirSync(join(rootOf(host), 'etc'), { recursive: true });
       writeFileSync(join(rootOf(host), 'etc/resolv.conf'), 'nameserver 198.18.4.1\nsearch example.net\noptions edns0\n');
@@ -578,9 +580,9 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     }
     expect((await getent('host1', 'db')).addresses).toHaveLength(3);
   }, PLAYBOOK_TEST_MS);
-  // Online renewal. The fixture has no meshplane_ca group, so the online CA goes to the
-  // inventory's first host; host3 renews through it (host3 shares no overlay with host1,
-  // so its DNS answers host1's FQDN with the address that works here without tinc).
+  // Online renewal. The online CA goes to the meshplane_ca group (beforeAll), host1; host3
+  // renews through it (host3 shares no overlay with host1, so its DNS answers host1's FQDN
+  // with the address that works here without tinc).
   const ONLINE_CA = 'host1';
   const RENEWER = 'host3';
   const SERVE_UNIT = 'etc/systemd/system/meshplane-pki-serve.service';
