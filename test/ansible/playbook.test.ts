@@ -13,7 +13,10 @@
  * (its unit runs with --no-watch, so only a handler can make it reload);
  * the firewall hook loads the rendered nftables ruleset into the host's
  * namespace. An upstream resolver on the hub (198.18.4.1) stands for the
- * resolvers the hosts had before.
+ * resolvers the hosts had before. Last, the fleet switches to online
+ * renewal with one variable: the online CA and a renewal daemon run from
+ * their units' command lines and renew a credential, a rerun keeps it, and
+ * switching back to offline stops and removes them.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
@@ -148,6 +151,8 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     for (const group of CREDENTIAL_GROUPS) if (run('getent', ['group', group]).status === 0) groupsBefore.add(group);
     copyFileSync(join(FIXTURES, 'services.yml'), controller.services);
     copyFileSync(join(FIXTURES, 'hosts.yml'), controller.inventory);
+    // The online CA's host, for when the last tests switch credentials_mode to online.
+    writeFileSync(controller.inventory, `${readFileSync(controller.inventory, 'utf8')}    meshplane_ca:\n      hosts:\n        host1: {}\n`);
     for (const host of HOSTS) {
       mkdirSync(join(rootOf(host), 'etc'), { recursive: true });
       writeFileSync(join(rootOf(host), 'etc/resolv.conf'), 'nameserver 198.18.4.1\nsearch example.net\noptions edns0\n');
@@ -183,6 +188,12 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
         'overlay_wireguard_sync_command: "echo wireguard {{ inventory_hostname }} {{ item.name }} >> {{ meshplane_test_dir }}/restarts.log"',
         // No overlay daemons run here: agents dial the gateway's public address.
         'agent_gateways: ["198.18.4.10:8443"]',
+        // Online renewal (off until a test switches it on): restarts are recorded; a stop also ends
+        // the daemon the test started from the unit (what systemctl stop does to $MAINPID).
+        'credentials_serve_restart_command: "echo pki-serve {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'credentials_renew_restart_command: "echo pki-renew {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log"',
+        'credentials_serve_stop_command: "echo stop pki-serve {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/meshplane-pki-serve.pid ]; then kill $(cat {{ meshplane_prefix }}/run/meshplane-pki-serve.pid); fi"',
+        'credentials_renew_stop_command: "echo stop pki-renew {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/meshplane-pki-renew.pid ]; then kill $(cat {{ meshplane_prefix }}/run/meshplane-pki-renew.pid); fi"',
         '',
       ].join('\n'),
     );
@@ -568,5 +579,182 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
       expect((await getent(host, 'db-backup')).status, host).toBe(2); // not found
     }
     expect((await getent('host1', 'db')).addresses).toHaveLength(3);
+  }, PLAYBOOK_TEST_MS);
+  // Online renewal. The online CA goes to the meshplane_ca group (beforeAll), host1; host3
+  // renews through it (host3 shares no overlay with host1, so its DNS answers host1's FQDN
+  // with the address that works here without tinc).
+  const ONLINE_CA = 'host1';
+  const RENEWER = 'host3';
+  const SERVE_UNIT = 'etc/systemd/system/meshplane-pki-serve.service';
+  const RENEW_UNIT = 'etc/systemd/system/meshplane-pki-renew.service';
+  const SERVE_DIR = 'var/lib/meshplane/ca';
+  const CA_URL = `https://${ONLINE_CA}.mesh.internal:9443`;
+  const pkiUnits = (host: string): string[] => readdirSync(join(rootOf(host), 'etc/systemd/system')).filter((f) => f.startsWith('meshplane-pki-')).sort();
+  /** argv run in the host's namespace with its own resolv.conf (its meshplane DNS), as the host's units would run. */
+  const asHost = (host: string, argv: readonly string[]): string[] => [
+    'netns', 'exec', `mpans-${host}`, 'unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', join(rootOf(host), 'etc/resolv.conf'), ...argv,
+  ];
+  const metric = async (host: string, port: number, line: RegExp): Promise<number | undefined> => {
+    const scraped = await runAsync('ip', ['netns', 'exec', `mpans-${host}`, 'curl', '-sf', `http://127.0.0.1:${port}/metrics`]);
+    const match = scraped.stdout.split('\n').find((l) => line.test(l));
+    return match === undefined ? undefined : Number(match.split(' ').pop());
+  };
+  const held = (host: string, kind: string): { serial: string; key: string; sans: string[] } => {
+    const dir = join(rootOf(host), 'etc/credentials/x509/ansdb', kind);
+    return {
+      serial: openssl(['x509', '-in', join(dir, 'cert.pem'), '-noout', '-serial']).trim(),
+      key: readFileSync(join(dir, 'private_key.pem'), 'utf8'),
+      sans: sans(join(dir, 'cert.pem')).sort(),
+    };
+  };
+  const renewedFrom = new Map<string, { serial: string; key: string; sans: string[] }>();
+
+  it('switches the fleet to online renewal with one variable: the online CA on one host, a renewal daemon on every host', async () => {
+    writeFileSync(controller.varsFile, `${readFileSync(controller.varsFile, 'utf8')}credentials_mode: online\n`);
+    const before = snapshots();
+    const hooks = restarts().length;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual([...HOSTS]);
+    expect(restarts(hooks).sort()).toEqual([`pki-serve ${ONLINE_CA}`, ...HOSTS.map((h) => `pki-renew ${h}`)].sort());
+    const after = snapshots();
+    // The units, and on the online CA host the CA and the whole topology; no certificate was touched.
+    for (const host of HOSTS) {
+      const expected = host === ONLINE_CA ? [RENEW_UNIT, SERVE_UNIT, ...['ca.pem', 'ca_key.pem', 'crl.pem', 'topology.json'].map((f) => `${SERVE_DIR}/${f}`)] : [RENEW_UNIT];
+      expect(touched(before.get(host)!, after.get(host)!), host).toEqual(expected.sort());
+      expect(pkiUnits(host), host).toEqual(host === ONLINE_CA ? ['meshplane-pki-renew.service', 'meshplane-pki-serve.service'] : ['meshplane-pki-renew.service']);
+    }
+    // The CA key: 0600 root in a 0700 directory on the online CA host, on no other host.
+    const caKey = readFileSync(join(work.path, 'controller/ca/ca_key.pem'));
+    const keyOnHost = join(rootOf(ONLINE_CA), SERVE_DIR, 'ca_key.pem');
+    expect(readFileSync(keyOnHost)).toEqual(caKey);
+    const keyStat = statSync(keyOnHost);
+    expect([keyStat.mode & 0o7777, keyStat.uid, keyStat.gid]).toEqual([0o600, 0, 0]);
+    expect(statSync(join(rootOf(ONLINE_CA), SERVE_DIR)).mode & 0o7777).toBe(0o700);
+    const keySha = after.get(ONLINE_CA)!.get(`${SERVE_DIR}/ca_key.pem`)!.sha256;
+    for (const host of HOSTS) {
+      const copies = [...after.get(host)!].filter(([, state]) => state.sha256 === keySha).map(([path]) => path);
+      expect(copies, host).toEqual(host === ONLINE_CA ? [`${SERVE_DIR}/ca_key.pem`] : []);
+    }
+    // The online CA signs for every host: the whole topology, not host1's own (which lacks answg).
+    expect(readFileSync(join(rootOf(ONLINE_CA), SERVE_DIR, 'topology.json'), 'utf8')).toBe(readFileSync(join(work.path, 'controller/topology.json'), 'utf8'));
+    const root = rootOf(ONLINE_CA);
+    expect(execStart(join(root, SERVE_UNIT))).toEqual([
+      join(root, 'usr/local/bin/meshplane'), 'pki', 'serve', '--ca-dir', join(root, SERVE_DIR), '--topology', join(root, SERVE_DIR, 'topology.json'),
+      '--host', ONLINE_CA, '--listen', '0.0.0.0:9443', '--metrics', '127.0.0.1:9158',
+    ]);
+    for (const host of HOSTS) {
+      expect(execStart(join(rootOf(host), RENEW_UNIT)), host).toEqual([
+        join(rootOf(host), 'usr/local/bin/meshplane'), 'pki', 'renew', '--daemon', '--host', host, '--ca-url', CA_URL,
+        '--credentials-root', join(rootOf(host), 'etc/credentials'), '--system-owners', '--metrics', '127.0.0.1:9157',
+      ]);
+    }
+  }, PLAYBOOK_TEST_MS);
+
+  it("renews a host's credential through the online CA, both run from their units' command lines", async () => {
+    // The online CA, as its unit runs it, in its host's namespace; a stop hook signals this PID.
+    const serveLog = join(work.path, 'pki-serve.log');
+    const serve = spawn('ip', ['netns', 'exec', `mpans-${ONLINE_CA}`, ...execStart(join(rootOf(ONLINE_CA), SERVE_UNIT))], { stdio: ['ignore', openSync(serveLog, 'a'), openSync(serveLog, 'a')] });
+    servers.set('pki-serve', serve);
+    mkdirSync(join(rootOf(ONLINE_CA), 'run'), { recursive: true });
+    writeFileSync(join(rootOf(ONLINE_CA), 'run/meshplane-pki-serve.pid'), `${serve.pid}\n`);
+    await waitFor(
+      () => {
+        if (serve.exitCode !== null) throw new Error(`pki serve exited ${serve.exitCode}`);
+        return readFileSync(serveLog, 'utf8').includes('meshplane pki serve: online CA at');
+      },
+      { what: 'the online CA serving', interval: 100, explain: () => readFileSync(serveLog, 'utf8') },
+    );
+    // The renewal daemon, as its unit runs it: it reaches the CA by the serve host's FQDN through host3's DNS.
+    const renewUnit = join(rootOf(RENEWER), RENEW_UNIT);
+    const renewLog = join(work.path, 'pki-renew.log');
+    const daemon = spawn('ip', asHost(RENEWER, execStart(renewUnit)), { stdio: ['ignore', openSync(renewLog, 'a'), openSync(renewLog, 'a')] });
+    servers.set('pki-renew', daemon);
+    mkdirSync(join(rootOf(RENEWER), 'run'), { recursive: true });
+    writeFileSync(join(rootOf(RENEWER), 'run/meshplane-pki-renew.pid'), `${daemon.pid}\n`);
+    const lastSuccess = await waitFor(
+      async () => {
+        if (daemon.exitCode !== null) throw new Error(`pki renew exited ${daemon.exitCode}`);
+        const value = await metric(RENEWER, 9157, /^meshplane_pki_renew_last_success_timestamp_seconds /);
+        return value !== undefined && value > 0 ? value : undefined;
+      },
+      { what: 'the renewal daemon fetching the CRL from the online CA', deadline: 60_000, interval: 200, explain: () => `renew: ${readFileSync(renewLog, 'utf8')}\nserve: ${readFileSync(serveLog, 'utf8')}` },
+    );
+    expect(lastSuccess).toBeGreaterThan(0);
+    // Freshly issued certificates are not due: nothing renewed yet, each one's due time exported.
+    for (const kind of ['client', 'server']) {
+      expect(await metric(RENEWER, 9157, new RegExp(`^meshplane_pki_renew_due_timestamp_seconds\\{credential="ansdb",kind="${kind}"\\} `)), kind).toBeGreaterThan(Date.now() / 1000);
+    }
+    expect(await metric(RENEWER, 9157, /^meshplane_pki_renew_renewals_total\{/)).toBeUndefined();
+    // Now what the unit runs, once and forced (a 90-day certificate is due in 60 days).
+    for (const kind of ['client', 'server']) renewedFrom.set(kind, held(RENEWER, kind));
+    const argv = execStart(renewUnit);
+    const once = [...argv.filter((arg, i) => arg !== '--daemon' && arg !== '--metrics' && argv[i - 1] !== '--metrics'), '--force'];
+    const result = await runAsync('ip', asHost(RENEWER, once), 120_000);
+    expect(result.status, `${result.stdout}${result.stderr}\nserve: ${readFileSync(serveLog, 'utf8')}`).toBe(0);
+    expect(result.stdout).toContain('meshplane pki renew: changed');
+    const dir = join(rootOf(RENEWER), 'etc/credentials/x509/ansdb');
+    for (const kind of ['client', 'server']) {
+      const old = renewedFrom.get(kind)!;
+      const now = held(RENEWER, kind);
+      const cert = join(dir, kind, 'cert.pem');
+      const key = join(dir, kind, 'private_key.pem');
+      expect(now.serial, kind).not.toBe(old.serial);
+      expect(now.key, `${kind}: a new key, made on the host`).not.toBe(old.key);
+      expect(now.sans, `${kind}: the SANs the topology gives host3`).toEqual(old.sans);
+      expect(openssl(['verify', '-CAfile', join(dir, 'ca.pem'), cert]).trim()).toBe(`${cert}: OK`);
+      expect(openssl(['x509', '-in', cert, '-noout', '-pubkey'])).toBe(openssl(['pkey', '-in', key, '-pubout']));
+      const keyStat = statSync(key);
+      expect([keyStat.mode & 0o7777, keyStat.uid, keyStat.gid], `${kind} key`).toEqual([0o440, 0, gid('ansdb-credentials')]);
+      const certStat = statSync(cert);
+      expect([certStat.mode & 0o7777, certStat.uid, certStat.gid], `${kind} cert`).toEqual([0o444, 0, 0]);
+      const kindDir = statSync(join(dir, kind));
+      expect([kindDir.mode & 0o7777, kindDir.gid]).toEqual([0o750, gid('ansdb-credentials')]);
+    }
+    expect(await metric(ONLINE_CA, 9158, /^meshplane_pki_serve_requests_total\{route="renew",outcome="ok"\} /)).toBe(2);
+    // The CRL beside the credential is the online CA's current one (what GET /crl serves), signed by ca.pem.
+    const crl = await runAsync('ip', asHost(RENEWER, ['curl', '-sf', '--cacert', join(dir, 'ca.pem'), `${CA_URL}/crl`]));
+    expect(crl.status, crl.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'crl.pem'), 'utf8')).toBe(crl.stdout);
+    const crlStat = statSync(join(dir, 'crl.pem'));
+    expect([crlStat.mode & 0o7777, crlStat.uid, crlStat.gid]).toEqual([0o444, 0, 0]);
+    expect(run('openssl', ['crl', '-in', join(dir, 'crl.pem'), '-CAfile', join(dir, 'ca.pem'), '-noout']).stderr).toContain('verify OK');
+  }, 300_000);
+
+  it('keeps what the daemon renewed on a second run in online mode: changed=0, no file touched', async () => {
+    const before = snapshots();
+    const hooks = restarts().length;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(restarts(hooks)).toEqual([]);
+    expect(Object.fromEntries(Object.entries(report.stats).map(([h, s]) => [h, s.changed]))).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 0])));
+    const after = snapshots();
+    for (const host of HOSTS) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+    for (const kind of ['client', 'server']) expect(held(RENEWER, kind).serial, kind).not.toBe(renewedFrom.get(kind)!.serial);
+    expect(servers.get('pki-serve')!.exitCode).toBeNull();
+    expect(servers.get('pki-renew')!.exitCode).toBeNull();
+  }, PLAYBOOK_TEST_MS);
+
+  it('switches back to offline: both daemons stopped, their units and the CA copy removed, renewed certificates kept', async () => {
+    writeFileSync(controller.varsFile, readFileSync(controller.varsFile, 'utf8').replace('credentials_mode: online\n', 'credentials_mode: offline\n'));
+    const before = snapshots();
+    const hooks = restarts().length;
+    const renewed = held(RENEWER, 'server').serial;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual([...HOSTS]);
+    expect(restarts(hooks).sort()).toEqual([`stop pki-serve ${ONLINE_CA}`, ...HOSTS.map((h) => `stop pki-renew ${h}`)].sort());
+    for (const name of ['pki-serve', 'pki-renew']) {
+      const child = servers.get(name)!;
+      await waitFor(() => child.exitCode !== null || child.signalCode !== null, { what: `${name} stopped by its stop hook`, interval: 100 });
+    }
+    const after = snapshots();
+    for (const host of HOSTS) {
+      expect(pkiUnits(host), host).toEqual([]);
+      const expected = host === ONLINE_CA ? [RENEW_UNIT, SERVE_UNIT, ...['ca.pem', 'ca_key.pem', 'crl.pem', 'topology.json'].map((f) => `${SERVE_DIR}/${f}`)] : [RENEW_UNIT];
+      expect(touched(before.get(host)!, after.get(host)!), host).toEqual(expected.sort());
+    }
+    expect(existsSync(join(rootOf(ONLINE_CA), SERVE_DIR))).toBe(false);
+    expect(held(RENEWER, 'server').serial).toBe(renewed); // offline runs keep a valid certificate the daemon renewed
   }, PLAYBOOK_TEST_MS);
 });

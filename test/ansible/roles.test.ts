@@ -145,7 +145,7 @@ describe('credentials_mode: online', () => {
     credentials_serve_listen: '0.0.0.0:9443',
     credentials_serve_url: 'https://host1.mesh.internal:9443',
     credentials_serve_ca_dir: '/var/lib/meshplane/ca',
-    credentials_serve_metrics: '127.0.0.1:9156',
+    credentials_serve_metrics: '127.0.0.1:9158',
     credentials_renew_metrics: '127.0.0.1:9157',
     credentials_renew_exec: 'systemctl reload meshplane-gateway',
     inventory_hostname: 'host1',
@@ -153,10 +153,10 @@ describe('credentials_mode: online', () => {
 
   it('renders the pki serve and pki renew units with the flags the CLI takes', () => {
     const serve = render('meshplane-pki-serve.service.j2', vars);
-    expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /etc/meshplane/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9156\n');
+    expect(serve).toContain('\nExecStart=/usr/local/bin/meshplane pki serve --ca-dir /var/lib/meshplane/ca --topology /var/lib/meshplane/ca/topology.json --host host1 --listen 0.0.0.0:9443 --lifetime 24h --metrics 127.0.0.1:9158\n');
     expect(serve).toContain('\nReadWritePaths=/var/lib/meshplane/ca\n');
     // Without credentials_lifetime (the default) services.yml's lifetimes apply: no --lifetime to override them.
-    expect(render('meshplane-pki-serve.service.j2', { ...vars, credentials_lifetime: '' })).toContain('--host host1 --listen 0.0.0.0:9443 --metrics 127.0.0.1:9156\n');
+    expect(render('meshplane-pki-serve.service.j2', { ...vars, credentials_lifetime: '' })).toContain('--host host1 --listen 0.0.0.0:9443 --metrics 127.0.0.1:9158\n');
     const renew = render('meshplane-pki-renew.service.j2', vars);
     expect(renew).toContain(
       "\nExecStart=/usr/local/bin/meshplane pki renew --daemon --host host1 --ca-url https://host1.mesh.internal:9443 --credentials-root /etc/credentials --system-owners --exec 'systemctl reload meshplane-gateway' --metrics 127.0.0.1:9157\n",
@@ -168,6 +168,27 @@ describe('credentials_mode: online', () => {
     // The flags in the units are the CLI's: its usage names each of them.
     const usage = meshplane(['pki', '--help']).stdout + meshplane(['pki']).stderr;
     for (const flag of ['--ca-dir', '--listen', '--lifetime', '--metrics', '--daemon', '--ca-url', '--credentials-root', '--exec']) expect(usage).toContain(flag);
+  });
+
+  /** credentials_serve_host as the role's defaults compute it for an inventory (YAML text). */
+  function serveHost(inventory: string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'meshplane-serve-host-'));
+    writeFileSync(join(dir, 'hosts.yml'), inventory);
+    const result = spawnSync('ansible', ['all', '-i', join(dir, 'hosts.yml'), '-c', 'local', '-o', '-m', 'ansible.builtin.debug', '-a', 'var=credentials_serve_host', '-e', `@${roleFile('credentials', 'defaults/main.yml')}`, '-e', 'meshplane_controller_dir=/x'], {
+      encoding: 'utf8',
+      env: { ...process.env, ANSIBLE_LOCALHOST_WARNING: 'false', ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false' },
+    });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    const values = new Set([...result.stdout.matchAll(/"credentials_serve_host": "([^"]*)"/g)].map((m) => m[1]));
+    expect(values.size, result.stdout).toBe(1); // every host agrees on it
+    return [...values][0]!;
+  }
+
+  it('puts the online CA on the first host of the meshplane_ca group, and on no host by chance without one', () => {
+    const hosts = 'all:\n  children:\n    web:\n      hosts:\n        web1: {ansible_connection: local}\n    db:\n      hosts:\n        db2: {ansible_connection: local}\n        db1: {ansible_connection: local}\n';
+    expect(serveHost(hosts)).toBe(''); // online.yml then stops and names the group
+    expect(serveHost(`${hosts}    meshplane_ca:\n      hosts:\n        db2: {}\n`)).toBe('db2');
+    expect(serveHost(`${hosts}    meshplane_ca:\n      hosts:\n        db2: {}\n        db1: {}\n`)).toBe('db1'); // by name
   });
 
   it('ansible-lint passes on the credentials role', () => {

@@ -88,7 +88,7 @@ export const serve: Handler = async (args, io) => {
       logger.error({ code: (err as { code?: string }).code, reason: (err as Error).message }, 'cannot read the CA again; still signing with the previous one');
     }
   });
-  const metrics = await startMetrics(registry, values.metrics, 9156);
+  const metrics = await startMetrics(registry, values.metrics, 9158);
   const host = listen.address.includes(':') ? `[${listen.address}]` : listen.address;
   io.stdout(`meshplane pki serve: online CA at https://${host}:${server.port}/${metrics === null ? '' : `; metrics at ${metrics.url}`}\n`);
   return await runUntilSignalled(logger, {
