@@ -76,6 +76,15 @@ describe('diffTopologies', () => {
     const topology = compileMesh(freshDir(), spec());
     expect(isEmptyDiff(diffTopologies(topology, topology))).toBe(true);
   });
+
+  it('sees a change of pki_policy alone (pki serve and up follow it)', () => {
+    const topology = compileMesh(freshDir(), spec());
+    const policy = { leaf_lifetime_ms: 24 * 3600_000, crl_lifetime_ms: 7 * 86_400_000, crl_refresh_ms: 3600_000 };
+    const diff = diffTopologies(topology, { ...topology, pki: policy });
+    expect(isEmptyDiff(diff)).toBe(false);
+    expect(diff.pkiPolicyChanged).toBe(true);
+    expect(diffTopologies({ ...topology, pki: policy }, { ...topology, pki: { ...policy } }).pkiPolicyChanged).toBe(false);
+  });
 });
 
 describe('LiveTopology following services.yml + inventory', () => {

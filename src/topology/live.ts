@@ -35,6 +35,8 @@ export interface TopologyDiff {
   readonly credentialsChanged: readonly string[];
   readonly overlaysChanged: boolean;
   readonly domainChanged: boolean;
+  /** pki_policy (leaf and CRL lifetimes, CRL refresh) changed. */
+  readonly pkiPolicyChanged: boolean;
 }
 
 interface Keyed {
@@ -89,6 +91,7 @@ export function diffTopologies(previous: Topology, current: Topology): TopologyD
     credentialsChanged: credentials.changed,
     overlaysChanged: JSON.stringify(previous.overlays) !== JSON.stringify(current.overlays),
     domainChanged: previous.domain !== current.domain,
+    pkiPolicyChanged: JSON.stringify(previous.pki ?? null) !== JSON.stringify(current.pki ?? null),
   };
 }
 

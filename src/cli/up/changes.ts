@@ -23,6 +23,7 @@ function changedKeys(before: object, after: object, ignored: readonly string[]):
 export function changeLines(previous: Topology, current: Topology, diff: TopologyDiff, handled: ReadonlySet<string>): string[] {
   const lines: string[] = [];
   if (diff.domainChanged) lines.push(`~ domain ${previous.domain} -> ${current.domain}`);
+  if (diff.pkiPolicyChanged) lines.push('~ pki_policy (lifetimes of certificates issued from now on, CRL lifetime and refresh)');
   if (diff.overlaysChanged) lines.push(`~ overlays (${current.overlays.map((o) => o.name).join(', ') || 'none'})`);
   for (const name of diff.hostsAdded) lines.push(`+ host ${name} (${addresses(current.hosts[name]!)})`);
   for (const name of diff.hostsRemoved) lines.push(`- host ${name}`);
