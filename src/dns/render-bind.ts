@@ -12,7 +12,8 @@
 import type { Topology, TopologyHost } from '../topology/index.js';
 import { addressesSeenBy, hostFqdn, instanceNames, masterNames, serviceNames, shardNames, srvNames, viewKey } from '../topology/index.js';
 import type { SocketAddress } from './listen.js';
-import { reverseName } from './reverse.js';
+import type { ReverseData } from './reverse.js';
+import { collectReverse, ownersSeenBy } from './reverse.js';
 
 interface BindRenderOptions {
   /** The host BIND runs on: loopback askers no host owns get its view, and it names the NS. null: a central server. */
@@ -189,30 +190,6 @@ function forwardZone(domain: string, ttl: number, soa: string, view: BindView, n
   return out.join('');
 }
 
-/** Every address the topology knows, by reverse name: its owners by ips/public_ips (all views) and by overlay. */
-interface ReverseData {
-  readonly everyone: TopologyHost[];
-  readonly byOverlay: { readonly overlay: string; readonly host: TopologyHost }[];
-}
-
-function collectReverse(topology: Topology): Map<string, ReverseData> {
-  const reverse = new Map<string, ReverseData>();
-  const entry = (address: string): ReverseData => {
-    const name = reverseName(address);
-    let data = reverse.get(name);
-    if (data === undefined) reverse.set(name, (data = { everyone: [], byOverlay: [] }));
-    return data;
-  };
-  for (const host of Object.values(topology.hosts)) {
-    for (const address of [...host.ips, ...host.public_ips]) {
-      const data = entry(address);
-      if (!data.everyone.includes(host)) data.everyone.push(host);
-    }
-    for (const [overlay, address] of Object.entries(host.overlays)) entry(address).byOverlay.push({ overlay, host });
-  }
-  return reverse;
-}
-
 /**
  * BIND answers only inside zones, so the reverse names go into one zone per IPv4 /24
  * (`3.2.1.in-addr.arpa`) or IPv6 /64 that holds a known address (see README, "BIND").
@@ -227,10 +204,8 @@ function reverseZone(zone: string, ttl: number, soa: string, view: BindView, ent
   const out: string[] = [`$ORIGIN ${zone}.\n$TTL ${ttl}\n`, soa];
   const suffix = `.${zone}`;
   for (const [name, data] of entries) {
-    const hosts = [...data.everyone];
-    for (const { overlay, host } of data.byOverlay) if (view.viewer !== null && overlay in view.viewer.overlays && !hosts.includes(host)) hosts.push(host);
     const label = name.slice(0, name.length - suffix.length);
-    for (const host of hosts) out.push(`${label} IN PTR ${host.name}.${domain}.\n`);
+    for (const host of ownersSeenBy(data, view.viewer)) out.push(`${label} IN PTR ${hostFqdn({ domain }, host.name)}.\n`);
   }
   return out.join('');
 }

@@ -5,7 +5,8 @@
  */
 import type { Topology, TopologyHost } from '../topology/index.js';
 import { addressesSeenBy, hostFqdn, instanceNames, masterNames, serviceNames, shardNames, srvNames, srvProtocolName } from '../topology/index.js';
-import { reverseName } from './reverse.js';
+import type { ReverseData } from './reverse.js';
+import { collectReverse, ownersSeenBy } from './reverse.js';
 import type { View } from './views.js';
 import { ViewTable } from './views.js';
 import { RCODE, TYPE, addressRdata, encodeName, encodeRecord, soaRdata, srvRdata } from './wire.js';
@@ -80,12 +81,6 @@ interface SrvName {
 
 type NameData = AddressName | SrvName;
 
-/** The hosts an address belongs to: its owners by ips/public_ips (seen by all), and by overlay (seen on that overlay). */
-interface ReverseData {
-  readonly everyone: TopologyHost[];
-  readonly byOverlay: { readonly overlay: string; readonly host: TopologyHost }[];
-}
-
 interface NameAnswers {
   readonly a: Answer;
   readonly aaaa: Answer;
@@ -106,7 +101,7 @@ export class Zone {
   readonly views: ViewTable;
   private readonly suffix: string;
   private readonly names = new Map<string, NameData>();
-  private readonly reverseNames = new Map<string, ReverseData>();
+  private reverseNames: ReadonlyMap<string, ReverseData> = new Map();
   private cache = new Map<View, Map<string, NameAnswers>>();
   private reverseCache = new Map<View, Map<string, NameAnswers>>();
   private cached = 0;
@@ -126,7 +121,7 @@ export class Zone {
     this.ttl = options.ttl;
     this.views = new ViewTable(topology, options.selfHost);
     this.collectNames(topology);
-    this.collectReverseNames(topology);
+    this.reverseNames = collectReverse(topology);
 
     const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
     const nsName = central ? `ns.${this.domain}` : hostFqdn(this, options.selfHost);
@@ -289,30 +284,11 @@ export class Zone {
 
   /** PTR answer: the hosts owning the address that this view may know of; none = NXDOMAIN (an overlay address is not theirs to resolve). */
   private encodePtr(view: View, data: ReverseData): NameAnswers {
-    const viewer = view.viewer;
-    const hosts = [...data.everyone];
-    for (const { overlay, host } of data.byOverlay) if (viewer !== null && overlay in viewer.overlays && !hosts.includes(host)) hosts.push(host);
+    const hosts = ownersSeenBy(data, view.viewer);
     if (hosts.length === 0) return { a: this.reverseNxdomain, aaaa: this.reverseNxdomain, any: this.reverseNxdomain, srv: this.reverseNxdomain, ptr: this.reverseNxdomain };
     const records = hosts.map((host) => encodeRecord(null, TYPE.PTR, this.ttl, encodeName(hostFqdn(this, host.name))));
     const ptr = fixed(RCODE.NOERROR, records, null);
     return { a: this.reverseNodata, aaaa: this.reverseNodata, any: ptr, srv: this.reverseNodata, ptr };
-  }
-
-  /** Every address of every host (ips, public_ips, overlay addresses), by reverse name. */
-  private collectReverseNames(topology: Topology): void {
-    const entry = (address: string): ReverseData => {
-      const name = reverseName(address);
-      let data = this.reverseNames.get(name);
-      if (data === undefined) this.reverseNames.set(name, (data = { everyone: [], byOverlay: [] }));
-      return data;
-    };
-    for (const host of Object.values(topology.hosts)) {
-      for (const address of [...host.ips, ...host.public_ips]) {
-        const data = entry(address);
-        if (!data.everyone.includes(host)) data.everyone.push(host);
-      }
-      for (const [overlay, address] of Object.entries(host.overlays)) entry(address).byOverlay.push({ overlay, host });
-    }
   }
 
   /** Every name of the zone, relative to the domain: svc, host.svc, shard.svc, svc-master, host. */
