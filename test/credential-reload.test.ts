@@ -7,12 +7,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspectCert, issueHost, loadCa, revoke } from '../src/pki/index.js';
+import { issueHost, loadCa, revoke } from '../src/pki/index.js';
 import { writeFileAtomic } from '../src/lib/atomic-write.js';
 import type { GatewayFixture } from './support/gateway.js';
-import { prepareGatewayMesh, registrationPort, startAgent, startGateway, stopAllDaemons } from './support/gateway.js';
+import { count, prepareGatewayMesh, registrationPort, serialOf, servedSerial, startAgent, startGateway, stopAllDaemons } from './support/gateway.js';
 import { tempDir } from './support/run.js';
 import { waitFor } from './support/wait.js';
 
@@ -26,20 +25,6 @@ afterAll(async () => {
   await stopAllDaemons();
   work.remove();
 });
-
-/** The serial of the certificate the gateway shows on a new handshake. */
-function servedSerial(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'gateway.mesh.internal', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
-      resolve(inspectCert(socket.getPeerX509Certificate()!.toString(), 'served').serial);
-      socket.destroy();
-    });
-    socket.on('error', reject);
-  });
-}
-
-const serialOf = (file: string): string => inspectCert(readFileSync(file, 'utf8'), file).serial;
-const count = (text: string, needle: string): number => text.split(needle).length - 1;
 
 describe('credential files followed without SIGHUP', () => {
   it('serves a renewed gateway certificate with tunnels kept, and drops an agent a new CRL revokes; the agent redials with its renewed certificate', async () => {

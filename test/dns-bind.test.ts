@@ -19,46 +19,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsService } from '../src/dns/index.js';
 import type { Topology } from '../src/topology/index.js';
 import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
-import { LOOPBACK_MESH, compileMesh, parseDig, runAsync, silentLogger } from './support/dns.js';
-import type { DigRecord, DigResult, MeshSpec } from './support/dns.js';
+import { SRV_MESH, UPSTREAM_MESH, compileMesh, parseDig, runAsync, silentLogger } from './support/dns.js';
+import type { DigRecord, DigResult } from './support/dns.js';
 import { removeNamespaces } from './support/netns.js';
 import { CLI, run, tempDir } from './support/run.js';
 import { waitFor } from './support/wait.js';
 
-/** LOOPBACK_MESH with ports (SRV), a UDP port, a service without ports, and p1 behind NAT. */
-const MESH: MeshSpec = {
-  ...LOOPBACK_MESH,
-  hosts: [...LOOPBACK_MESH.hosts, { name: 'p1', ips: ['127.0.10.9'], publicIps: ['127.0.30.9'], groups: ['edge'] }],
-  services: `app:
-  scheduling_group: app
-  ports: [8080, 8443]
-db:
-  scheduling_group: db
-  num_instances: 2
-  master_election: true
-  ports: [5432]
-big:
-  scheduling_group: fleet
-  ports: [9000]
-capped:
-  scheduling_group: fleet
-  dns_max_answers: 5
-  ports: [9001]
-noports:
-  scheduling_group: db
-resolver:
-  scheduling_group: db
-  ports: [53/udp, 853]
-`,
-};
-
-/** The upstream for names outside the mesh (both servers forward to it). */
-const OTHER: MeshSpec = {
-  domain: 'other.test',
-  overlays: [],
-  hosts: [{ name: 'u1', ips: ['127.0.20.1'], groups: ['g'] }],
-  services: 'svc:\n  scheduling_group: g\n',
-};
 
 /** One address per view (and two unknown askers): h1 ova, h2 ova+ovb, h3 ovb, h4 none, p1 none. */
 const ASKERS = ['127.0.10.1', '127.0.10.2', '127.0.10.3', '127.0.10.4', '127.0.10.9', '127.0.0.1', '127.0.99.1'];
@@ -110,11 +76,11 @@ include "${renderDir}/named.conf";
 }
 
 beforeAll(async () => {
-  topology = compileMesh(work.path, MESH);
+  topology = compileMesh(work.path, SRV_MESH);
   writeTopology(join(work.path, 'topology.json'), topology);
   const otherDir = join(work.path, 'other');
   mkdirSync(otherDir);
-  writeTopology(join(otherDir, 'topology.json'), compileMesh(otherDir, OTHER));
+  writeTopology(join(otherDir, 'topology.json'), compileMesh(otherDir, UPSTREAM_MESH));
   upstream = new DnsService({
     topology: new LiveTopology(topologyFileSource(join(otherDir, 'topology.json')), { watch: false, logger: silentLogger }),
     host: null,
@@ -396,7 +362,7 @@ describe('the render', () => {
 
   it('serves an edited topology after a re-render and rndc reload', async () => {
     mkdirSync(join(work.path, 'edit'));
-    const edited = compileMesh(join(work.path, 'edit'), { ...MESH, services: `${MESH.services}late:\n  scheduling_group: db\n  num_instances: 1\n` });
+    const edited = compileMesh(join(work.path, 'edit'), { ...SRV_MESH, services: `${SRV_MESH.services}late:\n  scheduling_group: db\n  num_instances: 1\n` });
     writeTopology(join(work.path, 'topology-edited.json'), edited);
     const result = render(['-t', join(work.path, 'topology-edited.json'), '--out', renderDir, '--ns-address', '127.0.0.1', '--forward', `127.0.0.1:${upstream.addresses[0]!.port}`, '--serial', String(SERIAL + 1), '--check']);
     expect(result.status, result.stderr).toBe(0);

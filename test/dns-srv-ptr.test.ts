@@ -9,8 +9,8 @@ import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsService } from '../src/dns/index.js';
 import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
-import { LOOPBACK_MESH, addressesOf, compileMesh, dig, silentLogger } from './support/dns.js';
-import type { DigRecord, DigResult, MeshSpec } from './support/dns.js';
+import { SRV_MESH, UPSTREAM_MESH, addressesOf, compileMesh, dig, silentLogger } from './support/dns.js';
+import type { DigRecord, DigResult } from './support/dns.js';
 import { tempDir } from './support/run.js';
 
 const work = tempDir('dns-srv-ptr');
@@ -19,46 +19,11 @@ let upstream: DnsService;
 let server: { address: string; port: number };
 let upstreamServer: { address: string; port: number };
 
-/** LOOPBACK_MESH's hosts and p1 (behind NAT: a public address of its own), with ports on the services; `noports` has none. */
-const MESH: MeshSpec = {
-  ...LOOPBACK_MESH,
-  hosts: [...LOOPBACK_MESH.hosts, { name: 'p1', ips: ['127.0.10.9'], publicIps: ['127.0.30.9'], groups: ['edge'] }],
-  services: `app:
-  scheduling_group: app
-  ports: [8080, 8443]
-db:
-  scheduling_group: db
-  num_instances: 2
-  master_election: true
-  ports: [5432]
-big:
-  scheduling_group: fleet
-  ports: [9000]
-capped:
-  scheduling_group: fleet
-  dns_max_answers: 5
-  ports: [9001]
-noports:
-  scheduling_group: db
-resolver:
-  scheduling_group: db
-  ports: [53/udp, 853]
-`,
-};
-
-/** Another mesh, on addresses ours does not know: the upstream answers their PTRs. */
-const OTHER: MeshSpec = {
-  domain: 'other.test',
-  overlays: [],
-  hosts: [{ name: 'u1', ips: ['127.0.20.1'], groups: ['g'] }],
-  services: 'svc:\n  scheduling_group: g\n',
-};
-
 beforeAll(async () => {
-  writeTopology(`${work.path}/topology.json`, compileMesh(work.path, MESH));
+  writeTopology(`${work.path}/topology.json`, compileMesh(work.path, SRV_MESH));
   const otherDir = `${work.path}/other`;
   mkdirSync(otherDir);
-  writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, OTHER));
+  writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, UPSTREAM_MESH));
   upstream = new DnsService({
     topology: new LiveTopology(topologyFileSource(`${otherDir}/topology.json`), { watch: false, logger: silentLogger }),
     host: null,

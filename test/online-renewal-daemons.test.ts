@@ -12,11 +12,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectCert, issueHost, loadCa, readCrl } from '../src/pki/index.js';
 import type { Daemon, GatewayFixture } from './support/gateway.js';
-import { prepareGatewayMesh, registrationPort, startAgent, startDaemon, stopAllDaemons } from './support/gateway.js';
+import { count, prepareGatewayMesh, registrationPort, serialOf, servedSerial, startAgent, startDaemon, stopAllDaemons } from './support/gateway.js';
 import { meshplane, tempDir } from './support/run.js';
 import { waitFor } from './support/wait.js';
 
@@ -38,20 +37,6 @@ afterAll(async () => {
   await stopAllDaemons();
   work.remove();
 });
-
-/** The serial of the certificate the gateway shows on a new handshake. */
-function servedSerial(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'gateway.mesh.internal', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
-      resolve(inspectCert(socket.getPeerX509Certificate()!.toString(), 'served').serial);
-      socket.destroy();
-    });
-    socket.on('error', reject);
-  });
-}
-
-const serialOf = (file: string): string => inspectCert(readFileSync(file, 'utf8'), file).serial;
-const count = (text: string, needle: string): number => text.split(needle).length - 1;
 
 function startRenewDaemon(host: string, caUrl: string): Daemon {
   return startDaemon(['pki', 'renew', '--daemon', '--host', host, '--ca-url', caUrl, '--credentials-root', fixture.root(host), '--crl-interval', '1', '--retry-max', '1', '--no-system-owners'], 'meshplane pki renew: renewing under');

@@ -105,6 +105,44 @@ capped:
 `,
 };
 
+/**
+ * LOOPBACK_MESH's hosts and p1 (behind NAT: a public address of its own),
+ * with ports on the services (SRV), a UDP port, and `noports` without any.
+ */
+export const SRV_MESH: MeshSpec = {
+  ...LOOPBACK_MESH,
+  hosts: [...LOOPBACK_MESH.hosts, { name: 'p1', ips: ['127.0.10.9'], publicIps: ['127.0.30.9'], groups: ['edge'] }],
+  services: `app:
+  scheduling_group: app
+  ports: [8080, 8443]
+db:
+  scheduling_group: db
+  num_instances: 2
+  master_election: true
+  ports: [5432]
+big:
+  scheduling_group: fleet
+  ports: [9000]
+capped:
+  scheduling_group: fleet
+  dns_max_answers: 5
+  ports: [9001]
+noports:
+  scheduling_group: db
+resolver:
+  scheduling_group: db
+  ports: [53/udp, 853]
+`,
+};
+
+/** Another mesh, on addresses SRV_MESH does not know: an upstream for names and PTRs outside the mesh. */
+export const UPSTREAM_MESH: MeshSpec = {
+  domain: 'other.test',
+  overlays: [],
+  hosts: [{ name: 'u1', ips: ['127.0.20.1'], groups: ['g'] }],
+  services: 'svc:\n  scheduling_group: g\n',
+};
+
 export interface DigRecord {
   readonly name: string;
   readonly ttl: number;

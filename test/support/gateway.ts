@@ -17,7 +17,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { issueMeshCredentials } from '../../src/pki/index.js';
+import { connect as tlsConnect } from 'node:tls';
+import { inspectCert, issueMeshCredentials } from '../../src/pki/index.js';
 import { writeTopology } from '../../src/topology/index.js';
 import type { Topology } from '../../src/topology/index.js';
 import { compileMesh } from './dns.js';
@@ -204,3 +205,20 @@ export function metricsUrl(readyLine: string): string {
 export function startAgent(fixture: GatewayFixture, service: string, gatewayPort: number, extra: readonly string[] = []): Daemon {
   return startDaemon(['agent', '--topology', fixture.topologyFile, '--host', 'b1', '--service', service, '--credentials-root', fixture.root('b1'), '--gateway', `127.0.0.1:${gatewayPort}`, '--reconnect-max', '0.5', ...extra], 'meshplane agent:');
 }
+
+/** The serial (normalized, as the PKI writes it) of the certificate the gateway shows on a new handshake. */
+export function servedSerial(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'gateway.mesh.internal', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      resolve(inspectCert(socket.getPeerX509Certificate()!.toString(), 'served').serial);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** The serial of a certificate file. */
+export const serialOf = (file: string): string => inspectCert(readFileSync(file, 'utf8'), file).serial;
+
+/** How many times `needle` occurs in a daemon's output. */
+export const count = (text: string, needle: string): number => text.split(needle).length - 1;
