@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsService } from '../src/dns/index.js';
 import type { Topology } from '../src/topology/index.js';
 import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
-import { SRV_MESH, UPSTREAM_MESH, compileMesh, parseDig, runAsync, silentLogger } from './support/dns.js';
+import { SRV_MESH, UPSTREAM_MESH, additional, compileMesh, parseDig, runAsync, silentLogger, startUpstreamDns } from './support/dns.js';
 import type { DigRecord, DigResult } from './support/dns.js';
 import { removeNamespaces } from './support/netns.js';
 import { CLI, run, tempDir } from './support/run.js';
@@ -78,18 +78,9 @@ include "${renderDir}/named.conf";
 beforeAll(async () => {
   topology = compileMesh(work.path, SRV_MESH);
   writeTopology(join(work.path, 'topology.json'), topology);
-  const otherDir = join(work.path, 'other');
-  mkdirSync(otherDir);
-  writeTopology(join(otherDir, 'topology.json'), compileMesh(otherDir, UPSTREAM_MESH));
-  upstream = new DnsService({
-    topology: new LiveTopology(topologyFileSource(join(otherDir, 'topology.json')), { watch: false, logger: silentLogger }),
-    host: null,
-    listen: [{ address: '127.0.0.1', port: 0 }],
-    upstreams: [],
-    logger: silentLogger,
-  });
-  await upstream.start();
-  const upstreamAddress = upstream.addresses.find((a) => a.transport === 'udp')!;
+  const started = await startUpstreamDns(join(work.path, 'other'), UPSTREAM_MESH);
+  upstream = started.service;
+  const upstreamAddress = started.udp;
   // Ours as a central server (no --host): views by source address alone, NS ns.mesh.internal = 127.0.0.1.
   ours = new DnsService({
     topology: new LiveTopology(topologyFileSource(join(work.path, 'topology.json')), { watch: false, logger: silentLogger }),
@@ -135,18 +126,6 @@ async function digBatch(server: { address: string; port: number }, source: strin
   const blocks = result.stdout.split(/(?=;; Got answer:)/).filter((block) => block.includes('->>HEADER<<-'));
   if (blocks.length !== queries.length) throw new Error(`dig answered ${blocks.length} of ${queries.length} queries from ${source}: ${result.stdout.slice(-2000)}${result.stderr}`);
   return blocks.map((block) => parseDig(block));
-}
-
-function additional(result: DigResult): DigRecord[] {
-  const start = result.raw.indexOf(';; ADDITIONAL SECTION:\n');
-  if (start < 0) return [];
-  const records: DigRecord[] = [];
-  for (const line of result.raw.slice(start).split('\n').slice(1)) {
-    if (line.trim() === '') break;
-    const [name = '', ttl = '0', , type = '', ...data] = line.split(/\s+/);
-    records.push({ name, ttl: Number(ttl), type, data: data.join(' ') });
-  }
-  return records;
 }
 
 /** The serial is each server's own (ours: its load time; BIND: the render's): compared apart. */

@@ -3,13 +3,13 @@
  * not send. One server on 127.0.0.1 and ::1 (port 0), serving LOOPBACK_MESH
  * as host h2 with an upstream for names outside the zone.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { DnsService, resolversFromResolvConf } from '../src/dns/index.js';
 import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
 import { parseSocketAddress } from '../src/lib/socket-address.js';
-import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange } from './support/dns.js';
+import { LOOPBACK_MESH, addressesOf, buildQuery, compileMesh, dig, runAsync, silentLogger, tcpExchange, udpExchange, startUpstreamDns } from './support/dns.js';
 import { tempDir } from './support/run.js';
 
 const work = tempDir('dns-protocol');
@@ -23,18 +23,9 @@ beforeAll(async () => {
   const topology = compileMesh(work.path, LOOPBACK_MESH);
   writeTopology(`${work.path}/topology.json`, topology);
   // The upstream is a second meshplane serving another domain: a real DNS server we control.
-  const otherDir = `${work.path}/other`;
-  mkdirSync(otherDir);
-  writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, { ...LOOPBACK_MESH, domain: 'other.test' }));
-  upstream = new DnsService({
-    topology: new LiveTopology(topologyFileSource(`${otherDir}/topology.json`), { watch: false, logger: silentLogger }),
-    host: null,
-    listen: [{ address: '127.0.0.1', port: 0 }],
-    upstreams: [],
-    logger: silentLogger,
-  });
-  await upstream.start();
-  const upstreamPort = upstream.addresses[0]!.port;
+  const started = await startUpstreamDns(`${work.path}/other`, { ...LOOPBACK_MESH, domain: 'other.test' });
+  upstream = started.service;
+  const upstreamPort = started.udp.port;
   service = new DnsService({
     topology: new LiveTopology(topologyFileSource(`${work.path}/topology.json`), { watch: false, logger: silentLogger }),
     host: 'h2',

@@ -5,12 +5,11 @@
  * for every address the topology knows, per view, and forwarding for the
  * reverse names it does not know.
  */
-import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsService } from '../src/dns/index.js';
 import { LiveTopology, topologyFileSource, writeTopology } from '../src/topology/index.js';
-import { SRV_MESH, UPSTREAM_MESH, addressesOf, compileMesh, dig, silentLogger } from './support/dns.js';
-import type { DigRecord, DigResult } from './support/dns.js';
+import { SRV_MESH, UPSTREAM_MESH, additional, addressesOf, compileMesh, dig, silentLogger, startUpstreamDns } from './support/dns.js';
+import type { DigResult } from './support/dns.js';
 import { tempDir } from './support/run.js';
 
 const work = tempDir('dns-srv-ptr');
@@ -21,18 +20,7 @@ let upstreamServer: { address: string; port: number };
 
 beforeAll(async () => {
   writeTopology(`${work.path}/topology.json`, compileMesh(work.path, SRV_MESH));
-  const otherDir = `${work.path}/other`;
-  mkdirSync(otherDir);
-  writeTopology(`${otherDir}/topology.json`, compileMesh(otherDir, UPSTREAM_MESH));
-  upstream = new DnsService({
-    topology: new LiveTopology(topologyFileSource(`${otherDir}/topology.json`), { watch: false, logger: silentLogger }),
-    host: null,
-    listen: [{ address: '127.0.0.1', port: 0 }],
-    upstreams: [],
-    logger: silentLogger,
-  });
-  await upstream.start();
-  upstreamServer = upstream.addresses.find((a) => a.transport === 'udp')!;
+  ({ service: upstream, udp: upstreamServer } = await startUpstreamDns(`${work.path}/other`, UPSTREAM_MESH));
   service = new DnsService({
     topology: new LiveTopology(topologyFileSource(`${work.path}/topology.json`), { watch: false, logger: silentLogger }),
     host: 'h2',
@@ -49,19 +37,6 @@ afterAll(() => {
   upstream?.close();
   work.remove();
 });
-
-/** The records of the ADDITIONAL section (dig prints the OPT apart). */
-function additional(result: DigResult): DigRecord[] {
-  const start = result.raw.indexOf(';; ADDITIONAL SECTION:\n');
-  if (start < 0) return [];
-  const records: DigRecord[] = [];
-  for (const line of result.raw.slice(start).split('\n').slice(1)) {
-    if (line.trim() === '') break;
-    const [name = '', ttl = '0', , type = '', ...data] = line.split(/\s+/);
-    records.push({ name, ttl: Number(ttl), type, data: data.join(' ') });
-  }
-  return records;
-}
 
 const srvData = (result: DigResult): string[] => result.answer.filter((r) => r.type === 'SRV').map((r) => r.data).sort();
 

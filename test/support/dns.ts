@@ -7,11 +7,13 @@ import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { compileTopology, loadConfig } from '../../src/config/index.js';
+import { DnsService } from '../../src/dns/index.js';
 import type { Topology } from '../../src/topology/index.js';
+import { LiveTopology, topologyFileSource, writeTopology } from '../../src/topology/index.js';
 import { CLI } from './run.js';
 
 export const silentLogger = pino({ level: 'silent' });
@@ -214,6 +216,19 @@ export function parseDig(text: string): DigResult {
   };
 }
 
+/** The records of the ADDITIONAL section (dig prints the OPT apart). */
+export function additional(result: DigResult): DigRecord[] {
+  const start = result.raw.indexOf(';; ADDITIONAL SECTION:\n');
+  if (start < 0) return [];
+  const records: DigRecord[] = [];
+  for (const line of result.raw.slice(start).split('\n').slice(1)) {
+    if (line.trim() === '') break;
+    const [name = '', ttl = '0', , type = '', ...data] = line.split(/\s+/);
+    records.push({ name, ttl: Number(ttl), type, data: data.join(' ') });
+  }
+  return records;
+}
+
 export const addressesOf = (result: DigResult): string[] => result.answer.filter((r) => r.type === 'A' || r.type === 'AAAA').map((r) => r.data);
 
 /**
@@ -308,4 +323,23 @@ export async function startDnsCli(args: readonly string[]): Promise<{ child: Chi
     child.on('exit', (code) => reject(new Error(`dns exited ${code}: ${log.text}`)));
   });
   return { child, line, log };
+}
+
+/**
+ * A second meshplane DNS server, for `spec` compiled in `dir`, on 127.0.0.1
+ * with no upstream of its own: the real DNS server a test's server forwards
+ * names (and PTRs) outside its mesh to.
+ */
+export async function startUpstreamDns(dir: string, spec: MeshSpec): Promise<{ service: DnsService; udp: { address: string; port: number } }> {
+  mkdirSync(dir);
+  writeTopology(join(dir, 'topology.json'), compileMesh(dir, spec));
+  const service = new DnsService({
+    topology: new LiveTopology(topologyFileSource(join(dir, 'topology.json')), { watch: false, logger: silentLogger }),
+    host: null,
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    upstreams: [],
+    logger: silentLogger,
+  });
+  await service.start();
+  return { service, udp: service.addresses.find((a) => a.transport === 'udp')! };
 }
