@@ -20,4 +20,5 @@ export { issueHost, issueMeshCredentials } from './issue.js';
 export { exportPkcs12 } from './export.js';
 export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
 export { PkiServer } from './serve.js';
+export { renewalProof } from './renewal-proof.js';
 export { RenewDaemon } from './renew-daemon.js';

@@ -16,6 +16,7 @@ import { loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
 import { parseCsr } from './csr.js';
 import { normalizeSerial } from './keys.js';
+import { proofHolds } from './renewal-proof.js';
 import { LeafSigner } from './sign.js';
 
 /** Who a certificate speaks for: one credential on one host. */
@@ -108,7 +109,25 @@ interface RenewRequest {
   readonly now?: Date;
 }
 
-interface Renewed {
+/** One item of `POST /renewals`: a CSR, the credential's current certificate, and the proof by its key (renewal-proof.ts). */
+export interface RenewalItem {
+  readonly csr: string;
+  readonly certificate: string;
+  readonly proof: string;
+}
+
+interface RenewManyRequest {
+  /** The certificate of the TLS handshake: which host asks. */
+  readonly peerCert: NodeX509 | undefined;
+  readonly items: readonly RenewalItem[];
+  readonly peer: string;
+  readonly now?: Date;
+}
+
+/** Renewals in one `POST /renewals` at most (a host holds a handful of credentials, two kinds each). */
+export const MAX_RENEWALS_PER_REQUEST = 64;
+
+export interface Renewed {
   readonly identity: PeerIdentity;
   readonly kind: string;
   readonly pem: string;
@@ -187,9 +206,47 @@ export class OnlineCa {
   /** Checks the presented certificate, the rate and the CSR (as `pki sign` does), and signs. */
   renew(topology: Topology, request: RenewRequest): Renewed {
     const now = request.now ?? new Date();
-    const { peerCert: cert, peer } = request;
+    const identity = this.presented(topology, request.peerCert, request.peer, now);
+    return this.signFor(topology, identity, request.csrPem, request.peer, now);
+  }
+
+  /**
+   * Renews several credentials of one host at once (`POST /renewals`). The
+   * connection's certificate says which host asks; each item carries its
+   * credential's current certificate, which must speak for that same host
+   * and pass every check `renew` makes, and a proof by its key over the CSR
+   * (renewal-proof.ts). A refused item does not stop the others; a refused
+   * connection certificate refuses them all (thrown).
+   */
+  renewMany(topology: Topology, request: RenewManyRequest): Array<Renewed | MeshplaneError> {
+    const now = request.now ?? new Date();
+    const { peer } = request;
+    const asker = this.presented(topology, request.peerCert, peer, now);
+    if (request.items.length > MAX_RENEWALS_PER_REQUEST) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', peer, `${request.items.length} renewals in one request; at most ${MAX_RENEWALS_PER_REQUEST}`);
+    return request.items.map((item, index) => {
+      const where = `${peer} (host ${asker.host}, renewal #${index + 1})`;
+      try {
+        let cert: NodeX509;
+        try {
+          cert = new NodeX509(item.certificate);
+        } catch {
+          throw refuse('PKI_ERR_RENEW_BAD_REQUEST', where, '"certificate" is not a PEM certificate');
+        }
+        const identity = this.presented(topology, cert, where, now);
+        if (identity.host !== asker.host) throw refuse('PKI_ERR_RENEW_OTHER_HOST', where, `the certificate in the request speaks for host "${identity.host}", but the connection's certificate for host "${asker.host}": one connection renews one host's credentials`);
+        if (!proofHolds(cert, item.csr, item.proof)) throw refuse('PKI_ERR_RENEW_PROOF', where, `the proof is not a signature of the current key of ${identity.credential} on ${identity.host} over this CSR`);
+        return this.signFor(topology, identity, item.csr, where, now);
+      } catch (err) {
+        if (err instanceof MeshplaneError) return err;
+        throw err;
+      }
+    });
+  }
+
+  /** Who a presented certificate speaks for, once this CA issued it, it is in its validity and not revoked. */
+  private presented(topology: Topology, cert: NodeX509 | undefined, peer: string, now: Date): PeerIdentity {
     if (cert === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
-    const { caCert, signer, revoked } = this.loaded;
+    const { caCert, revoked } = this.loaded;
     if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, `the certificate presented (issuer ${cert.issuer.split('\n').join(', ')}) was not issued by this CA`);
     const notAfter = new Date(cert.validTo);
     if (notAfter.getTime() <= now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented expired ${notAfter.toISOString()} (renew before expiry, or bootstrap again with "pki issue"/the playbook)`);
@@ -198,17 +255,21 @@ export class OnlineCa {
     if (revoked.get().has(serial)) throw refuse('PKI_ERR_RENEW_REVOKED', peer, `the certificate presented (serial ${serial}) is revoked`);
     const identity = peerIdentity(topology, cert);
     if (identity === undefined) throw refuse('PKI_ERR_RENEW_IDENTITY', peer, 'the certificate presented carries no workload identity of this mesh (a URI SAN spiffe://<domain>/host/<host>/credential/<name> for its own CN)');
+    return identity;
+  }
+
+  /** The rate limits, the CSR's credential, and then the same pipeline as `pki sign`, for the host `identity` speaks for. */
+  private signFor(topology: Topology, identity: PeerIdentity, csrPem: string, peer: string, now: Date): Renewed {
     const who = `${identity.credential} on ${identity.host}`;
     const limited = this.limiter.take(`${identity.host}/${identity.credential}`, now.getTime());
     if (limited !== undefined) {
       throw refuse('PKI_ERR_RENEW_RATE_LIMITED', `${peer} (${who})`, limited === 'identity' ? `more than ${(this.options.limits ?? DEFAULT_RATE_LIMITS).perIdentityPerMinute} renewals a minute for this identity` : 'the CA is at its global renewal rate; retry later');
     }
-    const csr = parseCsr(request.csrPem, `the CSR from ${peer} (${who})`);
+    const csr = parseCsr(csrPem, `the CSR from ${peer} (${who})`);
     if (csr.commonName !== identity.credential) {
       throw refuse('PKI_ERR_RENEW_OTHER_CREDENTIAL', `${peer} (${who})`, `the CSR asks for credential "${csr.commonName}" but the certificate presented is for "${identity.credential}"`);
     }
-    // The same pipeline as `pki sign`, for the host the certificate speaks for.
-    const signed = signer.signParsed(topology, csr, { host: identity.host, source: `the CSR from ${peer} (${who})`, now, lifetimeMs: this.options.lifetimeMs });
+    const signed = this.loaded.signer.signParsed(topology, csr, { host: identity.host, source: `the CSR from ${peer} (${who})`, now, lifetimeMs: this.options.lifetimeMs });
     return { identity, kind: signed.authorized.kind, pem: signed.pem, serial: signed.serial, notAfter: signed.notAfter };
   }
 }

@@ -20,6 +20,8 @@ import { credentialPaths } from './files.js';
 import { installCrl, installRenewal } from './host.js';
 import { trustProblem } from './inspect.js';
 import { generateKeyPair } from './keys.js';
+import { MAX_RENEWALS_PER_REQUEST } from './online.js';
+import { renewalProof } from './renewal-proof.js';
 import type { CertKind } from './sans.js';
 import { CERT_KINDS } from './sans.js';
 import { VALIDITY } from './validity.js';
@@ -84,11 +86,11 @@ interface Tls {
 }
 
 /** One HTTPS request to the CA; network failures become PKI_ERR_CA_UNREACHABLE. */
-function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?: string): Promise<Answer> {
+function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?: string, contentType = 'application/pkcs10'): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       new URL(path, caUrl),
-      { method, ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, timeout: REQUEST_TIMEOUT_MS, agent: false, headers: { 'content-type': 'application/pkcs10' } },
+      { method, ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, timeout: REQUEST_TIMEOUT_MS, agent: false, headers: { 'content-type': contentType } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -134,31 +136,99 @@ interface Outcome {
   readonly error?: MeshplaneError;
 }
 
-/** Renews what is due; a failure of one credential does not stop the others. */
+/** The credential a host's renewal connection presents: a valid one with the longest life left, else (none valid) the first due one, so that the CA says why. */
+function askerCredential(held: readonly Held[], due: readonly Held[], now: Date): Held {
+  const valid = held.filter((h) => trustProblem(h.certPem, h.caPem, now, h.keyPem) === undefined);
+  valid.sort((a, b) => new Date(b.cert.validTo).getTime() - new Date(a.cert.validTo).getTime());
+  return valid[0] ?? (due[0] as Held);
+}
+
+/** `POST /renewals`'s answer: one certificate or error per item, in order. */
+function renewalResults(caUrl: URL, answer: Answer, count: number): Array<{ certificate?: string; error?: { code?: string; message?: string } }> {
+  let results: unknown;
+  try {
+    results = (JSON.parse(answer.body) as { results?: unknown }).results;
+  } catch {
+    results = undefined;
+  }
+  if (!Array.isArray(results) || results.length !== count) throw new MeshplaneError('PKI_ERR_RENEW_REFUSED', `the online CA at ${caUrl.origin} answered POST /renewals with something other than ${count} results: ${answer.body.slice(0, 200)}`);
+  return results as Array<{ certificate?: string; error?: { code?: string; message?: string } }>;
+}
+
+const asError = (err: unknown): MeshplaneError => (err instanceof MeshplaneError ? err : new MeshplaneError('PKI_ERR_RENEW_REFUSED', (err as Error).message, { cause: err }));
+
+/**
+ * Renews what is due; a failure of one credential does not stop the others.
+ * All of a host's due credentials go over one mutual-TLS connection (`POST
+ * /renewals`, up to MAX_RENEWALS_PER_REQUEST at a time): the handshake
+ * presents one valid credential of the host, and each renewal carries its
+ * own current certificate and a proof by its key over the new CSR
+ * (renewal-proof.ts). One handshake a host instead of one a credential is
+ * most of the CA's work saved.
+ */
 export async function renewCredentials(options: RenewOptions): Promise<Outcome[]> {
   const now = options.now ?? new Date();
-  const outcomes: Outcome[] = [];
-  for (const held of heldCredentials(options.root)) {
-    const due = renewalDue(held.cert);
-    const notAfter = new Date(held.cert.validTo);
-    if (options.force !== true && due.getTime() > now.getTime() && trustProblem(held.certPem, held.caPem, now, held.keyPem) === undefined) {
-      outcomes.push({ credential: held.credential, kind: held.kind, action: 'not due', due, notAfter });
-      continue;
+  const held = heldCredentials(options.root);
+  const outcomes: Outcome[] = new Array<Outcome>(held.length);
+  const due: Array<{ held: Held; index: number }> = [];
+  held.forEach((h, index) => {
+    const dueAt = renewalDue(h.cert);
+    if (options.force !== true && dueAt.getTime() > now.getTime() && trustProblem(h.certPem, h.caPem, now, h.keyPem) === undefined) {
+      outcomes[index] = { credential: h.credential, kind: h.kind, action: 'not due', due: dueAt, notAfter: new Date(h.cert.validTo) };
+    } else {
+      due.push({ held: h, index });
     }
-    try {
-      const key = generateKeyPair();
-      const csrPem = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: held.credential, kind: held.kind, sans: [] });
-      const answer = await call(options.caUrl, 'POST', '/renew', { caPem: held.caPem, certPem: held.certPem, keyPem: held.keyPem }, csrPem);
-      if (answer.status !== 200) throw refused(options.caUrl, answer);
-      installRenewal({ root: options.root, credential: held.credential, kind: held.kind, keyPem: key.privateKeyPem, certPem: answer.body, caPem: held.caPem, now, manageOwnership: options.manageOwnership });
-      const cert = new NodeX509(answer.body);
-      outcomes.push({ credential: held.credential, kind: held.kind, action: 'renewed', due: renewalDue(cert), notAfter: new Date(cert.validTo) });
-    } catch (err) {
-      const error = err instanceof MeshplaneError ? err : new MeshplaneError('PKI_ERR_RENEW_REFUSED', (err as Error).message, { cause: err });
-      outcomes.push({ credential: held.credential, kind: held.kind, action: 'failed', due, notAfter, error });
+  });
+  if (due.length > 0) {
+    const asker = askerCredential(held, due.map((d) => d.held), now);
+    for (let from = 0; from < due.length; from += MAX_RENEWALS_PER_REQUEST) {
+      const chunk = due.slice(from, from + MAX_RENEWALS_PER_REQUEST);
+      for (const [i, result] of (await renewChunk(options, asker, chunk.map((d) => d.held), now)).entries()) {
+        const { held: h, index } = chunk[i] as { held: Held; index: number };
+        outcomes[index] = typeof result === 'string' ? renewedOutcome(h, result) : { credential: h.credential, kind: h.kind, action: 'failed', due: renewalDue(h.cert), notAfter: new Date(h.cert.validTo), error: result };
+      }
     }
   }
   return outcomes;
+}
+
+/** The outcome of a credential just installed with `certPem`. */
+function renewedOutcome(h: Held, certPem: string): Outcome {
+  const cert = new NodeX509(certPem);
+  return { credential: h.credential, kind: h.kind, action: 'renewed', due: renewalDue(cert), notAfter: new Date(cert.validTo) };
+}
+
+/** One `POST /renewals` for `chunk`, installing each certificate it returns; for each item, the certificate installed or why not. */
+async function renewChunk(options: RenewOptions, asker: Held, chunk: readonly Held[], now: Date): Promise<Array<string | MeshplaneError>> {
+  const prepared = await Promise.all(
+    chunk.map(async (h) => {
+      const key = generateKeyPair();
+      const csr = await makeCsr({ privateKeyPem: key.privateKeyPem, credential: h.credential, kind: h.kind, sans: [] });
+      return { key, csr, proof: renewalProof(h.keyPem, csr) };
+    }),
+  );
+  let results: ReturnType<typeof renewalResults>;
+  try {
+    const body = JSON.stringify({ renewals: prepared.map((p, i) => ({ csr: p.csr, certificate: (chunk[i] as Held).certPem, proof: p.proof })) });
+    const answer = await call(options.caUrl, 'POST', '/renewals', { caPem: asker.caPem, certPem: asker.certPem, keyPem: asker.keyPem }, body, 'application/json');
+    if (answer.status !== 200) throw refused(options.caUrl, answer);
+    results = renewalResults(options.caUrl, answer, chunk.length);
+  } catch (err) {
+    return chunk.map(() => asError(err));
+  }
+  return results.map((result, i) => {
+    const h = chunk[i] as Held;
+    const p = prepared[i] as (typeof prepared)[number];
+    if (typeof result.certificate !== 'string') {
+      return new MeshplaneError(result.error?.code ?? 'PKI_ERR_RENEW_REFUSED', `the online CA at ${options.caUrl.origin} said: ${result.error?.message ?? 'no certificate and no reason'}`);
+    }
+    try {
+      installRenewal({ root: options.root, credential: h.credential, kind: h.kind, keyPem: p.key.privateKeyPem, certPem: result.certificate, caPem: h.caPem, now, manageOwnership: options.manageOwnership });
+      return result.certificate;
+    } catch (err) {
+      return asError(err);
+    }
+  });
 }
 
 interface CrlRefresh {

@@ -2,6 +2,8 @@
  * `pki serve`: the online CA over HTTPS with mutual TLS (fastify).
  *
  *   POST /renew  body: a PEM CSR; the client presents its current certificate
+ *   POST /renewals  body: JSON, several credentials of the connection's host at
+ *                once, each proved by its current key (renewal-proof.ts)
  *   GET  /crl    the current CRL (PEM); Cache-Control max-age = the Topology's
  *                pki_policy.crl_refresh, which `pki renew --daemon` follows
  *   GET  /ca     the CA certificate (PEM)
@@ -26,7 +28,7 @@ import type { Registry } from 'prom-client';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
 import { hostFqdn, pkiPolicy } from '../topology/index.js';
-import type { RateLimits } from './online.js';
+import type { RateLimits, Renewed, RenewalItem } from './online.js';
 import { OnlineCa } from './online.js';
 import type { San } from './sans.js';
 import { toSan } from './sans.js';
@@ -66,7 +68,23 @@ const STATUS: Readonly<Record<string, number>> = {
   PKI_ERR_RENEW_IDENTITY: 403,
   PKI_ERR_RENEW_OTHER_CREDENTIAL: 403,
   PKI_ERR_RENEW_RATE_LIMITED: 429,
+  PKI_ERR_RENEW_BAD_REQUEST: 400,
 };
+
+/** A host's whole batch: up to MAX_RENEWALS_PER_REQUEST (online.ts) items of a CSR, a certificate (~1-3 KB each) and a proof. */
+const RENEWALS_BODY_LIMIT = 512 * 1024;
+
+/** The items of a `POST /renewals` body ({"renewals": [{"csr", "certificate", "proof"}]}), or PKI_ERR_RENEW_BAD_REQUEST. */
+function renewalItems(body: unknown, peer: string): RenewalItem[] {
+  const bad = (why: string): MeshplaneError => new MeshplaneError('PKI_ERR_RENEW_BAD_REQUEST', `refusing renewals from ${peer}: ${why} (expected JSON {"renewals": [{"csr": PEM, "certificate": PEM, "proof": base64}]})`);
+  const list = typeof body === 'object' && body !== null ? (body as { renewals?: unknown }).renewals : undefined;
+  if (!Array.isArray(list)) throw bad('the body has no "renewals" list');
+  return list.map((item: unknown, index) => {
+    const entry = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+    for (const key of ['csr', 'certificate', 'proof']) if (typeof entry[key] !== 'string') throw bad(`renewal #${index + 1} has no string "${key}"`);
+    return { csr: entry['csr'] as string, certificate: entry['certificate'] as string, proof: entry['proof'] as string };
+  });
+}
 
 function servingNames(options: ServeOptions, topology: Topology): San[] {
   const names = new Set(['localhost', '127.0.0.1', '::1']);
@@ -153,15 +171,32 @@ export class PkiServer {
         const peerCert: NodeX509 | undefined = socket.getPeerX509Certificate();
         const renewed = this.ca.renew(options.topology(), { peerCert, csrPem: typeof request.body === 'string' ? request.body : '', peer });
         this.signSeconds.observe((performance.now() - started) / 1000);
-        if (options.logger.isLevelEnabled('info')) options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
+        this.logRenewed(peer, renewed);
         return this.text(reply, 'renew', renewed.pem, 'application/x-pem-file');
       } catch (err) {
-        const code = err instanceof MeshplaneError ? err.code : 'PKI_ERR_INTERNAL';
-        const message = err instanceof Error ? err.message : String(err);
-        this.refusals.inc({ code });
-        this.requests.inc({ route: 'renew', outcome: code === 'PKI_ERR_INTERNAL' ? 'error' : 'refused' });
-        options.logger.warn({ peer, code, reason: message }, 'renewal refused');
-        return reply.code(STATUS[code] ?? (code === 'PKI_ERR_INTERNAL' ? 500 : 400)).type('text/plain').send(`error ${code}: ${message}\n`);
+        return this.refusal(reply, peer, 'renew', err);
+      }
+    });
+    app.post('/renewals', { bodyLimit: RENEWALS_BODY_LIMIT }, (request, reply) => {
+      const socket = request.raw.socket as TLSSocket;
+      const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+      const started = performance.now();
+      try {
+        const items = renewalItems(request.body, peer);
+        const results = this.ca.renewMany(options.topology(), { peerCert: socket.getPeerX509Certificate(), items, peer });
+        const answer = results.map((result) => {
+          if (result instanceof MeshplaneError) {
+            this.refused(peer, result);
+            return { error: { code: result.code, message: result.message } };
+          }
+          this.logRenewed(peer, result);
+          return { certificate: result.pem };
+        });
+        this.signSeconds.observe((performance.now() - started) / 1000 / Math.max(1, results.length));
+        this.requests.inc({ route: 'renewals', outcome: 'ok' });
+        return reply.type('application/json').send({ results: answer });
+      } catch (err) {
+        return this.refusal(reply, peer, 'renewals', err);
       }
     });
     app.server.maxConnections = options.maxConnections ?? 1024;
@@ -179,6 +214,24 @@ export class PkiServer {
     // fastify types its server as http.Server; with `https` options it is a tls.Server.
     (this.app?.server as unknown as TlsServer | undefined)?.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: TLS_MIN_VERSION });
     this.servingExpiry.set(Math.floor(pair.notAfter.getTime() / 1000));
+  }
+
+  private logRenewed(peer: string, renewed: Renewed): void {
+    if (this.options.logger.isLevelEnabled('info')) this.options.logger.info({ peer, host: renewed.identity.host, credential: renewed.identity.credential, kind: renewed.kind, serial: renewed.serial, notAfter: renewed.notAfter.toISOString() }, 'renewed');
+  }
+
+  /** Counts and logs one refused renewal (of a batch, or a whole request). */
+  private refused(peer: string, err: MeshplaneError): void {
+    this.refusals.inc({ code: err.code });
+    this.options.logger.warn({ peer, code: err.code, reason: err.message }, 'renewal refused');
+  }
+
+  /** A whole request refused: its code, counted and logged, as HTTP status and "error CODE: message". */
+  private refusal(reply: FastifyReply, peer: string, route: string, err: unknown): FastifyReply {
+    const error = err instanceof MeshplaneError ? err : new MeshplaneError('PKI_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
+    this.refused(peer, error);
+    this.requests.inc({ route, outcome: error.code === 'PKI_ERR_INTERNAL' ? 'error' : 'refused' });
+    return reply.code(STATUS[error.code] ?? (error.code === 'PKI_ERR_INTERNAL' ? 500 : 400)).type('text/plain').send(`error ${error.code}: ${error.message}\n`);
   }
 
   private text(reply: FastifyReply, route: string, body: string, type: string): FastifyReply {

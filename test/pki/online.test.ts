@@ -8,13 +8,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPair, initCa, issueHost, loadCa, makeCsr, normalizeSerial, readCrl, revoke } from '../../src/pki/index.js';
+import { generateKeyPair, initCa, issueHost, loadCa, makeCsr, normalizeSerial, readCrl, renewalProof, revoke } from '../../src/pki/index.js';
 import { workloadId, writeTopology } from '../../src/topology/index.js';
 import { CLI, meshplane } from '../support/run.js';
 import { waitFor } from '../support/wait.js';
@@ -76,9 +76,10 @@ async function issued(root: string, host: string, options: { now?: Date; lifetim
 const file = (root: string, credential: string, kind: string, name: string): string => join(root, 'x509', credential, kind, name);
 
 /** POST /renew with a client certificate, as a peer that is not our renew client would. */
-function postRenew(cert: string, key: string, csr: string): Promise<{ status: number; body: string }> {
+function postRenew(cert: string, key: string, csr: string, path = '/renew'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(`${caUrl}/renew`, { method: 'POST', ca: loadCa(caDir).certPem, cert, key, agent: false }, (res) => {
+    const headers = { 'content-type': path === '/renewals' ? 'application/json' : 'application/pkcs10' };
+    const req = httpsRequest(`${caUrl}${path}`, { method: 'POST', ca: loadCa(caDir).certPem, cert, key, agent: false, headers }, (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -129,6 +130,12 @@ describe('pki serve + pki renew', () => {
     expect(new X509Certificate(readFileSync(file(root, 'db', 'server', 'cert.pem'))).subjectAltName).toContain('DNS:host2.mesh.internal');
     expect(existsSync(join(root, 'x509', 'db', 'crl.pem'))).toBe(true);
     expect(readFileSync(counter, 'utf8')).toBe('run\n');
+    // Every due credential of host2 went over one connection (one handshake): one peer port in the CA's log.
+    const renewedFrom = (): string[] => server.out.text.split('\n').filter((line) => line.includes('"msg":"renewed"') && line.includes('"host":"host2"')).map((line) => (JSON.parse(line) as { peer: string }).peer);
+    const renewedPairs = readdirSync(join(root, 'x509')).flatMap((credential) => ['client', 'server'].filter((kind) => existsSync(file(root, credential, kind, 'cert.pem'))));
+    await waitFor(() => renewedFrom().length >= renewedPairs.length, { what: "the CA's log of every renewal", explain: () => server.out.text });
+    expect(renewedPairs.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(renewedFrom()).size).toBe(1);
 
     const second = meshplane(['pki', 'renew', '--host', 'host2', '--ca-url', caUrl, '--credentials-root', root, '--exec', exec]);
     expect(second.status).toBe(0);
@@ -232,6 +239,88 @@ describe('pki serve refuses', () => {
     expect(answer.status).toBe(403);
     expect(answer.body).toContain('PKI_ERR_RENEW_OTHER_CREDENTIAL');
     await refusedWith('PKI_ERR_RENEW_OTHER_CREDENTIAL');
+  });
+});
+
+describe('POST /renewals (one connection, each item proved by its own key)', () => {
+  const pem = (root: string, credential: string, kind: string): { cert: string; key: string } => ({ cert: readFileSync(file(root, credential, kind, 'cert.pem'), 'utf8'), key: readFileSync(file(root, credential, kind, 'private_key.pem'), 'utf8') });
+
+  /** An item renewing `credential`/`kind` held in `root`, its proof made by `proofKey` (default: its own key). */
+  async function item(root: string, credential: string, kind: 'client' | 'server', proofKey?: string): Promise<{ csr: string; certificate: string; proof: string }> {
+    const held = pem(root, credential, kind);
+    const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential, kind, sans: [] });
+    return { csr, certificate: held.cert, proof: renewalProof(proofKey ?? held.key, csr) };
+  }
+
+  async function post(connection: { cert: string; key: string }, body: unknown): Promise<{ status: number; body: string; results: Array<{ certificate?: string; error?: { code: string; message: string } }> }> {
+    const answer = await postRenew(connection.cert, connection.key, typeof body === 'string' ? body : JSON.stringify(body), '/renewals');
+    const results = answer.status === 200 ? (JSON.parse(answer.body) as { results: Array<{ certificate?: string; error?: { code: string; message: string } }> }).results : [];
+    return { ...answer, results };
+  }
+
+  async function counted(code: string, atLeast = 1): Promise<void> {
+    await waitFor(async () => Number(new RegExp(`meshplane_pki_serve_refusals_total\\{code="${code}"\\} (\\d+)`).exec(await metrics())?.[1] ?? 0) >= atLeast, { what: `the ${code} refusal counted`, explain: metrics });
+  }
+
+  it('renews several credentials of the connection host; a bad proof and another host\'s certificate are refused item by item', async () => {
+    const root3 = join(dir.path, 'batch-host3');
+    const root2 = join(dir.path, 'batch-host2');
+    await issued(root3, 'host3');
+    await issued(root2, 'host2');
+    const connection = pem(root3, 'db', 'server');
+    const items = [
+      await item(root3, 'db', 'server'),
+      await item(root3, 'db', 'client'),
+      // Proved by the connection's key, not by db/client's own key.
+      await item(root3, 'db', 'client', connection.key),
+      // host2's certificate with a valid proof by host2's key, sent over host3's connection.
+      await item(root2, 'db', 'server'),
+    ];
+    const answer = await post(connection, { renewals: items });
+    expect(answer.status, answer.body).toBe(200);
+    expect(answer.results).toHaveLength(4);
+    for (const result of answer.results.slice(0, 2)) {
+      expect(result.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
+      const renewed = new X509Certificate(result.certificate ?? '');
+      expect(renewed.verify(new X509Certificate(loadCa(caDir).certPem).publicKey)).toBe(true);
+      expect(renewed.subjectAltName).toContain(`URI:${workloadId(topology, 'host3', 'db')}`);
+    }
+    expect(answer.results[2]?.error?.code).toBe('PKI_ERR_RENEW_PROOF');
+    expect(answer.results[3]?.error?.code).toBe('PKI_ERR_RENEW_OTHER_HOST');
+    expect(answer.results[3]?.error?.message).toMatch(/speaks for host "host2".*host "host3"/);
+    await counted('PKI_ERR_RENEW_PROOF');
+    await counted('PKI_ERR_RENEW_OTHER_HOST');
+    await waitFor(() => server.out.text.includes('"code":"PKI_ERR_RENEW_PROOF"'), { what: 'the proof refusal logged', explain: () => server.out.text });
+  });
+
+  it('an item whose certificate is revoked, and a connection certificate from another CA', async () => {
+    const root = join(dir.path, 'batch-revoked');
+    const other = join(dir.path, 'batch-other-ca');
+    await issued(root, 'host3');
+    await issued(other, 'host3', { ca: otherCaDir });
+    await revoke(loadCa(caDir), new X509Certificate(pem(root, 'db', 'client').cert).serialNumber, 'keyCompromise');
+    const answer = await post(pem(root, 'db', 'server'), { renewals: [await item(root, 'db', 'client'), await item(root, 'db', 'server')] });
+    expect(answer.results[0]?.error?.code).toBe('PKI_ERR_RENEW_REVOKED');
+    expect(answer.results[1]?.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    const untrusted = await post(pem(other, 'db', 'server'), { renewals: [await item(root, 'db', 'server')] });
+    expect(untrusted.status).toBe(403);
+    expect(untrusted.body).toMatch(/^error PKI_ERR_RENEW_UNTRUSTED: /);
+  });
+
+  it('a body that is not a list of renewals, or more than 64 of them', async () => {
+    const root = join(dir.path, 'batch-bad');
+    await issued(root, 'host3');
+    const connection = pem(root, 'db', 'server');
+    const notJson = await post(connection, 'not json');
+    expect(notJson.status).toBe(400);
+    const noList = await post(connection, { renew: [] });
+    expect(noList.status).toBe(400);
+    expect(noList.body).toMatch(/^error PKI_ERR_RENEW_BAD_REQUEST: .*no "renewals" list/);
+    const one = await item(root, 'db', 'server');
+    const tooMany = await post(connection, { renewals: Array.from({ length: 65 }, () => one) });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body).toContain('65 renewals in one request; at most 64');
+    await counted('PKI_ERR_RENEW_BAD_REQUEST', 2);
   });
 });
 
