@@ -46,6 +46,8 @@ export function revokedSerials(ca: Ca): Set<string> {
 interface CrlOptions {
   /** nextUpdate - thisUpdate. Default: the lifetime of the CRL being replaced, else VALIDITY.crlDays. */
   readonly lifetimeMs?: number;
+  /** currentCrl: re-sign only a CRL that has expired, not at half its life (pki serve's workers but the first: serve-cluster.ts). */
+  readonly onlyWhenExpired?: boolean;
 }
 
 /** Signs crl.pem from revoked.json, valid `lifetimeMs` from a thisUpdate backdated like certificates (clock skew). */
@@ -175,6 +177,7 @@ export async function currentCrl(ca: Ca, now: Date = new Date(), options: CrlOpt
   const existing = existingCrl(ca);
   const lifetimeMs = lifetimeFor(options, existing);
   if (existing !== undefined) {
+    if (options.onlyWhenExpired === true && existing.nextUpdate > now.getTime()) return existing.text;
     // CRLs signed before the lifetime counted from thisUpdate ran 5 minutes longer: the same policy.
     const sameLifetime = Math.abs(existing.nextUpdate - existing.thisUpdate - lifetimeMs) <= VALIDITY.backdateMs;
     if (sameLifetime && existing.nextUpdate - now.getTime() > lifetimeMs / 2) return existing.text;

@@ -20,5 +20,6 @@ export { issueHost, issueMeshCredentials } from './issue.js';
 export { exportPkcs12 } from './export.js';
 export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
 export { PkiServer } from './serve.js';
+export { PkiServeCluster, announceServeWorker, leaveServeCluster, serveWorkerIndex } from './serve-cluster.js';
 export { renewalProof } from './renewal-proof.js';
 export { RenewDaemon } from './renew-daemon.js';

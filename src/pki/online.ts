@@ -199,7 +199,7 @@ export class OnlineCa {
   }
 
   /** The current CRL (re-signed once half its life has passed, or for a new `lifetimeMs`: pki_policy.crl_lifetime). */
-  crl(now = new Date(), options: { readonly lifetimeMs?: number } = {}): Promise<string> {
+  crl(now = new Date(), options: { readonly lifetimeMs?: number; readonly onlyWhenExpired?: boolean } = {}): Promise<string> {
     return currentCrl(this.loaded.ca, now, options);
   }
 

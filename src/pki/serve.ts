@@ -55,6 +55,8 @@ interface ServeOptions {
   readonly handshakeTimeoutMs?: number;
   /** Absolute deadline for a whole request (default 10 s). */
   readonly requestTimeoutMs?: number;
+  /** Re-sign the CRL only once it has expired, not at half its life (all workers of `--workers N` but the first). */
+  readonly crlOnlyWhenExpired?: boolean;
 }
 
 const SERVING_LIFETIME_MS = 7 * 24 * 3600 * 1000;
@@ -109,7 +111,8 @@ export class PkiServer {
     this.requests = new Counter({ name: 'meshplane_pki_serve_requests_total', help: 'Requests by route and outcome (ok, refused, error)', labelNames: ['route', 'outcome'], registers });
     this.refusals = new Counter({ name: 'meshplane_pki_serve_refusals_total', help: 'Refused renewals by error code', labelNames: ['code'], registers });
     this.signSeconds = new Histogram({ name: 'meshplane_pki_serve_renew_seconds', help: 'Time to check and sign one renewal', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers });
-    this.servingExpiry = new Gauge({ name: 'meshplane_pki_serve_certificate_expiry_timestamp_seconds', help: "notAfter of pki serve's own TLS certificate, Unix time", registers });
+    // With --workers N each worker has its own serving certificate: the earliest expiry is the one to watch.
+    this.servingExpiry = new Gauge({ name: 'meshplane_pki_serve_certificate_expiry_timestamp_seconds', help: "notAfter of pki serve's own TLS certificate, Unix time", registers, aggregator: 'min' });
   }
 
   /** Reads the CA directory again (a Topology change may come with a widened CA), and remakes the serving certificate under it. */
@@ -158,7 +161,7 @@ export class PkiServer {
     app.get('/crl', async (_request, reply) => {
       // The policy of the Topology in force now: the CRL's lifetime, and when hosts should ask again.
       const policy = pkiPolicy(options.topology());
-      const crl = await this.ca.crl(new Date(), { lifetimeMs: policy.crl_lifetime_ms });
+      const crl = await this.ca.crl(new Date(), { lifetimeMs: policy.crl_lifetime_ms, onlyWhenExpired: options.crlOnlyWhenExpired });
       void reply.header('cache-control', `max-age=${Math.max(1, Math.round(policy.crl_refresh_ms / 1000))}`);
       return this.text(reply, 'crl', crl, 'application/x-pem-file');
     });

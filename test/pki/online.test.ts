@@ -5,7 +5,7 @@
  * other host, other credential), --exec once per change, a CA outage and
  * recovery, and the CRL the daemon fetches landing on disk.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -321,6 +321,41 @@ describe('POST /renewals (one connection, each item proved by its own key)', () 
     expect(tooMany.status).toBe(400);
     expect(tooMany.body).toContain('65 renewals in one request; at most 64');
     await counted('PKI_ERR_RENEW_BAD_REQUEST', 2);
+  });
+});
+
+describe('pki serve --workers 2', () => {
+  it('renews through both processes on one port, sums their metrics, reloads on SIGHUP and stops every worker', async () => {
+    const pool = await start(['pki', 'serve', '--ca-dir', caDir, '-t', topologyFile, '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-watch', '--workers', '2'], /online CA at (https:\/\/127\.0\.0\.1:\d+)\/; metrics at (\S+)/);
+    const [url, poolMetrics] = [pool.match[1] ?? '', pool.match[2] ?? ''];
+    const workerPids = (): number[] => {
+      const listed = spawnSync('pgrep', ['-P', String(pool.child.pid)], { encoding: 'utf8' }).stdout;
+      return listed.split('\n').filter(Boolean).map(Number);
+    };
+    expect(workerPids()).toHaveLength(2);
+    const roots = ['host2', 'host3'].map((host) => ({ host, root: join(dir.path, `workers-${host}`) }));
+    for (const { host, root } of roots) {
+      await issued(root, host);
+      const renewed = meshplane(['pki', 'renew', '--host', host, '--ca-url', url, '--credentials-root', root, '--force']);
+      expect(renewed.status, renewed.stdout + renewed.stderr).toBe(0);
+      const verify = openssl(['verify', '-CAfile', join(caDir, 'ca.pem'), file(root, 'db', 'server', 'cert.pem')]);
+      expect(verify.stdout + verify.stderr).toContain(': OK');
+    }
+    // The two renewals (one POST /renewals each) counted once in the sum of both workers' registries.
+    const scrape = async (): Promise<string> => (await fetch(poolMetrics)).text();
+    await waitFor(async () => /meshplane_pki_serve_requests_total\{route="renewals",outcome="ok"\} 2\n/.test(await scrape()), { what: 'both renewals in the summed metrics', explain: scrape });
+    // SIGHUP reaches both workers (each reloads its Topology), and the pool keeps serving.
+    const reloadsBefore = pool.out.text.split('SIGHUP').length;
+    pool.child.kill('SIGHUP');
+    await waitFor(() => pool.out.text.split('SIGHUP').length >= reloadsBefore + 2, { what: 'both workers reloading on SIGHUP', explain: () => pool.out.text });
+    // A worker that dies is replaced.
+    const [victim] = workerPids();
+    process.kill(victim ?? 0, 'SIGKILL');
+    await waitFor(() => workerPids().length === 2 && !workerPids().includes(victim ?? 0), { what: 'the killed worker replaced', explain: () => pool.out.text });
+    expect(pool.out.text).toContain('pki serve worker died; starting a new one');
+    const pids = workerPids();
+    await stop(pool);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
   });
 });
 

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.js';
-import { DEFAULT_CREDENTIALS_ROOT, PkiServer, RenewDaemon, parseLifetime } from '../../pki/index.js';
+import { DEFAULT_CREDENTIALS_ROOT, PkiServeCluster, PkiServer, RenewDaemon, announceServeWorker, leaveServeCluster, parseLifetime, serveWorkerIndex } from '../../pki/index.js';
 import { parseSocketAddress } from '../../lib/socket-address.js';
 import { LiveTopology } from '../../topology/index.js';
 import type { CommandIO } from '../context.js';
@@ -17,7 +17,7 @@ export const ONLINE_USAGE = `  serve    the online CA: HTTPS with mutual TLS, PO
              --ca-dir DIR (-t FILE | -s FILE -i FILE) --listen ADDR:PORT [--host NAME]
              [--metrics ADDR:PORT] [--lifetime DURATION] [--serving-lifetime DURATION]
              [--rate-per-identity N] [--rate-global N] [--max-connections N]
-             [--log-level L] [--no-watch]
+             [--workers N] [--log-level L] [--no-watch]
   renew    on a host: renew its installed credentials through the online CA when
            due (two thirds of their life), and fetch the CRL
              --host NAME --ca-url https://ADDR:PORT [--credentials-root DIR]
@@ -50,6 +50,7 @@ export const serve: Handler = async (args, io) => {
       'rate-per-identity': { type: 'string' },
       'rate-global': { type: 'string' },
       'max-connections': { type: 'string' },
+      workers: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       'no-watch': { type: 'boolean', default: false },
     },
@@ -57,8 +58,14 @@ export const serve: Handler = async (args, io) => {
   if (values['ca-dir'] === undefined) throw new UsageError('--ca-dir is required');
   if (values.listen === undefined) throw new UsageError('--listen ADDR:PORT is required');
   const listen = parseSocketAddress(values.listen, 9443);
-  const limits = { perIdentityPerMinute: count(values['rate-per-identity'], '--rate-per-identity', 10), globalPerSecond: count(values['rate-global'], '--rate-global', 2000) };
-  const { logger, registry } = daemon('pki_serve', values['log-level']);
+  const workers = count(values.workers, '--workers', 1);
+  if (!Number.isInteger(workers)) throw new UsageError(`--workers must be a whole number, not "${values.workers}"`);
+  const worker = serveWorkerIndex();
+  if (workers > 1 && worker === undefined) return servePrimary(workers, listen, values, io);
+  // With N workers the global limit is split between them (serve-cluster.ts).
+  const limits = { perIdentityPerMinute: count(values['rate-per-identity'], '--rate-per-identity', 10), globalPerSecond: count(values['rate-global'], '--rate-global', 2000) / workers };
+  const { logger: root, registry } = daemon('pki_serve', values['log-level']);
+  const logger = worker === undefined ? root : root.child({ worker });
   const live = new LiveTopology(daemonSource(values, io), { watch: !values['no-watch'], logger });
   live.start();
   const server = new PkiServer({
@@ -73,6 +80,7 @@ export const serve: Handler = async (args, io) => {
     servingLifetimeMs: values['serving-lifetime'] === undefined ? undefined : parseLifetime(values['serving-lifetime']),
     limits,
     maxConnections: count(values['max-connections'], '--max-connections', 1024),
+    crlOnlyWhenExpired: worker !== undefined && worker > 1,
   });
   try {
     await server.start();
@@ -88,9 +96,20 @@ export const serve: Handler = async (args, io) => {
       logger.error({ code: (err as { code?: string }).code, reason: (err as Error).message }, 'cannot read the CA again; still signing with the previous one');
     }
   });
+  if (worker !== undefined) {
+    // A worker of --workers N: the primary serves the metrics and says where the CA is.
+    announceServeWorker(server.port, registry);
+    return await runUntilSignalled(logger, {
+      reload: () => live.reload('SIGHUP'),
+      stop: async () => {
+        live.close();
+        await server.close();
+        leaveServeCluster();
+      },
+    });
+  }
   const metrics = await startMetrics(registry, values.metrics, 9158);
-  const host = listen.address.includes(':') ? `[${listen.address}]` : listen.address;
-  io.stdout(`meshplane pki serve: online CA at https://${host}:${server.port}/${metrics === null ? '' : `; metrics at ${metrics.url}`}\n`);
+  io.stdout(readyLine(listen.address, server.port, metrics?.url));
   return await runUntilSignalled(logger, {
     reload: () => live.reload('SIGHUP'),
     stop: async () => {
@@ -100,6 +119,34 @@ export const serve: Handler = async (args, io) => {
     },
   });
 };
+
+function readyLine(address: string, port: number, metricsUrl: string | undefined): string {
+  const host = address.includes(':') ? `[${address}]` : address;
+  return `meshplane pki serve: online CA at https://${host}:${port}/${metricsUrl === undefined ? '' : `; metrics at ${metricsUrl}`}\n`;
+}
+
+/** `pki serve --workers N` (N > 1): forks the workers (each a whole pki serve) and serves their summed metrics. */
+async function servePrimary(workers: number, listen: { address: string }, values: { 'log-level': string; metrics?: string }, io: CommandIO): Promise<number> {
+  const { logger } = daemon('pki_serve', values['log-level']);
+  const pool = new PkiServeCluster(workers, logger);
+  let port: number;
+  try {
+    port = await pool.start();
+  } catch (err) {
+    await pool.stop();
+    throw err;
+  }
+  const metrics = await startMetrics(pool.metricsRegistry(), values.metrics, 9158);
+  logger.info({ workers, port }, 'online CA workers listening');
+  io.stdout(readyLine(listen.address, port, metrics?.url));
+  return await runUntilSignalled(logger, {
+    reload: () => pool.reload(),
+    stop: async () => {
+      metrics?.close();
+      await pool.stop();
+    },
+  });
+}
 
 export const renew: Handler = async (args, io) => {
   const { values } = parseArgs({
