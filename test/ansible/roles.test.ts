@@ -157,6 +157,8 @@ describe('credentials_mode: online', () => {
     expect(serve).toContain('\nReadWritePaths=/var/lib/meshplane/ca\n');
     // Without credentials_lifetime (the default) services.yml's lifetimes apply: no --lifetime to override them.
     expect(render('meshplane-pki-serve.service.j2', { ...vars, credentials_lifetime: '' })).toContain('--host host1 --listen 0.0.0.0:9443 --metrics 127.0.0.1:9158\n');
+    // credentials_serve_workers above 1 (a dedicated CA host's cores) adds --workers.
+    expect(render('meshplane-pki-serve.service.j2', { ...vars, credentials_serve_workers: 2 })).toContain('--metrics 127.0.0.1:9158 --workers 2\n');
     const renew = render('meshplane-pki-renew.service.j2', vars);
     expect(renew).toContain(
       "\nExecStart=/usr/local/bin/meshplane pki renew --daemon --host host1 --ca-url https://host1.mesh.internal:9443 --credentials-root /etc/credentials --system-owners --exec 'systemctl reload meshplane-gateway' --metrics 127.0.0.1:9157\n",
@@ -167,7 +169,7 @@ describe('credentials_mode: online', () => {
     }
     // The flags in the units are the CLI's: its usage names each of them.
     const usage = meshplane(['pki', '--help']).stdout + meshplane(['pki']).stderr;
-    for (const flag of ['--ca-dir', '--listen', '--lifetime', '--metrics', '--daemon', '--ca-url', '--credentials-root', '--exec']) expect(usage).toContain(flag);
+    for (const flag of ['--ca-dir', '--listen', '--lifetime', '--metrics', '--workers', '--daemon', '--ca-url', '--credentials-root', '--exec']) expect(usage).toContain(flag);
   });
 
   /** credentials_serve_host as the role's defaults compute it for an inventory (YAML text). */
