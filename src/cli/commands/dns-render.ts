@@ -38,7 +38,7 @@ bytes (nothing is written, "unchanged"). Then \`rndc reload\`.
       --check                  run named-checkconf -z on the new render before
                                it replaces the old one; a failure keeps the old`;
 
-export function dnsRender(args: readonly string[], io: CommandIO): number {
+export async function dnsRender(args: readonly string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
     options: {
@@ -85,7 +85,7 @@ export function dnsRender(args: readonly string[], io: CommandIO): number {
   }
   const out = resolve(io.cwd, values.out);
   const started = performance.now();
-  const report = writeBindRender(out, (s) => renderBind(topology, { host: values.host ?? null, nsAddresses, forwarders, ttl, negativeTtl, serial: s }), {
+  const report = await writeBindRender(out, (s) => renderBind(topology, { host: values.host ?? null, nsAddresses, forwarders, ttl, negativeTtl, serial: s }), {
     check: values.check,
     serial,
   });
