@@ -2,7 +2,8 @@
  * The mesh zone rendered for BIND 9, for big central servers: one `view`
  * per overlay set (`match-clients` = the addresses of its hosts), each with
  * the mesh zone and the reverse zones of the addresses the topology knows,
- * as zone files. The answers are those of our own server (zone.ts) for every
+ * as zone files; a zone the same in several views is one file, loaded once
+ * (`in-view`). The answers are those of our own server (zone.ts) for every
  * name and view; where BIND cannot do the same, src/dns/README.md ("BIND")
  * says what differs, and test/dns-bind.test.ts pins it.
  *
@@ -56,7 +57,7 @@ interface BindView {
   readonly addresses: string[];
 }
 
-/** Every file of a render: the named.conf fragment, then the zone files by view. */
+/** Every file of a render: the named.conf fragment, then the zone files by view (each distinct zone once). */
 export function renderBind(topology: Topology, options: BindRenderOptions): BindFile[] {
   const domain = topology.domain.toLowerCase();
   const central = options.host === null || !(options.host in topology.hosts);

@@ -1,8 +1,8 @@
 /**
  * Writing a BIND render so named never reads half of one: the files go into
- * a new directory beside DIR (`.DIR.<hash>`), optionally checked there with
- * `named-checkconf -z`, and DIR, a symlink, is then swapped to it in one
- * rename. Same content, same hash: nothing is written, so Ansible sees no
+ * a new directory beside DIR (`.DIR.<hash>`), each fsynced (several at once),
+ * then the directories; optionally checked there with `named-checkconf -z`;
+ * and DIR, a symlink, is then swapped to it in one rename. Same content, same hash: nothing is written, so Ansible sees no
  * change. The SOA serial is the previous render's while the content stays
  * the same, else the time in seconds (at least the previous one + 1), so it
  * only grows, like our server's load-time serial.

@@ -16,7 +16,9 @@ export const DNS_RENDER_USAGE = `meshplane dns render --engine bind --out DIR (-
 Writes the mesh zone for BIND 9: DIR/named.conf (one view per overlay set,
 matching its hosts' addresses, and a last view "public" for everyone else)
 and DIR/<view>/<zone>.zone (the mesh zone and the reverse zones of the
-addresses the topology knows). Include DIR/named.conf from named.conf with
+addresses the topology knows; a zone the same in several views is written
+once, in the first, and the others take it with in-view). Include
+DIR/named.conf from named.conf with
 \`directory\` set to DIR. DIR is a symlink swapped to each new render in one
 rename, so named never reads half of one; the same topology gives the same
 bytes (nothing is written, "unchanged"). Then \`rndc reload\`.
