@@ -196,7 +196,8 @@ function forwardZones(domain: string, ttl: number, soa: string, views: readonly 
     for (const host of data.hosts) for (const overlay in host.overlays) overlays.add(overlay);
     return [...overlays];
   });
-  const publicLines = entries.map(([name, data]) => addressLines(name, data, hostLines(null)));
+  const publicSeen = hostLines(null);
+  const publicLines = entries.map(([name, data]) => addressLines(name, data, publicSeen));
   const srvLines = srvSection(srv);
   const zones = new Map<BindView, string>();
   for (const view of views) {
