@@ -294,13 +294,34 @@ describe('the render', () => {
     expect(run('named-checkconf', ['-z', conf]).status).toBe(0);
     const views = readdirSync(renderDir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
     expect(views.sort()).toEqual(['on-ova', 'on-ova+ovb', 'on-ovb', 'public']);
+    let files = 0;
     for (const view of views) {
       for (const file of readdirSync(join(renderDir, view))) {
         const zone = file.replace(/\.zone$/, '');
         const result = run('named-checkzone', ['-q', zone, join(renderDir, view, file)]);
         expect(result.status, `${view}/${file}: ${result.stdout}${result.stderr}`).toBe(0);
+        files++;
       }
     }
+    // A zone the same in several views is written once, in the first of them, and the others
+    // take it with in-view (BIND loads and holds it once); every view still has every zone.
+    const fragment = readFileSync(join(renderDir, 'named.conf'), 'utf8');
+    const blocks = fragment.split(/^view /m).slice(1);
+    expect(blocks.map((block) => /^"([^"]+)"/.exec(block)![1])).toEqual(['on-ova', 'on-ova+ovb', 'on-ovb', 'public']);
+    const zonesOf = (block: string): string[] => [...block.matchAll(/zone "([^"]+)"/g)].map((m) => m[1]!).sort();
+    for (const block of blocks) expect(zonesOf(block)).toEqual(zonesOf(blocks[0]!));
+    let shared = 0;
+    blocks.forEach((block, at) => {
+      for (const [, zone, holder] of block.matchAll(/zone "([^"]+)" \{ in-view "([^"]+)"; \};/g)) {
+        // BIND takes in-view only from a view defined before.
+        const holderAt = blocks.findIndex((b) => b.startsWith(`"${holder}"`));
+        expect(holderAt, `${zone} in view ${holder}`).toBeLessThan(at);
+        expect(blocks[holderAt], `${zone} in view ${holder}`).toContain(`zone "${zone}" { type primary; file "${holder}/${zone}.zone"; };`);
+        shared++;
+      }
+    });
+    expect(shared).toBeGreaterThan(0);
+    expect(files + shared).toBe(blocks.length * zonesOf(blocks[0]!).length);
   });
 
   it('writes nothing when the topology is the same (byte-identical, same directory)', () => {

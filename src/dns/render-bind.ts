@@ -2,7 +2,8 @@
  * The mesh zone rendered for BIND 9, for big central servers: one `view`
  * per overlay set (`match-clients` = the addresses of its hosts), each with
  * the mesh zone and the reverse zones of the addresses the topology knows,
- * as zone files. The answers are those of our own server (zone.ts) for every
+ * as zone files; a zone the same in several views is one file, loaded once
+ * (`in-view`). The answers are those of our own server (zone.ts) for every
  * name and view; where BIND cannot do the same, src/dns/README.md ("BIND")
  * says what differs, and test/dns-bind.test.ts pins it.
  *
@@ -56,7 +57,7 @@ interface BindView {
   readonly addresses: string[];
 }
 
-/** Every file of a render: the named.conf fragment, then the zone files by view. */
+/** Every file of a render: the named.conf fragment, then the zone files by view (each distinct zone once). */
 export function renderBind(topology: Topology, options: BindRenderOptions): BindFile[] {
   const domain = topology.domain.toLowerCase();
   const central = options.host === null || !(options.host in topology.hosts);
@@ -74,13 +75,46 @@ export function renderBind(topology: Topology, options: BindRenderOptions): Bind
   const reverseZones = [...byZone.keys()].sort();
   const soa = `@ IN SOA ${nsName}. hostmaster.${domain}. ${options.serial >>> 0} 3600 600 86400 ${options.negativeTtl}\n@ IN NS ${nsName}.\n`;
 
+  // A zone whose content is the same in several views (most reverse zones: only the overlay
+  // addresses' PTRs differ) is written once, in the first of them, and the later ones take it
+  // with `in-view`: fewer files to write and fsync, and BIND loads and holds it once.
   const files: BindFile[] = [];
+  const holders = new Map<string, Map<string, string>>(); // zone -> content -> view that holds it
+  const zonesOf = new Map<BindView, ZoneRef[]>();
+  const place = (view: BindView, zone: string, content: string): ZoneRef => {
+    let byContent = holders.get(zone);
+    if (byContent === undefined) holders.set(zone, (byContent = new Map<string, string>()));
+    const holder = byContent.get(content);
+    if (holder !== undefined) return { zone, inView: holder };
+    byContent.set(content, view.name);
+    files.push({ path: `${view.name}/${zone}.zone`, content });
+    return { zone, inView: null };
+  };
+  const forward = forwardZones(domain, options.ttl, soa, views, names, srv);
   for (const view of views) {
-    files.push({ path: `${view.name}/${domain}.zone`, content: forwardZone(domain, options.ttl, soa, view, names, srv) });
-    for (const zone of reverseZones) files.push({ path: `${view.name}/${zone}.zone`, content: reverseZone(zone, options.ttl, soa, view, byZone.get(zone)!, domain) });
+    const refs = [place(view, domain, forward.get(view)!)];
+    for (const zone of reverseZones) refs.push(place(view, zone, reverseZone(zone, options.ttl, soa, view, byZone.get(zone)!, domain)));
+    zonesOf.set(view, refs);
   }
-  const conf = namedConf(topology, options, views, domain, reverseZones);
+  const conf = namedConf(topology, options, views, zonesOf);
   return [{ path: BIND_CONF_FILE, content: conf }, ...files];
+}
+
+/** A zone of a view: its own file (`<view>/<zone>.zone`), or the same zone of an earlier view. */
+interface ZoneRef {
+  readonly zone: string;
+  readonly inView: string | null;
+}
+
+/**
+ * The same render with another serial (in named.conf's header and every SOA): what
+ * renderBind would give with it, without rendering again.
+ */
+export function reserialBind(files: readonly BindFile[], serial: number): BindFile[] {
+  return files.map(({ path, content }) => ({
+    path,
+    content: path === BIND_CONF_FILE ? content.replace(/^\/\/ serial \d+$/m, `// serial ${serial >>> 0}`) : content.replace(/^(@ IN SOA \S+ \S+ )\d+ /m, `$1${serial >>> 0} `),
+  }));
 }
 
 /** The serial a render carries (from its named.conf header); null when none. */
@@ -149,34 +183,69 @@ const MAX_RRSET_BYTES = 64_000;
 const A_BYTES = 2 + 10 + 4;
 const AAAA_BYTES = 2 + 10 + 16;
 
-/** The mesh zone as one view sees it. */
-function forwardZone(domain: string, ttl: number, soa: string, view: BindView, names: Map<string, AddressName>, srv: Map<string, SrvName>): string {
-  const out: string[] = [`$ORIGIN ${domain}.\n$TTL ${ttl}\n`, soa];
-  // Each host's A/AAAA lines as this view sees it, made once per view.
+/**
+ * The mesh zone as each view sees it. A name's lines differ from the public view's only in
+ * a view sharing an overlay with one of its hosts (addressesSeenBy: else the host's own
+ * addresses), so the public lines are made once and only those names are made again per
+ * view; the SRV lines are the same in every view.
+ */
+function forwardZones(domain: string, ttl: number, soa: string, views: readonly BindView[], names: Map<string, AddressName>, srv: Map<string, SrvName>): Map<BindView, string> {
+  const entries = [...names];
+  const overlaysOf = entries.map(([, data]) => {
+    const overlays = new Set<string>();
+    for (const host of data.hosts) for (const overlay in host.overlays) overlays.add(overlay);
+    return [...overlays];
+  });
+  const publicSeen = hostLines(null);
+  const publicLines = entries.map(([name, data]) => addressLines(name, data, publicSeen));
+  const srvLines = srvSection(srv);
+  const zones = new Map<BindView, string>();
+  for (const view of views) {
+    const { viewer } = view;
+    let lines = publicLines;
+    if (viewer !== null) {
+      const seen = hostLines(viewer);
+      lines = entries.map(([name, data], i) => (overlaysOf[i]!.some((overlay) => overlay in viewer.overlays) ? addressLines(name, data, seen) : publicLines[i]!));
+    }
+    zones.set(view, `$ORIGIN ${domain}.\n$TTL ${ttl}\n${soa}${lines.join('')}${srvLines}`);
+  }
+  return zones;
+}
+
+/** A host's A/AAAA lines (without the owner) as one viewer sees them, made once per host. */
+function hostLines(viewer: BindView['viewer']): (host: TopologyHost) => string[] {
   const seen = new Map<TopologyHost, string[]>();
-  const recordsOf = (host: TopologyHost): string[] => {
+  return (host) => {
     let records = seen.get(host);
-    if (records === undefined) seen.set(host, (records = addressesSeenBy(view.viewer, host).map((address) => (address.includes(':') ? ` IN AAAA ${address}\n` : ` IN A ${address}\n`))));
+    if (records === undefined) seen.set(host, (records = addressesSeenBy(viewer, host).map((address) => (address.includes(':') ? ` IN AAAA ${address}\n` : ` IN A ${address}\n`))));
     return records;
   };
-  for (const [name, data] of names) {
-    if (data.hosts.size === 1) {
-      for (const host of data.hosts) for (const record of recordsOf(host)) out.push(name, record);
-      continue;
-    }
-    const unique = new Set<string>();
-    let a = 0;
-    let aaaa = 0;
-    for (const host of data.hosts) {
-      for (const record of recordsOf(host)) {
-        if (unique.has(record)) continue;
-        const v6 = record.startsWith(' IN AAAA');
-        if ((v6 ? (aaaa += AAAA_BYTES) : (a += A_BYTES)) > MAX_RRSET_BYTES) continue;
-        unique.add(record);
-      }
-    }
-    for (const record of unique) out.push(name, record);
+}
+
+/** One address name's lines: its hosts' records, each once, within one message. */
+function addressLines(name: string, data: AddressName, recordsOf: (host: TopologyHost) => string[]): string {
+  const out: string[] = [];
+  if (data.hosts.size === 1) {
+    for (const host of data.hosts) for (const record of recordsOf(host)) out.push(name, record);
+    return out.join('');
   }
+  const unique = new Set<string>();
+  let a = 0;
+  let aaaa = 0;
+  for (const host of data.hosts) {
+    for (const record of recordsOf(host)) {
+      if (unique.has(record)) continue;
+      const v6 = record.startsWith(' IN AAAA');
+      if ((v6 ? (aaaa += AAAA_BYTES) : (a += A_BYTES)) > MAX_RRSET_BYTES) continue;
+      unique.add(record);
+    }
+  }
+  for (const record of unique) out.push(name, record);
+  return out.join('');
+}
+
+function srvSection(srv: Map<string, SrvName>): string {
+  const out: string[] = [];
   for (const [name, data] of srv) {
     let bytes = 0;
     for (const { fqdn } of data.targets) {
@@ -213,7 +282,7 @@ function reverseZone(zone: string, ttl: number, soa: string, view: BindView, ent
 /** Loopback askers no host owns: a per-host BIND gives them its host's view (as `--host`). */
 const LOOPBACK = ['127.0.0.0/8', '::1'];
 
-function namedConf(topology: Topology, options: BindRenderOptions, views: readonly BindView[], domain: string, reverseZones: readonly string[]): string {
+function namedConf(topology: Topology, options: BindRenderOptions, views: readonly BindView[], zonesOf: ReadonlyMap<BindView, readonly ZoneRef[]>): string {
   const self = options.host === null ? undefined : topology.hosts[options.host];
   const selfKey = self === undefined ? '' : viewKey(self);
   const out: string[] = [
@@ -240,8 +309,9 @@ function namedConf(topology: Topology, options: BindRenderOptions, views: readon
     // As our server: no NS in the authority section of answers, every instance in one
     // answer (no per-RRset cap at 100 records), no transfers, no NOTIFY to the NS name.
     out.push('  minimal-responses no-auth;\n  rrset-order { order cyclic; };\n  max-records-per-type 0;\n  allow-transfer { none; };\n  notify no;\n');
-    out.push(`  zone "${domain}" { type primary; file "${view.name}/${domain}.zone"; };\n`);
-    for (const zone of reverseZones) out.push(`  zone "${zone}" { type primary; file "${view.name}/${zone}.zone"; };\n`);
+    for (const { zone, inView } of zonesOf.get(view)!) {
+      out.push(inView === null ? `  zone "${zone}" { type primary; file "${view.name}/${zone}.zone"; };\n` : `  zone "${zone}" { in-view "${inView}"; };\n`);
+    }
     out.push('};\n');
   }
   return out.join('');

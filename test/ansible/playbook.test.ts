@@ -29,7 +29,7 @@ import { parseTopology } from '../../src/topology/testing.js';
 import type { Topology } from '../../src/topology/index.js';
 import { createNetwork } from '../support/netns.js';
 import type { TestNetwork } from '../support/netns.js';
-import { runAsync } from '../support/dns.js';
+import { parseDig, runAsync } from '../support/dns.js';
 import { CLI, meshplane, REPO_ROOT, run, runWithoutBlocking, tempDir } from '../support/run.js';
 import { waitFor } from '../support/wait.js';
 import type { Controller, FileState, PlaybookReport } from './support.js';
@@ -194,6 +194,15 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
         'credentials_renew_restart_command: "echo pki-renew {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log"',
         'credentials_serve_stop_command: "echo stop pki-serve {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/meshplane-pki-serve.pid ]; then kill $(cat {{ meshplane_prefix }}/run/meshplane-pki-serve.pid); fi"',
         'credentials_renew_stop_command: "echo stop pki-renew {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/meshplane-pki-renew.pid ]; then kill $(cat {{ meshplane_prefix }}/run/meshplane-pki-renew.pid); fi"',
+        // BIND on one host (the last tests): named runs chrooted into the host's root (the role
+        // writes host paths, and checks them with named-checkconf -t the same way); the reload is
+        // the real rndc, to the control channel named opens with the host's rndc.key.
+        'dns_bind_install_packages: false',
+        'dns_bind_dnssec_validation: "no"', // the hub is no DNSSEC resolver and nothing here reaches the root
+        'dns_bind_reload_command: "echo reload named {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; ip netns exec mpans-{{ inventory_hostname }} rndc -k {{ meshplane_prefix }}/etc/bind/rndc.key reload"',
+        'dns_bind_stop_command: "echo stop named {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/named/named.pid ]; then kill $(cat {{ meshplane_prefix }}/run/named/named.pid); fi"',
+        // What systemctl stop does to meshplane-dns where BIND takes over: the process the test started.
+        'dns_stop_command: "echo stop dns {{ inventory_hostname }} >> {{ meshplane_test_dir }}/restarts.log; if [ -f {{ meshplane_prefix }}/run/meshplane-dns.pid ]; then kill $(cat {{ meshplane_prefix }}/run/meshplane-dns.pid); rm {{ meshplane_prefix }}/run/meshplane-dns.pid; fi"',
         '',
       ].join('\n'),
     );
@@ -756,5 +765,152 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
     }
     expect(existsSync(join(rootOf(ONLINE_CA), SERVE_DIR))).toBe(false);
     expect(held(RENEWER, 'server').serial).toBe(renewed); // offline runs keep a valid certificate the daemon renewed
+  }, PLAYBOOK_TEST_MS);
+
+  // BIND instead of meshplane-dns on one host, chosen in its inventory entry. named runs here as
+  // the distribution's unit would, chrooted into the host's root, in the host's namespace; it is
+  // running before the switch (with a configuration of its own, on another port: meshplane-dns
+  // holds port 53 until the role stops it), so the role's rndc reload is what makes it serve.
+  const BIND_HOST = 'host2';
+  const BIND_ENTRY = '          shard_id: a\n';
+  const RNDC_KEY = 'etc/bind/rndc.key';
+  const DNS_UNIT = 'etc/systemd/system/meshplane-dns.service';
+  /** named's own state (managed keys), not the role's files. */
+  const notNamedState = (paths: string[]): string[] => paths.filter((p) => !p.startsWith('var/cache/bind/'));
+  const isRender = (path: string): boolean => /^etc\/bind\/(meshplane|\.meshplane\.[0-9a-f]{16}\/.+)$/.test(path);
+  let named: ChildProcess | undefined;
+  const namedLog = join(work.path, 'named.log');
+  let meshplaneAnswers: string[] = [];
+
+  /** Every name of the mesh (A, AAAA), some unknown ones and every known address (PTR): what a host asks its DNS server. */
+  function meshQueries(topology: Topology): string[] {
+    const names = new Set(['nothere', 'db.nothere']);
+    for (const host of Object.values(topology.hosts)) names.add(host.name);
+    for (const service of Object.values(topology.services)) {
+      names.add(service.name);
+      for (const instance of service.instances) {
+        names.add(`${instance.host}.${service.name}`);
+        if (instance.shard !== null) names.add(`${instance.shard}.${service.name}`);
+      }
+      if (service.master !== null) names.add(`${service.name}-master`);
+    }
+    names.add('db-backup'); // removed above: NXDOMAIN
+    const addresses = new Set(Object.values(topology.hosts).flatMap((h) => [...h.ips, ...h.public_ips, ...Object.values(h.overlays)]));
+    return [...[...names].flatMap((name) => [`${name}.mesh.internal A`, `${name}.mesh.internal AAAA`]), ...[...addresses].map((a) => `-x ${a}`)];
+  }
+
+  /** The queries asked with dig on the host (from 127.0.0.1, so in its view), each as "query: status, sorted answer". */
+  async function digOnHost(host: string, queries: readonly string[]): Promise<string[]> {
+    const file = join(work.path, `queries-${host}.txt`);
+    writeFileSync(file, `${queries.join('\n')}\n`);
+    const result = await runAsync('ip', ['netns', 'exec', `mpans-${host}`, 'dig', '@127.0.0.1', '+tries=1', '+time=10', '-f', file], 120_000);
+    const blocks = result.stdout.split(/(?=;; Got answer:)/).filter((block) => block.includes('->>HEADER<<-'));
+    expect(blocks.length, `dig on ${host}: ${result.stdout.slice(-2000)}${result.stderr}`).toBe(queries.length);
+    return blocks.map((block, i) => {
+      const reply = parseDig(block);
+      return `${queries[i]}: ${reply.status}, ${reply.answer.map((r) => `${r.name.toLowerCase()} ${r.type} ${r.data}`).sort().join(', ')}`;
+    });
+  }
+
+  it('serves a host with BIND when its dns_engine is bind: meshplane-dns stopped, the whole mesh rendered and checked, named reloaded by rndc', async () => {
+    const topology = compiled();
+    meshplaneAnswers = await digOnHost(BIND_HOST, meshQueries(topology));
+    // named as the bind9 package leaves it: installed, running, a configuration of its own.
+    const root = rootOf(BIND_HOST);
+    for (const dir of ['etc/bind', 'var/cache/bind', 'run/named']) mkdirSync(join(root, dir), { recursive: true });
+    writeFileSync(join(root, 'etc/bind/named.conf'), 'options {\n  directory "/var/cache/bind";\n  listen-on port 5353 { 127.0.0.1; };\n  listen-on-v6 { none; };\n};\n');
+    expect(run('rndc-confgen', ['-a', '-c', join(root, RNDC_KEY)]).status).toBe(0);
+    named = spawn('ip', ['netns', 'exec', `mpans-${BIND_HOST}`, 'named', '-g', '-t', root, '-c', '/etc/bind/named.conf', '-u', 'root', '-n', '1'], { stdio: ['ignore', 'ignore', openSync(namedLog, 'a')] });
+    servers.set('named', named);
+    const rndc = (command: string): Promise<{ status: number; stdout: string; stderr: string }> => runAsync('ip', ['netns', 'exec', `mpans-${BIND_HOST}`, 'rndc', '-k', join(root, RNDC_KEY), command]);
+    await waitFor(
+      async () => {
+        if (named!.exitCode !== null) throw new Error(`named exited ${named!.exitCode}`);
+        return (await rndc('status')).status === 0;
+      },
+      { what: 'named taking rndc commands', interval: 200, explain: () => readFileSync(namedLog, 'utf8') },
+    );
+
+    writeFileSync(controller.inventory, readFileSync(controller.inventory, 'utf8').replace(BIND_ENTRY, `${BIND_ENTRY}          dns_engine: bind\n`));
+    const before = snapshots();
+    const hooks = restarts().length;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual([BIND_HOST]);
+    // meshplane-dns stopped first; the render checked (named-checkconf -z before the swap, then over the whole configuration), then rndc reload.
+    expect(restarts(hooks)).toEqual([`stop dns ${BIND_HOST}`, `reload named ${BIND_HOST}`]);
+    expect(changedOn(report, 'Render the mesh zone for BIND, checked with named-checkconf before it replaces the previous render')).toEqual([BIND_HOST]);
+    expect(ranOn(report, 'Check the BIND configuration')).toEqual([BIND_HOST]);
+    expect(changedOn(report, 'Reload BIND with dns_bind_reload_command')).toEqual([BIND_HOST]);
+    const stopped = servers.get(BIND_HOST)!;
+    await waitFor(() => stopped.exitCode !== null || stopped.signalCode !== null, { what: `meshplane-dns of ${BIND_HOST} stopped by dns_stop_command`, interval: 100 });
+    const after = snapshots();
+    for (const host of HOSTS.filter((h) => h !== BIND_HOST)) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+    const changed = notNamedState(touched(before.get(BIND_HOST)!, after.get(BIND_HOST)!));
+    expect(changed.filter((p) => !isRender(p))).toEqual(['etc/bind/named.conf', 'etc/meshplane/mesh-topology.json', DNS_UNIT]);
+    expect(changed.filter(isRender).length).toBeGreaterThan(1);
+    expect(existsSync(join(root, DNS_UNIT))).toBe(false);
+    // The whole mesh's topology (every view), not the host's own.
+    expect(readFileSync(join(root, 'etc/meshplane/mesh-topology.json'), 'utf8')).toBe(readFileSync(join(work.path, 'controller/topology.json'), 'utf8'));
+    const conf = readFileSync(join(root, 'etc/bind/named.conf'), 'utf8');
+    expect(conf).toContain('listen-on port 53 { 127.0.0.1; };');
+    expect(conf).toContain('include "/etc/bind/meshplane/named.conf";');
+    // Reloaded: named now answers the mesh domain on port 53 (meshplane-dns is gone: what answers is BIND).
+    await waitFor(
+      async () => {
+        const reply = await runAsync('ip', ['netns', 'exec', `mpans-${BIND_HOST}`, 'dig', '@127.0.0.1', '+tries=1', '+time=2', 'version.bind', 'CH', 'TXT']);
+        return reply.stdout.includes('status: NOERROR') && /"9\.\d+/.test(reply.stdout);
+      },
+      { what: 'BIND answering on port 53 after the reload', explain: () => readFileSync(namedLog, 'utf8').slice(-3000) },
+    );
+    expect(named.exitCode).toBeNull();
+  }, PLAYBOOK_TEST_MS);
+
+  it('answers on that host through BIND as meshplane-dns did: every name in its view, getent, other names forwarded', async () => {
+    expect(await digOnHost(BIND_HOST, meshQueries(compiled()))).toEqual(meshplaneAnswers);
+    const topology = compiled();
+    for (const service of ['db', 'web', 'gateway']) {
+      expect(await getent(BIND_HOST, service), service).toEqual({ status: 0, addresses: expectedView(topology, BIND_HOST, service) });
+    }
+    // Its view: hosts it shares an overlay with by their overlay address, the others by their own.
+    const viewer = topology.hosts[BIND_HOST]!;
+    for (const host of ['host1', 'host3', 'host4']) expect((await getent(BIND_HOST, host)).addresses, host).toEqual([...addressesSeenBy(viewer, topology.hosts[host]!)].sort());
+    expect((await getent(BIND_HOST, 'host1')).addresses).toEqual(['100.64.40.1']);
+    expect((await getent(BIND_HOST, 'www.example.net')).addresses).toEqual(['198.18.4.200']); // forwarded to the resolver the host had
+    expect((await getent(BIND_HOST, 'nothere')).status).toBe(2);
+  }, 120_000);
+
+  it('reports changed=0 on a second run with BIND and touches no file', async () => {
+    const before = snapshots();
+    const hooks = restarts().length;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(restarts(hooks)).toEqual([]);
+    expect(Object.fromEntries(Object.entries(report.stats).map(([h, s]) => [h, s.changed]))).toEqual(Object.fromEntries(HOSTS.map((h) => [h, 0])));
+    const after = snapshots();
+    for (const host of HOSTS) expect(notNamedState(touched(before.get(host)!, after.get(host)!)), host).toEqual([]);
+    expect(named!.exitCode).toBeNull();
+  }, PLAYBOOK_TEST_MS);
+
+  it("switches back to meshplane's engine: named stopped, the render, its configuration and the mesh topology removed, meshplane-dns back", async () => {
+    writeFileSync(controller.inventory, readFileSync(controller.inventory, 'utf8').replace(`${BIND_ENTRY}          dns_engine: bind\n`, BIND_ENTRY));
+    const before = snapshots();
+    const hooks = restarts().length;
+    const report = await playbook(controller);
+    expectConverged(report);
+    expect(changedHosts(report)).toEqual([BIND_HOST]);
+    expect(restarts(hooks)).toEqual([`stop named ${BIND_HOST}`, `dns ${BIND_HOST}`]);
+    await waitFor(() => named!.exitCode !== null || named!.signalCode !== null, { what: 'named stopped by dns_bind_stop_command', interval: 100 });
+    const after = snapshots();
+    for (const host of HOSTS.filter((h) => h !== BIND_HOST)) expect(touched(before.get(host)!, after.get(host)!), host).toEqual([]);
+    const changed = notNamedState(touched(before.get(BIND_HOST)!, after.get(BIND_HOST)!));
+    expect(changed.filter((p) => !isRender(p))).toEqual(['etc/bind/named.conf', 'etc/meshplane/mesh-topology.json', DNS_UNIT]);
+    const root = rootOf(BIND_HOST);
+    expect(readdirSync(join(root, 'etc/bind')).sort()).toEqual(['rndc.key']); // what the bind9 package left, no render
+    expect(existsSync(join(root, 'etc/meshplane/mesh-topology.json'))).toBe(false);
+    // meshplane-dns from its unit again: the same answers as before BIND.
+    await startDns(BIND_HOST);
+    expect(await digOnHost(BIND_HOST, meshQueries(compiled()))).toEqual(meshplaneAnswers);
+    expect(await getent(BIND_HOST, 'db')).toEqual({ status: 0, addresses: expectedView(compiled(), BIND_HOST, 'db') });
   }, PLAYBOOK_TEST_MS);
 });

@@ -16,7 +16,9 @@ export const DNS_RENDER_USAGE = `meshplane dns render --engine bind --out DIR (-
 Writes the mesh zone for BIND 9: DIR/named.conf (one view per overlay set,
 matching its hosts' addresses, and a last view "public" for everyone else)
 and DIR/<view>/<zone>.zone (the mesh zone and the reverse zones of the
-addresses the topology knows). Include DIR/named.conf from named.conf with
+addresses the topology knows; a zone the same in several views is written
+once, in the first, and the others take it with in-view). Include
+DIR/named.conf from named.conf with
 \`directory\` set to DIR. DIR is a symlink swapped to each new render in one
 rename, so named never reads half of one; the same topology gives the same
 bytes (nothing is written, "unchanged"). Then \`rndc reload\`.
@@ -38,7 +40,7 @@ bytes (nothing is written, "unchanged"). Then \`rndc reload\`.
       --check                  run named-checkconf -z on the new render before
                                it replaces the old one; a failure keeps the old`;
 
-export function dnsRender(args: readonly string[], io: CommandIO): number {
+export async function dnsRender(args: readonly string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
     options: {
@@ -85,7 +87,7 @@ export function dnsRender(args: readonly string[], io: CommandIO): number {
   }
   const out = resolve(io.cwd, values.out);
   const started = performance.now();
-  const report = writeBindRender(out, (s) => renderBind(topology, { host: values.host ?? null, nsAddresses, forwarders, ttl, negativeTtl, serial: s }), {
+  const report = await writeBindRender(out, (s) => renderBind(topology, { host: values.host ?? null, nsAddresses, forwarders, ttl, negativeTtl, serial: s }), {
     check: values.check,
     serial,
   });
