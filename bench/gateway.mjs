@@ -43,7 +43,7 @@ const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slic
 const H2_TUNNEL = join(ROOT, 'bench', 'node-h2-tunnel.mjs');
 const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612, h2Iperf: 25701, h2Http: 25702, h2TunnelIperf: 25711, h2TunnelHttp: 25712, h2IperfBackend: 25721 };
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-/** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
+/** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput); BENCH_ONLY=new-conn runs only wrk with new connections. */
 const ONLY = process.env.BENCH_ONLY ?? '';
 /** BENCH_TARGETS=ours,ssh runs only those (and direct, the reference); for quick iterations. */
 const ONLY_TARGETS = process.env.BENCH_TARGETS ? new Set(['direct', ...process.env.BENCH_TARGETS.split(',')]) : null;
@@ -98,6 +98,12 @@ async function waitForPort(port, timeoutMs = 15_000) {
     if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
     await sleep(50);
   }
+}
+
+/** CPU time a process has used (user + system), in seconds. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssKiB(pid) {
@@ -326,7 +332,7 @@ async function main(dir) {
       for (const [metric, streams, reverse] of [['throughput-1stream-up', 1, false], ['throughput-1stream-down', 1, true], ['throughput-8streams-up', 8, false], ['throughput-8streams-down', 8, true]]) {
         let gbits = NaN;
         try {
-          if (ONLY !== 'wrk') gbits = iperf(iperfPort, streams, reverse);
+          if (ONLY === '') gbits = iperf(iperfPort, streams, reverse);
         } catch (err) {
           // A reference that fails (the bare tunnels have no error handling to speak of) must not cost the run.
           if (target === 'ours' || target === 'ssh' || target === 'direct') throw err;
@@ -336,11 +342,20 @@ async function main(dir) {
       }
       // A signal that came during the synchronous runs above is handled here (the loop yields once per target).
       await sleep(0);
-      const keepalive = wrk(httpPort, ['-t', '2', '-c', '32']);
+      // BENCH_ONLY=new-conn: only the new-connection run (e.g. for a CPU profile of that load).
+      const skipped = { rps: NaN, p50us: NaN, p99us: NaN, errors: '', errorCount: 0 };
+      const newOnly = ONLY === 'new-conn';
+      const keepalive = newOnly ? skipped : wrk(httpPort, ['-t', '2', '-c', '32']);
+      // Where the time goes under new connections: CPU seconds of ours' gateway and http agent over the run.
+      const busy = target === 'ours' ? [gateway.pid, agents[1].pid].map(cpuSeconds) : null;
       const fresh = wrk(httpPort, ['-t', '2', '-c', '32', '-H', 'Connection: close']);
-      const latency = wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
+      if (busy !== null) {
+        const [gatewayCpu, agentCpu] = [gateway.pid, agents[1].pid].map((pid, i) => cpuSeconds(pid) - busy[i]);
+        log(`  ours under new connections: gateway ${sig(gatewayCpu / WRK_SECONDS)} cores, http agent ${sig(agentCpu / WRK_SECONDS)} cores (of ${execFileSync('nproc', { encoding: 'utf8' }).trim()}; wrk and the backend share the rest)`);
+      }
+      const latency = newOnly ? skipped : wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
       // 1,000 clients at once, each request on a new connection: the setup rate under a crowd, and what fails.
-      const crowd = wrk(httpPort, ['-t', '2', '-c', String(CROWD), '-H', 'Connection: close']);
+      const crowd = newOnly ? skipped : wrk(httpPort, ['-t', '2', '-c', String(CROWD), '-H', 'Connection: close']);
       record(target, 'keepalive-rps', keepalive.rps);
       record(target, 'new-conn', fresh.rps);
       record(target, 'latency-p50-us', latency.p50us);
