@@ -13,7 +13,7 @@ import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serviceNames } from '../topology/index.js';
 import type { Logger } from 'pino';
-import { CUT, HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { CUT, HEADER, pipeBoth } from '../lib/tunnel-io.js';
 import { abortTunnelStream } from './tunnel-abort.js';
 import { readClientHello, unrecognizedNameAlert } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
@@ -144,7 +144,7 @@ export class FrontListeners {
   private onConnection(socket: Socket, port: number): void {
     this.sockets.add(socket);
     socket.on('close', this.forgetSocket);
-    socket.on('error', ignoreError);
+    // (Its 'error' listener is the guard's, which admitted it.)
     const front = this.table.ports.get(port);
     if (front === undefined) {
       socket.destroy();
