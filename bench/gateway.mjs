@@ -4,7 +4,8 @@
 // loopback in one run, interleaved:
 //   iperf3 throughput, 1 and 8 streams, both directions;
 //   wrk requests/s on keep-alive and on new connections (haproxy answers);
-//   wrk p50 latency at one connection, added over direct;
+//   wrk p50 and p99 latency at one connection, added over direct;
+//   wrk with 1,000 clients at once, each request on a new connection (rate and errors);
 //   memory of gateway + agent per 1,000 idle tunnelled connections.
 // A pair of plain Node.js TCP relays (bench/node-relay.mjs) runs beside them
 // as a reference: what two Node processes cost per connection and per byte
