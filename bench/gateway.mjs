@@ -4,7 +4,8 @@
 // loopback in one run, interleaved:
 //   iperf3 throughput, 1 and 8 streams, both directions;
 //   wrk requests/s on keep-alive and on new connections (haproxy answers);
-//   wrk p50 latency at one connection, added over direct;
+//   wrk p50 and p99 latency at one connection, added over direct;
+//   wrk with 1,000 clients at once, each request on a new connection (rate and errors);
 //   memory of gateway + agent per 1,000 idle tunnelled connections.
 // A pair of plain Node.js TCP relays (bench/node-relay.mjs) runs beside them
 // as a reference: what two Node processes cost per connection and per byte
@@ -43,7 +44,7 @@ const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slic
 const H2_TUNNEL = join(ROOT, 'bench', 'node-h2-tunnel.mjs');
 const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612, h2Iperf: 25701, h2Http: 25702, h2TunnelIperf: 25711, h2TunnelHttp: 25712, h2IperfBackend: 25721 };
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-/** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput). */
+/** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput); BENCH_ONLY=new-conn runs only wrk with new connections. */
 const ONLY = process.env.BENCH_ONLY ?? '';
 /** BENCH_TARGETS=ours,ssh runs only those (and direct, the reference); for quick iterations. */
 const ONLY_TARGETS = process.env.BENCH_TARGETS ? new Set(['direct', ...process.env.BENCH_TARGETS.split(',')]) : null;
@@ -51,6 +52,23 @@ const ONLY_TARGETS = process.env.BENCH_TARGETS ? new Set(['direct', ...process.e
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const IPERF_SECONDS = 4;
 const WRK_SECONDS = 4;
+/**
+ * BENCH_BEFORE_BIN=path/to/dist/cli/bin.js runs that build too, as target `before` (its gateway's
+ * ports shifted by BEFORE_SHIFT), so a change is measured against the code before it in one run.
+ */
+const BEFORE_BIN = process.env.BENCH_BEFORE_BIN || null;
+const BEFORE_SHIFT = 1000;
+/** Extra agent flags for ours (BENCH_AGENT_ARGS) and for `before` (BENCH_BEFORE_AGENT_ARGS), e.g. '--backend-pool 4'. */
+const AGENT_ARGS = (process.env.BENCH_AGENT_ARGS ?? '').split(' ').filter(Boolean);
+const BEFORE_AGENT_ARGS = (process.env.BENCH_BEFORE_AGENT_ARGS ?? '').split(' ').filter(Boolean);
+/** BENCH_SKIP_MEMORY=1 skips the idle-memory figures (for quick iterations on the load rounds). */
+const SKIP_MEMORY = process.env.BENCH_SKIP_MEMORY === '1';
+/**
+ * Clients of the crowd run (new connections, all at once). They all come from 127.0.0.1, which here
+ * stands for many clients: ours' gateway gets a per-source cap above the crowd (by default a tenth
+ * of the front's cap, which would reset most of them, as it should from one real address).
+ */
+const CROWD = Number(process.env.BENCH_CROWD ?? 1000);
 const IDLE_CONNECTIONS = Number(process.env.BENCH_IDLE ?? 1000);
 /** Batches of idle connections opened one after another (after a warm-up): the slope from the first to the last. */
 const MEMORY_BATCHES = 3;
@@ -81,6 +99,12 @@ async function waitForPort(port, timeoutMs = 15_000) {
     if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
     await sleep(50);
   }
+}
+
+/** CPU time a process has used (user + system), in seconds. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssKiB(pid) {
@@ -131,10 +155,15 @@ function iperf(port, streams, reverse) {
 function wrk(port, extra) {
   const out = execFileSync('wrk', ['-d', String(WRK_SECONDS), ...extra, `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 60_000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
-  const p50 = /50%\s+([\d.]+)(us|ms|s)/.exec(out);
-  const p50us = p50 === null ? NaN : Number(p50[1]) * { us: 1, ms: 1000, s: 1e6 }[p50[2]];
-  const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(out);
-  return { rps, p50us, errors: errors === null ? '' : errors[0] };
+  const percentile = (p) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    return m === null ? NaN : Number(m[1]) * { us: 1, ms: 1000, s: 1e6 }[m[2]];
+  };
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const errorCount = (socketErrors === null ? 0 : socketErrors.slice(1).reduce((a, b) => a + Number(b), 0)) + (non2xx === null ? 0 : Number(non2xx[1]));
+  const errors = [socketErrors?.[0], non2xx?.[0]].filter(Boolean).join('; ');
+  return { rps, p50us: percentile(50), p99us: percentile(99), errors, errorCount };
 }
 
 async function main(dir) {
@@ -143,14 +172,19 @@ async function main(dir) {
   // --- the mesh: a gateway host and a backend host, credentials from the PKI ---
   // Health checks off: iperf3 is no HTTP server, and the runs compare tunnels, not checks.
   writeFileSync(join(dir, 'hosts.yml'), `all:\n  children:\n    gateway:\n      hosts:\n        gw1: {ip: 127.0.50.1}\n    backend:\n      hosts:\n        b1: {ip: 127.0.50.2}\n`);
-  writeFileSync(
-    join(dir, 'services.yml'),
-    `gateway:\n  scheduling_group: gateway\n  ports: [${P.registration}]\n  service_credentials: [{name: gateway, enable_client: false}]\n` +
-      `iperf:\n  scheduling_group: backend\n  ports: [${P.iperf}]\n  service_credentials: [{name: iperf}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursIperf}, mode: tcp, health: false}\n` +
-      `http:\n  scheduling_group: backend\n  ports: [${P.http}]\n  service_credentials: [{name: http}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursHttp}, mode: tcp, health: false}\n`,
-  );
-  const topologyFile = join(dir, 'topology.json');
-  execFileSync(process.execPath, [BIN, 'compile', '-s', join(dir, 'services.yml'), '-i', join(dir, 'hosts.yml'), '-o', topologyFile]);
+  // `shift` moves the gateway's own ports: the `before` target (BENCH_BEFORE_BIN) runs a second
+  // gateway beside ours, on the same backends.
+  const services = (shift) =>
+    `gateway:\n  scheduling_group: gateway\n  ports: [${P.registration + shift}]\n  service_credentials: [{name: gateway, enable_client: false}]\n` +
+    `iperf:\n  scheduling_group: backend\n  ports: [${P.iperf}]\n  service_credentials: [{name: iperf}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursIperf + shift}, mode: tcp, health: false}\n` +
+    `http:\n  scheduling_group: backend\n  ports: [${P.http}]\n  service_credentials: [{name: http}]\n  gateway_endpoints:\n    - {name: raw, port: ${P.oursHttp + shift}, mode: tcp, health: false}\n`;
+  const compile = (name, shift) => {
+    writeFileSync(join(dir, `${name}.yml`), services(shift));
+    const file = join(dir, `${name}.json`);
+    execFileSync(process.execPath, [BIN, 'compile', '-s', join(dir, `${name}.yml`), '-i', join(dir, 'hosts.yml'), '-o', file]);
+    return file;
+  };
+  const topologyFile = compile('topology', 0);
   const topology = JSON.parse(readFileSync(topologyFile, 'utf8'));
   const state = join(dir, 'state');
   await issueMeshCredentials({ topology, stateDir: state });
@@ -172,10 +206,16 @@ async function main(dir) {
   mkdirSync(memoryDir);
   const measured = [...CLI_NODE_ARGS, '--expose-gc', '--import', GC_PRELOAD];
   const measuredEnv = { env: { ...process.env, BENCH_MEMORY_DIR: memoryDir } };
-  const gateway = start(process.execPath, [...NODE_ARGS, ...measured, BIN, 'gateway', '--topology', topologyFile, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration}`, '--front-address', '127.0.0.1', '--log-level', 'warn'], measuredEnv);
-  const agents = ['iperf', 'http'].map((service) =>
-    start(process.execPath, [...NODE_ARGS, ...measured, BIN, 'agent', '--topology', topologyFile, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration}`, '--log-level', 'warn'], measuredEnv),
-  );
+  const startOurs = (bin, topologyPath, shift, agentArgs) => {
+    const gatewayProcess = start(process.execPath, [...NODE_ARGS, ...measured, bin, 'gateway', '--topology', topologyPath, '--credentials-root', join(state, 'credentials', 'gw1'), '--listen', `127.0.0.1:${P.registration + shift}`, '--front-address', '127.0.0.1', '--log-level', 'warn', '--max-connections-per-source', String(CROWD * 4)], measuredEnv);
+    const agentProcesses = ['iperf', 'http'].map((service) =>
+      start(process.execPath, [...NODE_ARGS, ...measured, bin, 'agent', '--topology', topologyPath, '--host', 'b1', '--service', service, '--credentials-root', join(state, 'credentials', 'b1'), '--gateway', `127.0.0.1:${P.registration + shift}`, '--log-level', 'warn', ...agentArgs], measuredEnv),
+    );
+    return [gatewayProcess, agentProcesses];
+  };
+  const [gateway, agents] = startOurs(BIN, topologyFile, 0, AGENT_ARGS);
+  // The same code as another build (e.g. the commit before a change), for before/after in one run.
+  if (BEFORE_BIN !== null) startOurs(BEFORE_BIN, compile('topology-before', BEFORE_SHIFT), BEFORE_SHIFT, BEFORE_AGENT_ARGS);
 
   // --- ssh -R: sshd on loopback with a throwaway host key and client key ---
   const ssh = join(dir, 'ssh');
@@ -194,7 +234,7 @@ async function main(dir) {
   start('ssh', ['-N', '-p', String(P.sshd), '-i', join(ssh, 'client_key'), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-R', `127.0.0.1:${P.sshIperf}:127.0.0.1:${P.iperf}`, '-R', `127.0.0.1:${P.sshHttp}:127.0.0.1:${P.http}`, 'root@127.0.0.1']);
 
   // Probe only the HTTP ports: a bare connection to iperf3 aborts its current test.
-  for (const port of [P.http, P.haHttp, P.sshHttp, P.oursHttp]) await waitForPort(port);
+  for (const port of [P.http, P.haHttp, P.sshHttp, P.oursHttp, ...(BEFORE_BIN === null ? [] : [P.oursHttp + BEFORE_SHIFT])]) await waitForPort(port);
   await sleep(1000);
 
   // --- memory per 1,000 idle tunnelled connections, measured before the load rounds: the
@@ -251,8 +291,8 @@ async function main(dir) {
   };
   const describe = (m) =>
     `${sig(m.heldPerK)} MiB per 1,000 held from ${m.first.open} to ${m.last.open} (JS heap ${sig(m.heapPerK)} used, ${sig(m.heapTotalPerK)} reserved; external ${sig(m.externalPerK)}); ${sig(m.rssPerK)} MiB per 1,000 as read`;
-  const memory = await measureIdle(P.oursHttp, ourProcesses);
-  log(`ours, gateway + agents, idle tunnelled connections: ${describe(memory)}`);
+  const memory = SKIP_MEMORY ? null : await measureIdle(P.oursHttp, ourProcesses);
+  if (memory !== null) log(`ours, gateway + agents, idle tunnelled connections: ${describe(memory)}`);
 
   // --- the reference: two plain Node relays, outer -> inner -> backend ---
   start(process.execPath, [RELAY, String(P.relayIperfInner), String(P.iperf)]);
@@ -262,9 +302,10 @@ async function main(dir) {
     start(process.execPath, [...measured, RELAY, String(P.relayHttp), String(P.relayHttpInner)], measuredEnv),
   ];
   await waitForPort(P.relayHttp);
-  const relayMemory = await measureIdle(P.relayHttp, relayPair);
-  log(`node-relay-pair, idle connections: ${describe(relayMemory)}`);
+  const relayMemory = SKIP_MEMORY ? null : await measureIdle(P.relayHttp, relayPair);
+  if (relayMemory !== null) log(`node-relay-pair, idle connections: ${describe(relayMemory)}`);
   const memoryResults = () => {
+  if (memory === null || relayMemory === null) return;
   log(`RESULT mem-per-1k-idle-mib ours=${sig(memory.heldPerK)} target=10 ratio=${sig(10 / memory.heldPerK)}`);
   log(`RESULT ceiling-mem-per-1k-idle-mib node-relay-pair=${sig(relayMemory.heldPerK)} ours=${sig(memory.heldPerK)} ratio=${sig(relayMemory.heldPerK / memory.heldPerK)}`);
   };
@@ -283,7 +324,7 @@ async function main(dir) {
   }
   await sleep(500);
 
-  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp], 'node-h2-tunnel': [P.h2Iperf, P.h2Http] };
+  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp], 'node-h2-tunnel': [P.h2Iperf, P.h2Http], ...(BEFORE_BIN === null ? {} : { before: [P.oursIperf + BEFORE_SHIFT, P.oursHttp + BEFORE_SHIFT] }) };
   const targets = Object.fromEntries(Object.entries(allTargets).filter(([t]) => ONLY_TARGETS === null || ONLY_TARGETS.has(t)));
   const results = {};
   const record = (target, metric, value) => ((results[target] ??= {})[metric] ??= []).push(value);
@@ -292,7 +333,7 @@ async function main(dir) {
       for (const [metric, streams, reverse] of [['throughput-1stream-up', 1, false], ['throughput-1stream-down', 1, true], ['throughput-8streams-up', 8, false], ['throughput-8streams-down', 8, true]]) {
         let gbits = NaN;
         try {
-          if (ONLY !== 'wrk') gbits = iperf(iperfPort, streams, reverse);
+          if (ONLY === '') gbits = iperf(iperfPort, streams, reverse);
         } catch (err) {
           // A reference that fails (the bare tunnels have no error handling to speak of) must not cost the run.
           if (target === 'ours' || target === 'ssh' || target === 'direct') throw err;
@@ -300,14 +341,30 @@ async function main(dir) {
         }
         record(target, metric, gbits);
       }
-      const keepalive = wrk(httpPort, ['-t', '2', '-c', '32']);
+      // A signal that came during the synchronous runs above is handled here (the loop yields once per target).
+      await sleep(0);
+      // BENCH_ONLY=new-conn: only the new-connection run (e.g. for a CPU profile of that load).
+      const skipped = { rps: NaN, p50us: NaN, p99us: NaN, errors: '', errorCount: 0 };
+      const newOnly = ONLY === 'new-conn';
+      const keepalive = newOnly ? skipped : wrk(httpPort, ['-t', '2', '-c', '32']);
+      // Where the time goes under new connections: CPU seconds of ours' gateway and http agent over the run.
+      const busy = target === 'ours' ? [gateway.pid, agents[1].pid].map(cpuSeconds) : null;
       const fresh = wrk(httpPort, ['-t', '2', '-c', '32', '-H', 'Connection: close']);
-      const latency = wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
+      if (busy !== null) {
+        const [gatewayCpu, agentCpu] = [gateway.pid, agents[1].pid].map((pid, i) => cpuSeconds(pid) - busy[i]);
+        log(`  ours under new connections: gateway ${sig(gatewayCpu / WRK_SECONDS)} cores, http agent ${sig(agentCpu / WRK_SECONDS)} cores (of ${execFileSync('nproc', { encoding: 'utf8' }).trim()}; wrk and the backend share the rest)`);
+      }
+      const latency = newOnly ? skipped : wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
+      // 1,000 clients at once, each request on a new connection: the setup rate under a crowd, and what fails.
+      const crowd = newOnly ? skipped : wrk(httpPort, ['-t', '2', '-c', String(CROWD), '-H', 'Connection: close']);
       record(target, 'keepalive-rps', keepalive.rps);
       record(target, 'new-conn', fresh.rps);
       record(target, 'latency-p50-us', latency.p50us);
+      record(target, 'latency-p99-us', latency.p99us);
+      record(target, 'crowd-new-conn', crowd.rps);
+      record(target, 'crowd-errors', crowd.errorCount);
       log(
-        `round ${round} ${target.padEnd(15)} 1s ${sig(results[target]['throughput-1stream-up'].at(-1))}/${sig(results[target]['throughput-1stream-down'].at(-1))} Gbit/s, 8s ${sig(results[target]['throughput-8streams-up'].at(-1))}/${sig(results[target]['throughput-8streams-down'].at(-1))} Gbit/s, keep-alive ${sig(keepalive.rps)} rps, new ${sig(fresh.rps)} rps ${fresh.errors}, p50 ${sig(latency.p50us)} us`,
+        `round ${round} ${target.padEnd(15)} 1s ${sig(results[target]['throughput-1stream-up'].at(-1))}/${sig(results[target]['throughput-1stream-down'].at(-1))} Gbit/s, 8s ${sig(results[target]['throughput-8streams-up'].at(-1))}/${sig(results[target]['throughput-8streams-down'].at(-1))} Gbit/s, keep-alive ${sig(keepalive.rps)} rps, new ${sig(fresh.rps)} rps ${fresh.errors}, p50 ${sig(latency.p50us)} us, p99 ${sig(latency.p99us)} us, ${CROWD} at once ${sig(crowd.rps)} rps (${crowd.errorCount} errors${crowd.errors ? `: ${crowd.errors}` : ''})`,
       );
     }
   }
@@ -325,9 +382,11 @@ async function main(dir) {
     ['keepalive-rps', (t) => mean(t, 'keepalive-rps'), 'rate'],
     ['new-conn', (t) => mean(t, 'new-conn'), 'rate'],
     ['latency-p50', (t) => mean(t, 'latency-p50-us') - mean('direct', 'latency-p50-us'), 'time'],
+    ['latency-p99', (t) => mean(t, 'latency-p99-us') - mean('direct', 'latency-p99-us'), 'time'],
+    [`new-conn-${CROWD}-at-once`, (t) => mean(t, 'crowd-new-conn'), 'rate'],
   ];
   for (const [name, value, kind] of lines) {
-    for (const peer of ['ssh', 'haproxy', 'node-relay-pair', 'node-h2-tunnel'].filter((t) => t in targets)) {
+    for (const peer of ['ssh', 'before', 'haproxy', 'node-relay-pair', 'node-h2-tunnel'].filter((t) => t in targets)) {
       const ours = value('ours');
       const theirs = value(peer);
       const r = kind === 'rate' ? ours / theirs : theirs / ours;
@@ -344,6 +403,8 @@ async function main(dir) {
       log(`RESULT ${prefix}-${name} ${reference}=${sig(bare)} ssh=${sig(ssh)} ratio=${sig(kind === 'rate' ? bare / ssh : ssh / bare)}`);
     }
   }
+  // Errors are counts, not rates: no ratio (0 against 0 is no comparison).
+  for (const target of ['ours', 'ssh'].filter((t) => t in targets)) log(`RESULT new-conn-${CROWD}-at-once-errors ${target}=${results[target]['crowd-errors'].reduce((a, b) => a + b, 0)}`);
   log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
   memoryResults();
 }

@@ -59,7 +59,9 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => pipeBackend.listen(P.pipeBackend, '127.0.0.1', resolve));
   gw = await startAuditGateway(mesh, { peekTimeoutMs: PEEK_TIMEOUT_MS });
   for (const service of ['site', 'app', 'pipe']) {
-    const agent = auditAgent(mesh, service, { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }] });
+    // haproxy's agents keep backend connections ready (--backend-pool): the PROXY headers below are
+    // written on pooled connections (the e2e suite covers the default, connect per stream).
+    const agent = auditAgent(mesh, service, { gateways: [{ address: '127.0.0.1', port: gw.gateway.port }], backendPool: service === 'pipe' ? 0 : 2 });
     agent.start();
     agents.push(agent);
   }

@@ -9,6 +9,7 @@
  * seconds; drain() stops taking streams and lets open ones finish.
  */
 import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
 import { constants as http2Constants, performServerHandshake } from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
@@ -17,6 +18,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ABORT_MAX_BODY_BYTES, ABORT_PATH, HEADER, REGISTRATION_PATH, TUNNEL_CIPHERS, TUNNEL_SESSION_OPTIONS, TUNNEL_SESSION_WINDOW, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
 import type { AgentHello } from '../lib/tunnel-io.js';
+import { BackendPool } from './backend-pool.js';
 import { answerHealthCheck } from './health-answer.js';
 import { AgentMetrics } from './metrics.js';
 import type { TunnelState, TunnelStatus } from './metrics.js';
@@ -54,6 +56,12 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** Where counters go; shared by the agents a redial replaces. */
   readonly metrics?: AgentMetrics;
+  /**
+   * Backend connections kept ready per backend address (0 or absent: none,
+   * the default): a new connection skips the connect. See backend-pool.ts
+   * and the README for which backends dislike idle connections.
+   */
+  readonly backendPool?: number;
 }
 
 /** What update() can change on a running agent: read per connection, so no tunnel is redialled. */
@@ -99,6 +107,7 @@ export class Agent {
   /** State of each (gateway, slot) dial loop, for /status and the tunnels gauge. */
   private readonly tunnelStates = new Map<string, TunnelStatus>();
   private tls: AgentOptions['tls'];
+  private readonly pool: BackendPool | null;
 
   constructor(options: AgentOptions) {
     this.options = options;
@@ -106,6 +115,7 @@ export class Agent {
     this.routing = { backend: options.backend, backendPorts: options.backendPorts, proxyProtocol: options.proxyProtocol };
     this.metrics = options.metrics ?? new AgentMetrics(new Registry());
     this.tls = options.tls;
+    this.pool = (options.backendPool ?? 0) > 0 ? new BackendPool(options.backendPool!) : null;
   }
 
   /**
@@ -197,6 +207,7 @@ export class Agent {
 
   private stop(): void {
     this.stopping = true;
+    this.pool?.close();
     if (this.lifeline !== null) clearInterval(this.lifeline);
     this.lifeline = null;
     for (const wake of this.wakeups) wake();
@@ -384,6 +395,11 @@ export class Agent {
     // round trip less per connection). If the backend refuses, the stream is reset with CONNECT_ERROR.
     stream.respond({ ':status': 200 });
     this.metrics.streamOpened();
+    const ready = this.pool?.take(backend) ?? null;
+    if (ready !== null) {
+      this.piped(stream, ready, proxy, headers);
+      return;
+    }
     const socket = netConnect({ host: backend.address, port: backend.port, allowHalfOpen: true, noDelay: true });
     // These listeners live only until the backend connection is made; then pipeBoth's shared ones
     // take over, so an idle tunnel holds no closures.
@@ -405,19 +421,24 @@ export class Agent {
         return;
       }
       socket.off('error', onConnectError);
-      this.metrics.backendConnected(socket);
-      if (proxy !== 'none') {
-        socket.write(
-          proxyHeader(proxy, {
-            sourceAddress: String(headers[HEADER.clientAddress] ?? ''),
-            sourcePort: Number(headers[HEADER.clientPort] ?? 0),
-            destinationAddress: String(headers[HEADER.frontAddress] ?? ''),
-            destinationPort: Number(headers[HEADER.frontPort] ?? 0),
-          }),
-        );
-      }
-      pipeBoth(stream, socket);
+      this.piped(stream, socket, proxy, headers);
     });
+  }
+
+  /** A connected backend socket takes the stream: the PROXY header first, then both ways. */
+  private piped(stream: ServerHttp2Stream, socket: Socket, proxy: ProxyVersion | 'none', headers: IncomingHttpHeaders): void {
+    this.metrics.backendConnected(socket);
+    if (proxy !== 'none') {
+      socket.write(
+        proxyHeader(proxy, {
+          sourceAddress: String(headers[HEADER.clientAddress] ?? ''),
+          sourcePort: Number(headers[HEADER.clientPort] ?? 0),
+          destinationAddress: String(headers[HEADER.frontAddress] ?? ''),
+          destinationPort: Number(headers[HEADER.frontPort] ?? 0),
+        }),
+      );
+    }
+    pipeBoth(stream, socket);
   }
 }
 

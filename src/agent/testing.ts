@@ -4,3 +4,4 @@
  */
 export type { AgentOptions } from './agent.js';
 export { proxyHeader } from './proxy-protocol.js';
+export { BackendPool } from './backend-pool.js';

@@ -7,13 +7,13 @@
  * head for CONNECT, whose client gets "200 Connection established").
  */
 import { constants as http2Constants } from 'node:http2';
-import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serviceNames } from '../topology/index.js';
 import type { Logger } from 'pino';
-import { CUT, HEADER, ignoreError, pipeBoth } from '../lib/tunnel-io.js';
+import { CUT, HEADER, pipeBoth } from '../lib/tunnel-io.js';
 import { abortTunnelStream } from './tunnel-abort.js';
 import { readClientHello, unrecognizedNameAlert } from './client-hello.js';
 import { readRequestHead } from './http-head.js';
@@ -68,6 +68,7 @@ export class FrontListeners {
   private table: RoutingTable;
   /** The 'close' listener of every client socket: one function, not one closure per connection. */
   private readonly forgetSocket: (this: Socket) => void;
+  private readonly authorities = new WeakMap<Route, string>();
 
   constructor(
     table: RoutingTable,
@@ -143,7 +144,7 @@ export class FrontListeners {
   private onConnection(socket: Socket, port: number): void {
     this.sockets.add(socket);
     socket.on('close', this.forgetSocket);
-    socket.on('error', ignoreError);
+    // (Its 'error' listener is the guard's, which admitted it.)
     const front = this.table.ports.get(port);
     if (front === undefined) {
       socket.destroy();
@@ -243,19 +244,19 @@ export class FrontListeners {
     const { socket } = connection;
     let stream: ClientHttp2Stream;
     try {
-      stream = backend.session.request(
-        {
-          ':method': 'CONNECT',
-          ':authority': `${serviceNames(this.options, route.service).fqdn}:${route.endpoint.port}`,
-          ...(backendPort === null ? {} : { [HEADER.backendPort]: String(backendPort) }),
-          [HEADER.endpoint]: route.endpoint.name,
-          [HEADER.clientAddress]: socket.remoteAddress ?? '',
-          [HEADER.clientPort]: String(socket.remotePort ?? 0),
-          [HEADER.frontAddress]: socket.localAddress ?? '',
-          [HEADER.frontPort]: String(socket.localPort ?? connection.port),
-        },
-        { endStream: false },
-      );
+      // Every value but the client's port repeats from one connection to the next, so HPACK sends
+      // each as a one-byte index after the first: the request is a few bytes more than the port.
+      const headers: OutgoingHttpHeaders = {
+        ':method': 'CONNECT',
+        ':authority': this.authorityOf(route),
+        [HEADER.endpoint]: route.endpoint.name,
+        [HEADER.clientAddress]: socket.remoteAddress ?? '',
+        [HEADER.clientPort]: String(socket.remotePort ?? 0),
+        [HEADER.frontAddress]: socket.localAddress ?? '',
+        [HEADER.frontPort]: String(socket.localPort ?? connection.port),
+      };
+      if (backendPort !== null) headers[HEADER.backendPort] = String(backendPort);
+      stream = backend.session.request(headers, REQUEST_OPTIONS);
     } catch (err) {
       this.refuse(connection, 'tunnel_failed', `backend ${backend.id}: ${(err as Error).message}`);
       return;
@@ -267,9 +268,25 @@ export class FrontListeners {
     stream.on('close', onTunnelClose);
     stream.on('error', onTunnelError);
     stream.on('response', onTunnelResponse);
-    // Send what was read while routing right away, with the request: the agent answers before its
-    // backend connection is up, so neither waits for the other.
-    if (!connection.isConnect && replay.length > 0) stream.write(replay);
+    stream.on('data', onTunnelFirstData);
+    stream.on('end', onTunnelEnd);
+    if (connection.isConnect) return;
+    // No round trip before the first byte: what was read while routing, and whatever the client
+    // sends next, leaves at once behind the request; the agent holds it (unread, within the stream's
+    // flow-control window) until its backend connection is up. A refusal comes back as a reset.
+    if (replay.length > 0) stream.write(replay);
+    pipeBoth(socket, stream);
+    socket.resume();
+  }
+
+  /** The CONNECT authority of a route (`service.<domain>:port`), made once per route, not per connection. */
+  private authorityOf(route: Route): string {
+    let authority = this.authorities.get(route);
+    if (authority === undefined) {
+      authority = `${serviceNames(this.options, route.service).fqdn}:${route.endpoint.port}`;
+      this.authorities.set(route, authority);
+    }
+    return authority;
   }
 
   /** For the shared stream listeners below. */
@@ -292,6 +309,7 @@ export class FrontListeners {
 }
 
 const EMPTY = Buffer.alloc(0);
+const REQUEST_OPTIONS = { endStream: false } as const;
 
 /**
  * 405 for a request other than CONNECT on a port with only CONNECT
@@ -391,18 +409,17 @@ function onTunnelResponse(this: TunnelStream, headers: IncomingHttpHeaders): voi
   }
   tunnel.front.tunnelRouted(tunnel);
   const { socket, isConnect } = tunnel.connection;
+  // Other fronts were piped when the stream opened (see tunnel()).
+  if (!isConnect) return;
   // The client went away while the agent was answering: nothing to pipe, the backend connection goes too.
   if (socket.destroyed) {
     abortTunnel(this);
     return;
   }
-  if (isConnect) {
-    socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-    if (tunnel.replay.length > 0) this.write(tunnel.replay);
-    tunnel.replay = EMPTY;
-  }
-  this.on('data', onTunnelFirstData);
-  this.on('end', onTunnelEnd);
+  // A CONNECT client hears "established" only once its agent took the stream: it may still get a 502.
+  socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+  if (tunnel.replay.length > 0) this.write(tunnel.replay);
+  tunnel.replay = EMPTY;
   pipeBoth(socket, this);
   socket.resume();
 }

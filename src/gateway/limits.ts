@@ -67,13 +67,9 @@ export class ConnectionGuard {
     }
     this.sockets.add(socket);
     this.perSource.set(source, fromSource + 1);
-    socket.once('close', () => {
-      this.sockets.delete(socket);
-      this.finished(socket);
-      const left = (this.perSource.get(source) ?? 1) - 1;
-      if (left > 0) this.perSource.set(source, left);
-      else this.perSource.delete(source);
-    });
+    // One shared listener that finds its guard and source on the socket: no closure per connection.
+    (socket as GuardedSocket)[GUARDED] = { guard: this, source };
+    socket.once('close', onGuardedClose);
     if (this.limits.deadlineMs !== null) {
       const timer = setTimeout(() => {
         this.deadlines.delete(socket);
@@ -85,6 +81,15 @@ export class ConnectionGuard {
       this.deadlines.set(socket, timer);
     }
     return true;
+  }
+
+  /** @internal a counted connection closed */
+  forget(socket: Socket, source: string): void {
+    this.sockets.delete(socket);
+    this.finished(socket);
+    const left = (this.perSource.get(source) ?? 1) - 1;
+    if (left > 0) this.perSource.set(source, left);
+    else this.perSource.delete(source);
   }
 
   /** The connection finished its handshake: its deadline no longer applies. */
@@ -118,6 +123,14 @@ export class ConnectionGuard {
       for (const listener of inner) listener.call(server, socket);
     });
   }
+}
+
+const GUARDED = Symbol('meshplane.limits.guarded');
+type GuardedSocket = Socket & { [GUARDED]?: { readonly guard: ConnectionGuard; readonly source: string } };
+
+function onGuardedClose(this: GuardedSocket): void {
+  const counted = this[GUARDED];
+  if (counted !== undefined) counted.guard.forget(this, counted.source);
 }
 
 /** The TCP socket under a server-side TLS socket (what a guard counts). */

@@ -50,6 +50,10 @@ Topology:
                              (default gateway.<domain>)
       --backend ADDR:PORT    local backend (default 127.0.0.1:<service's first port>)
       --connections N        tunnels per gateway (default 1)
+      --backend-pool N       backend connections kept ready per backend port, made
+                             before they are needed and closed after 5 s unused
+                             (default 0: off; see the agent README for backends
+                             that dislike idle connections)
       --reconnect-max SECS   cap of the reconnect backoff (default ${DEFAULT_BACKOFF.maxMs / 1000}; it
                              starts at ${DEFAULT_BACKOFF.initialMs} ms and doubles, with full jitter)
       --drain-timeout SECS   how long SIGTERM waits for open connections (default 30)
@@ -72,6 +76,7 @@ Topology:
         'gateway-name': { type: 'string' },
         backend: { type: 'string' },
         connections: { type: 'string', default: '1' },
+        'backend-pool': { type: 'string', default: '0' },
       'reconnect-max': { type: 'string', default: String(DEFAULT_BACKOFF.maxMs / 1000) },
         'drain-timeout': { type: 'string', default: '30' },
         metrics: { type: 'string', default: env['MESHPLANE_METRICS'] },
@@ -83,6 +88,8 @@ Topology:
     const connections = Number(values.connections);
     const drainSeconds = Number(values['drain-timeout']);
     if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new UsageError(`--connections must be 1..64, not "${values.connections}"`);
+    const backendPool = Number(values['backend-pool']);
+    if (!Number.isInteger(backendPool) || backendPool < 0 || backendPool > 64) throw new UsageError(`--backend-pool must be 0..64, not "${values['backend-pool']}"`);
     const reconnectMax = Number(values['reconnect-max']);
     if (!Number.isFinite(reconnectMax) || reconnectMax <= 0) throw new UsageError(`--reconnect-max must be seconds, not "${values['reconnect-max']}"`);
     if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError(`--drain-timeout must be seconds, not "${values['drain-timeout']}"`);
@@ -118,6 +125,7 @@ Topology:
         backendPorts: settings.backendPorts,
         proxyProtocol: settings.proxyProtocol,
         connections,
+        backendPool,
         backoff: { initialMs: Math.min(DEFAULT_BACKOFF.initialMs, reconnectMax * 1000), maxMs: reconnectMax * 1000 },
         version,
         logger,
