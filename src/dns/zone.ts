@@ -101,7 +101,9 @@ export class Zone {
   readonly views: ViewTable;
   private readonly suffix: string;
   private readonly names = new Map<string, NameData>();
-  private reverseNames: ReadonlyMap<string, ReverseData> = new Map();
+  /** Built on the first name outside the domain (PTR, or a name to forward): a third of the zone's build, not needed for the first answer. */
+  private reverseNames: ReadonlyMap<string, ReverseData> | null = null;
+  private readonly topology: Topology;
   private cache = new Map<View, Map<string, NameAnswers>>();
   private reverseCache = new Map<View, Map<string, NameAnswers>>();
   private cached = 0;
@@ -121,7 +123,7 @@ export class Zone {
     this.ttl = options.ttl;
     this.views = new ViewTable(topology, options.selfHost);
     this.collectNames(topology);
-    this.reverseNames = collectReverse(topology);
+    this.topology = topology;
 
     const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
     const nsName = central ? `ns.${this.domain}` : hostFqdn(this, options.selfHost);
@@ -191,6 +193,7 @@ export class Zone {
    * topology knows; null for any other name (forwarded, or REFUSED).
    */
   reverse(view: View, name: string, type: number): Answer | null {
+    this.reverseNames ??= collectReverse(this.topology);
     const data = this.reverseNames.get(name);
     if (data === undefined) return null;
     let perView = this.reverseCache.get(view);
@@ -293,10 +296,14 @@ export class Zone {
 
   /** Every name of the zone, relative to the domain: svc, host.svc, shard.svc, svc-master, host. */
   private collectNames(topology: Topology): void {
+    // Host lists grow in place while the names are collected (a copy per instance was quadratic in a service's size).
     const add = (name: string, host: TopologyHost, cap: number | null): void => {
       const existing = this.names.get(name);
       if (existing === undefined) this.names.set(name, { kind: 'address', hosts: [host], cap });
-      else if (existing.kind === 'address' && !existing.hosts.includes(host)) this.names.set(name, { kind: 'address', hosts: [...existing.hosts, host], cap: existing.cap ?? cap });
+      else if (existing.kind === 'address' && !existing.hosts.includes(host)) {
+        (existing.hosts as TopologyHost[]).push(host);
+        if (existing.cap === null && cap !== null) this.names.set(name, { ...existing, cap });
+      }
     };
     const noRecords: SrvName = { kind: 'srv', targets: [], ports: [], cap: null };
     this.names.set(srvProtocolName('tcp'), noRecords);
