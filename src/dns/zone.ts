@@ -104,7 +104,8 @@ export class Zone {
   /** Built on the first name outside the domain (PTR, or a name to forward): a third of the zone's build, not needed for the first answer. */
   private reverseNames: ReadonlyMap<string, ReverseData> | null = null;
   private readonly topology: Topology;
-  private cache = new Map<View, Map<string, NameAnswers>>();
+  /** By view index (an array: no Map lookup per query), then by the name as asked. */
+  private cache: (Map<string, NameAnswers> | undefined)[] = [];
   private reverseCache = new Map<View, Map<string, NameAnswers>>();
   private cached = 0;
   private readonly ttl: number;
@@ -165,10 +166,10 @@ export class Zone {
   /** The answer for an in-zone name; `contains(name)` must hold. */
   answer(view: View, name: string, type: number): Answer {
     if (name.length === this.domain.length) return this.apexAnswer(type);
-    let perView = this.cache.get(view);
+    let perView = this.cache[view.index];
     if (perView === undefined) {
       perView = new Map();
-      this.cache.set(view, perView);
+      this.cache[view.index] = perView;
     }
     // Keyed by the name as asked (lowercased): a hit costs no string work.
     let answers = perView.get(name);
@@ -178,7 +179,8 @@ export class Zone {
       answers = data.kind === 'address' ? this.encodeAnswers(view, data) : this.encodeSrv(view, data);
       if (this.cached >= MAX_CACHED_NAMES) {
         perView = new Map<string, NameAnswers>();
-        this.cache = new Map([[view, perView]]);
+        this.cache = [];
+        this.cache[view.index] = perView;
         this.reverseCache = new Map();
         this.cached = 0;
       }
@@ -207,7 +209,7 @@ export class Zone {
       if (this.cached >= MAX_CACHED_NAMES) {
         perView = new Map<string, NameAnswers>();
         this.reverseCache = new Map([[view, perView]]);
-        this.cache = new Map();
+        this.cache = [];
         this.cached = 0;
       }
       perView.set(name, answers);
