@@ -31,12 +31,16 @@
 // Ends with `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1
 // means ours is better (rates: ours/peer; times and sizes: peer/ours).
 // BENCH_DNS_SECONDS (per source, default 3) and BENCH_DNS_ROUNDS (default 1)
-// shorten or lengthen the throughput runs.
+// shorten or lengthen the throughput runs. BENCH_DNS_PROFILE=DIR runs only
+// ours (one worker) and the bare Node server, each under `node --cpu-prof`
+// (profiles kept in DIR), through the same warm-up and throughput runs, and
+// prints the top frames by self time over the throughput runs (the inputs,
+// topology.json, zone.json and queries.txt, are kept in DIR too).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
@@ -44,6 +48,7 @@ import { prng } from './prng.mjs';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { URL, fileURLToPath } from 'node:url';
 import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
+import { profileIn, selfTimeTop } from './lib/cpu-profile.mjs';
 import { requireTools } from './lib/tools.mjs';
 import { dnsmasqArgs, viewClients, writeBind, writeKnot, writeNsd, zoneFor } from './lib/view-zones.mjs';
 
@@ -65,6 +70,9 @@ const RSS_TARGET_MIB = 300;
 const START_TARGET_S = 3;
 /** Overlay sets the queries come from (the largest ones); BIND gets a view for each, plus public. */
 const VIEWS = 4;
+/** BENCH_DNS_PROFILE: where the CPU profiles go; set = profile ours and the bare Node server only. */
+const PROFILE_DIR = process.env.BENCH_DNS_PROFILE ?? null;
+const profileArgs = (name) => (PROFILE_DIR === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, name)]);
 const CLK_TCK = 100;
 /** The run's temporary directory (server logs go there). */
 let benchDir = tmpdir();
@@ -268,9 +276,10 @@ async function main(dir) {
   const probeName = `${Object.values(topology.services)[0].name}.${topology.domain}`;
 
   // --- ours: start-up time and memory on the whole topology, one worker and two -----------
-  const oursArgs = (port, workers) => [...CLI_NODE_ARGS, BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${port}`, '--no-forward', '--no-watch', '--workers', String(workers), '--log-level', 'warn'];
+  const oursArgs = (port, workers) => [...CLI_NODE_ARGS, ...(workers === 1 ? profileArgs('ours') : []), BIN, 'dns', '--topology', topologyFile, '--listen', `127.0.0.1:${port}`, '--no-forward', '--no-watch', '--workers', String(workers), '--log-level', 'warn'];
   const ours = await startServer('ours', process.execPath, oursArgs(PORTS.ours, 1), probeName);
   log(`ours (1 worker): first answer ${sig(ours.firstAnswerS)} s after start; RSS ${sig(rssMiB(ours.child.pid).rss)} MiB`);
+  if (PROFILE_DIR !== null) return profileRun({ ours, topology, queries, sources, publicNames, dir });
   const ours2 = await startServer('ours_2', process.execPath, oursArgs(PORTS.ours_2, 2), probeName);
   log(`ours (2 workers): first answer ${sig(ours2.firstAnswerS)} s after start; RSS per process ${rssTree(ours2.child.pid).map((r) => sig(r.rss)).join(' + ')} MiB (primary + workers)`);
 
@@ -384,6 +393,43 @@ async function main(dir) {
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-dns-'));
 benchDir = dir;
 atExit(() => rmSync(dir, { recursive: true, force: true }));
+/** BENCH_DNS_PROFILE: ours and the bare Node server under --cpu-prof, the same load, top frames by self time. */
+async function profileRun({ ours, topology, queries, sources, dir, publicNames }) {
+  const zoneJson = join(dir, 'zone.json');
+  writeFileSync(zoneJson, JSON.stringify({ domain: topology.domain, names: Object.fromEntries(publicNames) }));
+  const probeName = `${Object.values(topology.services)[0].name}.${topology.domain}`;
+  // The inputs stay beside the profiles, to rerun a server by hand under the same load.
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  for (const file of [zoneJson, queries, join(dir, 'topology.json')]) writeFileSync(join(PROFILE_DIR, basename(file)), readFileSync(file));
+  const ceiling = await startServer('node-ceiling', process.execPath, [...profileArgs('node-ceiling'), CEILING, String(PORTS['node-ceiling']), zoneJson], probeName);
+  const servers = { ours: ours.child, 'node-ceiling': ceiling.child };
+  const measured = {};
+  for (const name of Object.keys(servers)) for (const { source } of sources) dnsperf(PORTS[name], source, queries, ['-n', '1', '-q', '200', '-t', '2']);
+  for (const name of Object.keys(servers)) {
+    let completed = 0;
+    let seconds = 0;
+    const cpuBefore = cpuSeconds(servers[name].pid);
+    const started = performance.now();
+    for (const { source } of sources) {
+      await sleep(0);
+      const result = dnsperf(PORTS[name], source, queries, ['-l', String(QPS_SECONDS), '-q', '500', '-t', '2']);
+      completed += result.completed;
+      seconds += result.seconds;
+    }
+    const cpu = cpuSeconds(servers[name].pid) - cpuBefore;
+    // Stopped right away: the profile's last seconds are the load.
+    const windowS = (performance.now() - started) / 1000;
+    await stop(servers[name]);
+    measured[name] = { qps: completed / seconds, windowS };
+    log(`${name}: ${sig(completed / seconds)} qps over ${sources.length} sources, ${sig((1e6 * cpu) / completed)} us of CPU per query; load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+  }
+  for (const name of Object.keys(servers)) {
+    log(`\n${name}: top frames by self time over the last ${sig(measured[name].windowS)} s (profile in ${join(PROFILE_DIR, name)})`);
+    for (const { frame, share } of selfTimeTop(profileIn(join(PROFILE_DIR, name)), measured[name].windowS)) log(`${(100 * share).toFixed(1).padStart(5)}%  ${frame}`);
+  }
+  log(`RESULT qps-vs-ceiling ours=${Math.round(measured.ours.qps)} node-ceiling=${Math.round(measured['node-ceiling'].qps)} ratio=${ratio(measured.ours.qps, measured['node-ceiling'].qps)}`);
+}
+
 main(dir)
   .catch((err) => {
     process.stderr.write(`${err.stack ?? err}\n`);

@@ -7,10 +7,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK_MESH, addressesOf, buildQuery, dig, startDnsCli, udpExchange, writeMesh } from './support/dns.js';
-import { tempDir } from './support/run.js';
+import { CLI, runWithoutBlocking, tempDir } from './support/run.js';
 import { waitFor } from './support/wait.js';
 
 const work = tempDir('dns-workers');
@@ -173,5 +174,33 @@ describe('meshplane dns --workers 2', () => {
       },
       { what: 'both workers answering again', explain: metrics },
     );
+  });
+});
+
+/** Pids of the processes whose environment holds `mark` (a CLI and the workers it forked inherit it). */
+function processesMarked(mark: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes(mark);
+      } catch {
+        return false; // gone meanwhile, or not ours to read
+      }
+    })
+    .map(Number);
+}
+
+describe('meshplane dns --workers 2 that cannot start', () => {
+  // The workers are forked before the primary reads the Topology (their boot overlaps the read):
+  // a Topology the primary refuses must still stop them, with the primary's error.
+  it('exits with the error of a --host not in the topology and leaves no worker behind', async () => {
+    const mark = `MESHPLANE_TEST_MARK=${randomUUID()}`;
+    const result = await runWithoutBlocking(process.execPath, [CLI, 'dns', '-s', paths.services, '-i', paths.inventory, '--host', 'nosuch', '--listen', '127.0.0.1:0', '--no-forward', '--workers', '2'], {
+      env: { MESHPLANE_TEST_MARK: mark.split('=')[1] },
+    });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain('DNS_ERR_UNKNOWN_HOST');
+    await waitFor(() => processesMarked(mark).length === 0, { what: 'no process of that server left', explain: () => processesMarked(mark).join(' ') });
   });
 });

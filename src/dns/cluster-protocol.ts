@@ -4,7 +4,6 @@
  * LiveTopology; a worker only ever serves the Topology it was last sent.
  */
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { Topology } from '../topology/index.js';
 import type { SocketAddress } from './listen.js';
 import type { BoundAddress } from './server.js';
 import type { ZoneSettings } from './service.js';
@@ -25,9 +24,10 @@ export interface WorkerSettings extends ZoneSettings {
   readonly metrics: boolean;
 }
 
+/** `topology`: the Topology as JSON text (JSON.stringify of the one the primary checked). */
 export type ToWorker =
-  | { readonly kind: 'start'; readonly settings: WorkerSettings; readonly topology: Topology; readonly generation: number }
-  | { readonly kind: 'topology'; readonly topology: Topology; readonly generation: number }
+  | { readonly kind: 'start'; readonly settings: WorkerSettings; readonly topology: string; readonly generation: number }
+  | { readonly kind: 'topology'; readonly topology: string; readonly generation: number }
   | { readonly kind: 'metrics'; readonly id: number }
   | { readonly kind: 'stop' };
 

@@ -62,6 +62,7 @@ export class DnsCluster {
   /** Generation of the Topology last sent to the workers (and that topology). */
   private generation = 0;
   private served: Topology | null = null;
+  private servedJson = '';
   /** Workers that have not yet acknowledged a generation, and what to call when all have. */
   private waiting: { generation: number; pending: Set<number>; failed: string | null; done: (failure: string | null) => void } | null = null;
   private lastApplied = true;
@@ -79,19 +80,21 @@ export class DnsCluster {
 
   async start(): Promise<void> {
     const live = this.options.topology;
-    if (!live.started) {
-      live.start();
-      this.ownsTopology = true;
-    }
-    const topology = live.current;
+    // Frozen at the first fork; the workers accept TCP themselves (see the top of this file).
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], serialization: 'advanced' });
+    // Forked before the Topology is read: the workers boot (Node, modules) while the primary reads and
+    // checks it, instead of after. Their 'hello' is handled once this synchronous read is done.
+    const forks = Array.from({ length: this.options.workers }, (_, i) => this.fork(i + 1));
     try {
+      if (!live.started) {
+        live.start();
+        this.ownsTopology = true;
+      }
+      const topology = live.current;
       checkHost(topology, this.options.host, live.description);
-      // Frozen at the first fork; the workers accept TCP themselves (see the top of this file).
-      cluster.schedulingPolicy = cluster.SCHED_NONE;
-      cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], serialization: 'advanced' });
-      this.served = topology;
-      this.generation = 1;
-      const ready = await Promise.all(Array.from({ length: this.options.workers }, (_, i) => this.fork(i + 1)));
+      this.serve(topology);
+      const ready = await Promise.all(forks);
       this.bound = ready[0]!.addresses;
       this.metrics?.zoneNames(ready[0]!.names, ready[0]!.views);
       this.unsubscribe.push(
@@ -107,9 +110,22 @@ export class DnsCluster {
         'DNS server ready',
       );
     } catch (err) {
+      // The other forks fail as they are stopped: the first error is the one to report.
+      for (const fork of forks) fork.catch(() => undefined);
       this.close();
       throw err;
     }
+  }
+
+  /**
+   * The Topology the workers serve from now on, and its JSON text: sent as one string, which is
+   * copied, not walked, on the way (a structured clone of the object graph cost the primary as much
+   * per worker as JSON.stringify once, and each worker more than JSON.parse).
+   */
+  private serve(topology: Topology): void {
+    this.served = topology;
+    this.servedJson = JSON.stringify(topology);
+    this.generation++;
   }
 
   /** Like DnsService.reload(): 'success' once every worker serves the new Topology. */
@@ -199,13 +215,15 @@ export class DnsCluster {
       worker.on('message', (message: FromWorker) => {
         switch (message.kind) {
           case 'hello':
-            worker.send({ kind: 'start', settings, topology: this.served!, generation: this.generation } satisfies ToWorker);
+            if (this.closed) break;
+            // Never before the Topology is read: start() reads it synchronously right after forking.
+            worker.send({ kind: 'start', settings, topology: this.servedJson, generation: this.generation } satisfies ToWorker);
             break;
           case 'ready':
             clearTimeout(timer);
             slot.ready = true;
             // A Topology accepted while this worker started: it gets it now.
-            if (this.generation > 1 && this.served !== null) worker.send({ kind: 'topology', topology: this.served, generation: this.generation } satisfies ToWorker);
+            if (this.generation > 1 && this.served !== null) worker.send({ kind: 'topology', topology: this.servedJson, generation: this.generation } satisfies ToWorker);
             resolve(message);
             break;
           case 'start-failed':
@@ -247,8 +265,8 @@ export class DnsCluster {
       this.options.logger.error({ err, reason, source: this.options.topology.description, code: (err as MeshplaneError).code }, 'reload failed; still serving the previous topology');
       return Promise.resolve();
     }
-    this.served = topology;
-    const generation = ++this.generation;
+    this.serve(topology);
+    const generation = this.generation;
     const started = performance.now();
     this.waiting?.done('superseded');
     return new Promise<void>((resolve) => {
@@ -263,7 +281,7 @@ export class DnsCluster {
         resolve();
       };
       this.waiting = { generation, pending, failed: null, done };
-      for (const slot of this.slots) if (slot.ready) slot.worker.send({ kind: 'topology', topology, generation } satisfies ToWorker);
+      for (const slot of this.slots) if (slot.ready) slot.worker.send({ kind: 'topology', topology: this.servedJson, generation } satisfies ToWorker);
       if (pending.size === 0) done(null);
     });
   }

@@ -3,11 +3,17 @@
  * name a PTR query for an address asks about. Built from the address's
  * bytes, so every text form of one address gives the same name.
  */
+import { isIPv4 } from 'node:net';
 import { ipToBytes, parseIp } from '../lib/ip.js';
 import type { Topology, TopologyHost } from '../topology/index.js';
 
 /** `4.3.2.1.in-addr.arpa` for 1.2.3.4; nibbles, lowest first, under ip6.arpa for IPv6. Lowercase, no trailing dot. */
 function reverseName(address: string): string {
+  if (isIPv4(address)) {
+    // The common case without the bigint parse: a valid dotted quad has no leading zeros, so its octets are its bytes.
+    const octets = address.split('.');
+    return `${octets[3]}.${octets[2]}.${octets[1]}.${octets[0]}.in-addr.arpa`;
+  }
   const parsed = parseIp(address);
   if (parsed === undefined) throw new RangeError(`not an IP address: ${address}`);
   const bytes = ipToBytes(parsed);
@@ -33,9 +39,11 @@ export function collectReverse(topology: Topology): Map<string, ReverseData> {
     return data;
   };
   for (const host of Object.values(topology.hosts)) {
-    for (const address of [...host.ips, ...host.public_ips]) {
-      const data = entry(address);
-      if (!data.everyone.includes(host)) data.everyone.push(host);
+    for (const list of [host.ips, host.public_ips]) {
+      for (const address of list) {
+        const data = entry(address);
+        if (!data.everyone.includes(host)) data.everyone.push(host);
+      }
     }
     for (const [overlay, address] of Object.entries(host.overlays)) entry(address).byOverlay.push({ overlay, host });
   }

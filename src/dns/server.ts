@@ -156,7 +156,8 @@ export class DnsServer {
    * only when the name is forwarded. null means no reply at all.
    */
   respond(packet: Uint8Array, source: string, transport: Transport): Buffer | null | Promise<Buffer | null> {
-    const started = performance.now();
+    // Timed only for the latency histogram.
+    const started = this.options.metrics ? performance.now() : 0;
     const zone = this.zone;
     const parsed = parseQuery(packet);
     if (parsed.kind === 'drop') return null;
@@ -198,7 +199,8 @@ export class DnsServer {
 
   /** Counts the query and hands its reply back. */
   private done(started: number, view: View, type: number, rcode: number, reply: Buffer): Buffer {
-    this.options.metrics?.query(view.label, type, rcode, (performance.now() - started) / 1000);
+    const metrics = this.options.metrics;
+    if (metrics) metrics.query(view.label, type, rcode, (performance.now() - started) / 1000);
     return reply;
   }
 
@@ -218,7 +220,7 @@ export class DnsServer {
   private async listenOnce(entry: SocketAddress): Promise<void> {
     // UDP first: with port 0 the kernel picks a port, and TCP then takes the same one.
     // Large buffers ride out GC pauses at high rates (the kernel caps them at net.core.rmem_max/wmem_max).
-    const udp = createSocket({ type: isIPv6(entry.address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(entry.address), recvBufferSize: 4 << 20, sendBufferSize: 1 << 20 });
+    const udp = createSocket({ type: isIPv6(entry.address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(entry.address), recvBufferSize: 4 << 20, sendBufferSize: 1 << 20, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(entry.port, entry.address, () => {
@@ -413,6 +415,16 @@ export class DnsServer {
   private logSampled(level: 'debug' | 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
     if (this.options.logger.isLevelEnabled(level)) this.logSampler.log(level, key, fields, message);
   }
+}
+
+/**
+ * The socket's "DNS lookup" of an address that is always an IP literal (a listen address, or the
+ * source a query came from): handed back at once. dgram's default (dns.lookup) checks it again and
+ * calls back on the next tick, a closure and a deferred send for every reply.
+ */
+function literalLookup(address: string, family: unknown, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  // dgram passes the socket's family (4 or 6) and uses only the address it gets back.
+  callback(null, address, family === 6 ? 6 : 4);
 }
 
 function listenError(transport: Transport, entry: SocketAddress, err: NodeJS.ErrnoException): MeshplaneError {

@@ -11,12 +11,14 @@ import { viewKey } from '../topology/index.js';
 export interface View {
   /** Overlay names joined by ",", or "public" for hosts on no overlay and unknown askers. */
   readonly label: string;
+  /** 0 for the public view, then 1, 2, ... within one ViewTable: the zone's per-view caches are arrays indexed by it. */
+  readonly index: number;
   /** What `addressesSeenBy` needs of the asker; null = outside every overlay. */
   readonly viewer: { readonly overlays: Readonly<Record<string, string>> } | null;
 }
 
 /** Unknown askers (and hosts on no overlay) get every target's own addresses. */
-const PUBLIC_VIEW: View = { label: 'public', viewer: null };
+const PUBLIC_VIEW: View = { label: 'public', index: 0, viewer: null };
 
 /** Bounds the memo of unknown sources, so a scan of many addresses cannot grow memory. */
 const MAX_REMEMBERED_SOURCES = 10_000;
@@ -41,7 +43,7 @@ export class ViewTable {
       const key = viewKey(host);
       let view = byKey.get(key);
       if (view === undefined) {
-        view = { label: key, viewer: { overlays: Object.fromEntries(Object.keys(host.overlays).map((name) => [name, ''])) } };
+        view = { label: key, index: byKey.size, viewer: { overlays: Object.fromEntries(Object.keys(host.overlays).map((name) => [name, ''])) } };
         byKey.set(key, view);
       }
       for (const address of [...host.ips, ...host.public_ips, ...Object.values(host.overlays)]) this.byAddress.set(address, view);

@@ -79,26 +79,27 @@ export function parseQuery(packet: Uint8Array): ParseResult {
   const opcode = (flags >> 11) & 0xf;
   const recursionDesired = (flags & FLAG_RD) !== 0;
   if (opcode !== 0) return { kind: 'notimp', id, opcode, recursionDesired };
-  const formerr: ParseFailure = { kind: 'formerr', id, opcode, recursionDesired };
+  // Built only for a packet that needs it: this runs once per query.
+  const formerr = (): ParseFailure => ({ kind: 'formerr', id, opcode, recursionDesired });
   const qdcount = (packet[4]! << 8) | packet[5]!;
   const ancount = (packet[6]! << 8) | packet[7]!;
   const nscount = (packet[8]! << 8) | packet[9]!;
   const arcount = (packet[10]! << 8) | packet[11]!;
-  if (qdcount !== 1) return formerr;
+  if (qdcount !== 1) return formerr();
 
   // QNAME: labels only; a compression pointer cannot point anywhere useful this early.
   // The text form is built in a scratch buffer and becomes one string (no per-character garbage).
   let offset = HEADER_SIZE;
   let nameLength = 0;
   for (;;) {
-    if (offset >= packet.length) return formerr;
+    if (offset >= packet.length) return formerr();
     const length = packet[offset]!;
     if (length === 0) {
       offset += 1;
       break;
     }
-    if (length > 63) return formerr;
-    if (offset + 1 + length > packet.length || offset + 1 + length - HEADER_SIZE > MAX_NAME_LENGTH) return formerr;
+    if (length > 63) return formerr();
+    if (offset + 1 + length > packet.length || offset + 1 + length - HEADER_SIZE > MAX_NAME_LENGTH) return formerr();
     if (nameLength > 0) NAME_SCRATCH[nameLength++] = 46; // '.'
     for (let i = offset + 1; i <= offset + length; i++) {
       const byte = packet[i]!;
@@ -108,26 +109,26 @@ export function parseQuery(packet: Uint8Array): ParseResult {
     offset += 1 + length;
   }
   const name = NAME_SCRATCH.toString('latin1', 0, nameLength);
-  if (offset + 4 > packet.length) return formerr;
+  if (offset + 4 > packet.length) return formerr();
   const type = (packet[offset]! << 8) | packet[offset + 1]!;
   const qclass = (packet[offset + 2]! << 8) | packet[offset + 3]!;
   offset += 4;
   const questionEnd = offset;
-  if (type === TYPE.OPT) return formerr;
+  if (type === TYPE.OPT) return formerr();
 
   let edns: Edns | null = null;
   if (ancount + nscount + arcount > 0) {
     // Skip answer and authority records (a query should have none), then look for OPT.
     for (let i = 0; i < ancount + nscount + arcount; i++) {
       const nameEnd = skipName(packet, offset);
-      if (nameEnd < 0 || nameEnd + 10 > packet.length) return formerr;
+      if (nameEnd < 0 || nameEnd + 10 > packet.length) return formerr();
       const rrType = (packet[nameEnd]! << 8) | packet[nameEnd + 1]!;
       const rdLength = (packet[nameEnd + 8]! << 8) | packet[nameEnd + 9]!;
       const end = nameEnd + 10 + rdLength;
-      if (end > packet.length) return formerr;
+      if (end > packet.length) return formerr();
       if (i >= ancount + nscount && rrType === TYPE.OPT) {
         // RFC 6891 6.1.1: one OPT, owned by the root.
-        if (edns !== null || nameEnd !== offset + 1) return formerr;
+        if (edns !== null || nameEnd !== offset + 1) return formerr();
         edns = {
           udpSize: Math.max(CLASSIC_UDP_SIZE, (packet[nameEnd + 2]! << 8) | packet[nameEnd + 3]!),
           version: packet[nameEnd + 5]!,
@@ -140,7 +141,7 @@ export function parseQuery(packet: Uint8Array): ParseResult {
   // Bytes past the last record (RFC 1035 4.1: a message is its sections and nothing else). BIND and
   // Knot answer FORMERR ("trailing garbage"); answering NOERROR would make us an amplifier for
   // padded junk and hide broken clients.
-  if (offset !== packet.length) return { ...formerr, questionEnd, edns };
+  if (offset !== packet.length) return { kind: 'formerr', id, opcode, recursionDesired, questionEnd, edns };
   return { kind: 'query', id, opcode, recursionDesired, name, questionEnd, type, qclass, edns };
 }
 

@@ -7,6 +7,7 @@
  */
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import type { Topology } from '../topology/index.js';
 import { createLogger } from '../lib/log.js';
 import { codeOf } from './cluster-protocol.js';
 import type { FromWorker, ToWorker, WorkerSettings } from './cluster-protocol.js';
@@ -32,7 +33,7 @@ async function start(message: Extract<ToWorker, { kind: 'start' }>): Promise<voi
   registry = new Registry();
   const metrics = settings.metrics ? createQueryMetrics(registry, String(settings.index)) : null;
   try {
-    const zone = buildServedZone(message.topology, settings, settings.description);
+    const zone = buildServedZone(JSON.parse(message.topology) as Topology, settings, settings.description);
     if (settings.upstreams.length > 0) {
       forwarder = new Forwarder(settings.upstreams);
       await forwarder.start();
@@ -60,7 +61,7 @@ async function start(message: Extract<ToWorker, { kind: 'start' }>): Promise<voi
 function apply(message: Extract<ToWorker, { kind: 'topology' }>): void {
   if (server === null || settings === null || message.generation <= generation) return;
   try {
-    const zone = buildServedZone(message.topology, settings, settings.description);
+    const zone = buildServedZone(JSON.parse(message.topology) as Topology, settings, settings.description);
     server.setZone(zone);
     generation = message.generation;
     send({ kind: 'applied', generation: message.generation, names: zone.nameCount, views: zone.views.views.length });

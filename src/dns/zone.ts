@@ -101,8 +101,11 @@ export class Zone {
   readonly views: ViewTable;
   private readonly suffix: string;
   private readonly names = new Map<string, NameData>();
-  private reverseNames: ReadonlyMap<string, ReverseData> = new Map();
-  private cache = new Map<View, Map<string, NameAnswers>>();
+  /** Built on the first name outside the domain (PTR, or a name to forward): a third of the zone's build, not needed for the first answer. */
+  private reverseNames: ReadonlyMap<string, ReverseData> | null = null;
+  private readonly topology: Topology;
+  /** By view index (an array: no Map lookup per query), then by the name as asked. */
+  private cache: (Map<string, NameAnswers> | undefined)[] = [];
   private reverseCache = new Map<View, Map<string, NameAnswers>>();
   private cached = 0;
   private readonly ttl: number;
@@ -121,7 +124,7 @@ export class Zone {
     this.ttl = options.ttl;
     this.views = new ViewTable(topology, options.selfHost);
     this.collectNames(topology);
-    this.reverseNames = collectReverse(topology);
+    this.topology = topology;
 
     const central = !(options.selfHost !== null && options.selfHost in topology.hosts);
     const nsName = central ? `ns.${this.domain}` : hostFqdn(this, options.selfHost);
@@ -163,10 +166,10 @@ export class Zone {
   /** The answer for an in-zone name; `contains(name)` must hold. */
   answer(view: View, name: string, type: number): Answer {
     if (name.length === this.domain.length) return this.apexAnswer(type);
-    let perView = this.cache.get(view);
+    let perView = this.cache[view.index];
     if (perView === undefined) {
       perView = new Map();
-      this.cache.set(view, perView);
+      this.cache[view.index] = perView;
     }
     // Keyed by the name as asked (lowercased): a hit costs no string work.
     let answers = perView.get(name);
@@ -176,7 +179,8 @@ export class Zone {
       answers = data.kind === 'address' ? this.encodeAnswers(view, data) : this.encodeSrv(view, data);
       if (this.cached >= MAX_CACHED_NAMES) {
         perView = new Map<string, NameAnswers>();
-        this.cache = new Map([[view, perView]]);
+        this.cache = [];
+        this.cache[view.index] = perView;
         this.reverseCache = new Map();
         this.cached = 0;
       }
@@ -191,6 +195,7 @@ export class Zone {
    * topology knows; null for any other name (forwarded, or REFUSED).
    */
   reverse(view: View, name: string, type: number): Answer | null {
+    this.reverseNames ??= collectReverse(this.topology);
     const data = this.reverseNames.get(name);
     if (data === undefined) return null;
     let perView = this.reverseCache.get(view);
@@ -204,7 +209,7 @@ export class Zone {
       if (this.cached >= MAX_CACHED_NAMES) {
         perView = new Map<string, NameAnswers>();
         this.reverseCache = new Map([[view, perView]]);
-        this.cache = new Map();
+        this.cache = [];
         this.cached = 0;
       }
       perView.set(name, answers);
@@ -293,10 +298,14 @@ export class Zone {
 
   /** Every name of the zone, relative to the domain: svc, host.svc, shard.svc, svc-master, host. */
   private collectNames(topology: Topology): void {
+    // Host lists grow in place while the names are collected (a copy per instance was quadratic in a service's size).
     const add = (name: string, host: TopologyHost, cap: number | null): void => {
       const existing = this.names.get(name);
       if (existing === undefined) this.names.set(name, { kind: 'address', hosts: [host], cap });
-      else if (existing.kind === 'address' && !existing.hosts.includes(host)) this.names.set(name, { kind: 'address', hosts: [...existing.hosts, host], cap: existing.cap ?? cap });
+      else if (existing.kind === 'address' && !existing.hosts.includes(host)) {
+        (existing.hosts as TopologyHost[]).push(host);
+        if (existing.cap === null && cap !== null) this.names.set(name, { ...existing, cap });
+      }
     };
     const noRecords: SrvName = { kind: 'srv', targets: [], ports: [], cap: null };
     this.names.set(srvProtocolName('tcp'), noRecords);
