@@ -720,7 +720,9 @@ describe.runIf(isRoot).sequential('ansible/site.yml against five hosts', () => {
       const kindDir = statSync(join(dir, kind));
       expect([kindDir.mode & 0o7777, kindDir.gid]).toEqual([0o750, gid('ansdb-credentials')]);
     }
-    expect(await metric(ONLINE_CA, 9158, /^meshplane_pki_serve_requests_total\{route="renew",outcome="ok"\} /)).toBe(2);
+    // Both kinds renewed over one connection (POST /renewals), one observation a renewal.
+    expect(await metric(ONLINE_CA, 9158, /^meshplane_pki_serve_requests_total\{route="renewals",outcome="ok"\} /)).toBe(1);
+    expect(await metric(ONLINE_CA, 9158, /^meshplane_pki_serve_renew_seconds_count /)).toBe(2);
     // The CRL beside the credential is the online CA's current one (what GET /crl serves), signed by ca.pem.
     const crl = await runAsync('ip', asHost(RENEWER, ['curl', '-sf', '--cacert', join(dir, 'ca.pem'), `${CA_URL}/crl`]));
     expect(crl.status, crl.stderr).toBe(0);
