@@ -137,8 +137,8 @@ interface Outcome {
 }
 
 /** The credential a host's renewal connection presents: a valid one with the longest life left, else (none valid) the first due one, so that the CA says why. */
-function askerCredential(held: readonly Held[], due: readonly Held[], now: Date): Held {
-  const valid = held.filter((h) => trustProblem(h.certPem, h.caPem, now, h.keyPem) === undefined);
+function askerCredential(held: readonly Held[], trusted: readonly boolean[], due: readonly Held[]): Held {
+  const valid = held.filter((_, index) => trusted[index]);
   valid.sort((a, b) => new Date(b.cert.validTo).getTime() - new Date(a.cert.validTo).getTime());
   return valid[0] ?? (due[0] as Held);
 }
@@ -169,18 +169,20 @@ const asError = (err: unknown): MeshplaneError => (err instanceof MeshplaneError
 export async function renewCredentials(options: RenewOptions): Promise<Outcome[]> {
   const now = options.now ?? new Date();
   const held = heldCredentials(options.root);
+  // Whether each certificate still holds (chain, dates, key): decides what is due and which one the connection presents.
+  const trusted = held.map((h) => trustProblem(h.certPem, h.caPem, now, h.keyPem) === undefined);
   const outcomes: Outcome[] = new Array<Outcome>(held.length);
   const due: Array<{ held: Held; index: number }> = [];
   held.forEach((h, index) => {
     const dueAt = renewalDue(h.cert);
-    if (options.force !== true && dueAt.getTime() > now.getTime() && trustProblem(h.certPem, h.caPem, now, h.keyPem) === undefined) {
+    if (options.force !== true && dueAt.getTime() > now.getTime() && trusted[index]) {
       outcomes[index] = { credential: h.credential, kind: h.kind, action: 'not due', due: dueAt, notAfter: new Date(h.cert.validTo) };
     } else {
       due.push({ held: h, index });
     }
   });
   if (due.length > 0) {
-    const asker = askerCredential(held, due.map((d) => d.held), now);
+    const asker = askerCredential(held, trusted, due.map((d) => d.held));
     for (let from = 0; from < due.length; from += MAX_RENEWALS_PER_REQUEST) {
       const chunk = due.slice(from, from + MAX_RENEWALS_PER_REQUEST);
       for (const [i, result] of (await renewChunk(options, asker, chunk.map((d) => d.held), now)).entries()) {
