@@ -13,6 +13,11 @@
 // A bare mTLS HTTP/2 CONNECT tunnel in Node (bench/node-h2-tunnel.mjs) runs
 // beside them too: ours' transport with nothing else, i.e. what Node's TLS and
 // HTTP/2 cost before any of meshplane's routing, PROXY headers or metrics.
+// Its two-worker form (issue 19, lever 5: does the second core pay?) is a
+// target of its own, run only when named in BENCH_TARGETS:
+// `node-h2-tunnel-2w` (2 gateway workers, 2 agent processes, Node cluster's
+// default round-robin scheduling) and `node-h2-tunnel-2w-none` (the same
+// with NODE_CLUSTER_SCHED_POLICY=none: the kernel spreads the accepts).
 // Ours uses tcp-mode endpoints (the whole front port to one service), the
 // same shape as haproxy's `mode tcp` and ssh's forwarded port.
 //
@@ -21,7 +26,7 @@
 // the apt-get line when one is missing); stops what it started on any exit. Ends with
 // `RESULT <metric> ours=<v> <peer>=<v> ratio=<r>` (r > 1: ours is better).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +48,16 @@ const GC_PRELOAD = join(ROOT, 'bench', 'gc-on-signal.mjs');
 const CLI_NODE_ARGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slice(3);
 const H2_TUNNEL = join(ROOT, 'bench', 'node-h2-tunnel.mjs');
 const P = { iperf: 25201, http: 25202, oursIperf: 25301, oursHttp: 25302, haIperf: 25401, haHttp: 25402, sshIperf: 25501, sshHttp: 25502, sshd: 25022, registration: 25400, relayIperf: 25601, relayHttp: 25602, relayIperfInner: 25611, relayHttpInner: 25612, h2Iperf: 25701, h2Http: 25702, h2TunnelIperf: 25711, h2TunnelHttp: 25712, h2IperfBackend: 25721 };
+/**
+ * The bare HTTP/2 tunnel's forms: W gateway workers (tunnel ports from `tunnel`, one a worker, per
+ * backend), A agent processes, cluster scheduling. Only `node-h2-tunnel` runs unless BENCH_TARGETS
+ * names the others (they cost a run minutes and memory that the default run does not need).
+ */
+const H2_FORMS = {
+  'node-h2-tunnel': { front: [P.h2Iperf, P.h2Http], tunnel: [P.h2TunnelIperf, P.h2TunnelHttp], workers: 1, agents: 1, sched: null },
+  'node-h2-tunnel-2w': { front: [25801, 25802], tunnel: [25811, 25821], workers: 2, agents: 2, sched: 'rr' },
+  'node-h2-tunnel-2w-none': { front: [25901, 25902], tunnel: [25911, 25921], workers: 2, agents: 2, sched: 'none' },
+};
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** BENCH_ONLY=wrk skips iperf3 (for quick iterations; the RESULT lines then lack throughput); BENCH_ONLY=new-conn runs only wrk with new connections. */
 const ONLY = process.env.BENCH_ONLY ?? '';
@@ -105,6 +120,28 @@ async function waitForPort(port, timeoutMs = 15_000) {
 function cpuSeconds(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds of a process and all its descendants (a cluster primary and its workers). */
+function treeCpuSeconds(root) {
+  const parents = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) for (const [pid, parent] of parents) if (parent === tree[i]) tree.push(pid);
+  return tree.reduce((sum, pid) => {
+    try {
+      return sum + cpuSeconds(pid);
+    } catch {
+      return sum;
+    }
+  }, 0);
 }
 
 function rssKiB(pid) {
@@ -316,15 +353,28 @@ async function main(dir) {
   const gatewayDir = join(state, 'credentials', 'gw1', 'x509', 'gateway');
   // Its own iperf3 server: a test it leaves unfinished must not keep the shared one busy.
   start('iperf3', ['-s', '-p', String(P.h2IperfBackend), '-B', '127.0.0.1']);
-  for (const [service, front, tunnel, backend] of [['iperf', P.h2Iperf, P.h2TunnelIperf, P.h2IperfBackend], ['http', P.h2Http, P.h2TunnelHttp, P.http]]) {
-    start(process.execPath, [H2_TUNNEL, 'gateway', String(front), String(tunnel), join(gatewayDir, 'ca.pem'), join(gatewayDir, 'server', 'cert.pem'), join(gatewayDir, 'server', 'private_key.pem')]);
-    await waitForPort(tunnel);
-    const agentDir = join(state, 'credentials', 'b1', 'x509', service);
-    start(process.execPath, [H2_TUNNEL, 'agent', String(tunnel), String(backend), join(agentDir, 'ca.pem'), join(agentDir, 'client', 'cert.pem'), join(agentDir, 'client', 'private_key.pem'), `gateway.${topology.domain}`]);
+  /** Per form: the gateway and agent processes of its http pair (the CPU figures under new connections). */
+  const h2Http = {};
+  for (const [form, { front, tunnel, workers, agents: agentCount, sched }] of Object.entries(H2_FORMS)) {
+    if (form !== 'node-h2-tunnel' && !ONLY_TARGETS?.has(form)) continue;
+    const env = { env: { ...process.env, H2_AGENTS: String(agentCount), ...(sched === null ? {} : { NODE_CLUSTER_SCHED_POLICY: sched }) } };
+    for (const [i, [service, backend]] of [['iperf', P.h2IperfBackend], ['http', P.http]].entries()) {
+      const h2Gateway = start(process.execPath, [H2_TUNNEL, 'gateway', String(front[i]), String(tunnel[i]), join(gatewayDir, 'ca.pem'), join(gatewayDir, 'server', 'cert.pem'), join(gatewayDir, 'server', 'private_key.pem'), String(workers)], env);
+      for (let w = 0; w < workers; w++) await waitForPort(tunnel[i] + w);
+      const agentDir = join(state, 'credentials', 'b1', 'x509', service);
+      const h2Agent = start(process.execPath, [H2_TUNNEL, 'agent', String(tunnel[i]), String(backend), join(agentDir, 'ca.pem'), join(agentDir, 'client', 'cert.pem'), join(agentDir, 'client', 'private_key.pem'), `gateway.${topology.domain}`, String(agentCount), String(workers)], env);
+      // Every gateway worker holds a tunnel from every agent process before a client comes.
+      const deadline = Date.now() + 15_000;
+      while (!h2Gateway.output().includes('ready')) {
+        if (Date.now() > deadline) throw new Error(`${form} ${service}: no tunnels after 15 s: ${h2Gateway.output()}${h2Agent.output()}`);
+        await sleep(50);
+      }
+      if (service === 'http') h2Http[form] = { gateway: h2Gateway.pid, agent: h2Agent.pid, processes: `${workers === 1 ? 1 : workers + 1}+${agentCount === 1 ? 1 : agentCount + 1}` };
+    }
   }
   await sleep(500);
 
-  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp], 'node-h2-tunnel': [P.h2Iperf, P.h2Http], ...(BEFORE_BIN === null ? {} : { before: [P.oursIperf + BEFORE_SHIFT, P.oursHttp + BEFORE_SHIFT] }) };
+  const allTargets = { direct: [P.iperf, P.http], haproxy: [P.haIperf, P.haHttp], ssh: [P.sshIperf, P.sshHttp], ours: [P.oursIperf, P.oursHttp], 'node-relay-pair': [P.relayIperf, P.relayHttp], ...Object.fromEntries(Object.keys(h2Http).map((form) => [form, H2_FORMS[form].front])), ...(BEFORE_BIN === null ? {} : { before: [P.oursIperf + BEFORE_SHIFT, P.oursHttp + BEFORE_SHIFT] }) };
   const targets = Object.fromEntries(Object.entries(allTargets).filter(([t]) => ONLY_TARGETS === null || ONLY_TARGETS.has(t)));
   const results = {};
   const record = (target, metric, value) => ((results[target] ??= {})[metric] ??= []).push(value);
@@ -347,12 +397,18 @@ async function main(dir) {
       const skipped = { rps: NaN, p50us: NaN, p99us: NaN, errors: '', errorCount: 0 };
       const newOnly = ONLY === 'new-conn';
       const keepalive = newOnly ? skipped : wrk(httpPort, ['-t', '2', '-c', '32']);
-      // Where the time goes under new connections: CPU seconds of ours' gateway and http agent over the run.
-      const busy = target === 'ours' ? [gateway.pid, agents[1].pid].map(cpuSeconds) : null;
+      // Where the time goes under new connections: CPU seconds of ours' gateway and http agent over the
+      // run (for the bare tunnels: the gateway's and the agent's processes summed, primaries included).
+      const measuredPids = target === 'ours' ? [gateway.pid, agents[1].pid] : target in h2Http ? [h2Http[target].gateway, h2Http[target].agent] : null;
+      const busy = measuredPids?.map(treeCpuSeconds) ?? null;
       const fresh = wrk(httpPort, ['-t', '2', '-c', '32', '-H', 'Connection: close']);
       if (busy !== null) {
-        const [gatewayCpu, agentCpu] = [gateway.pid, agents[1].pid].map((pid, i) => cpuSeconds(pid) - busy[i]);
-        log(`  ours under new connections: gateway ${sig(gatewayCpu / WRK_SECONDS)} cores, http agent ${sig(agentCpu / WRK_SECONDS)} cores (of ${execFileSync('nproc', { encoding: 'utf8' }).trim()}; wrk and the backend share the rest)`);
+        const [gatewayCpu, agentCpu] = measuredPids.map((pid, i) => treeCpuSeconds(pid) - busy[i]);
+        const perConnection = `${sig(((gatewayCpu + agentCpu) / (fresh.rps * WRK_SECONDS)) * 1e6)} µs CPU per connection, gateway + agent`;
+        if (target === 'ours') log(`  ours under new connections: gateway ${sig(gatewayCpu / WRK_SECONDS)} cores, http agent ${sig(agentCpu / WRK_SECONDS)} cores (of ${execFileSync('nproc', { encoding: 'utf8' }).trim()}; wrk and the backend share the rest); ${perConnection}`);
+        else log(`  ${target} under new connections: gateway ${sig(gatewayCpu / WRK_SECONDS)} cores, agent ${sig(agentCpu / WRK_SECONDS)} cores (processes ${h2Http[target].processes}, summed); ${perConnection}`);
+        record(target, 'cpu-gateway', gatewayCpu / WRK_SECONDS);
+        record(target, 'cpu-agent', agentCpu / WRK_SECONDS);
       }
       const latency = newOnly ? skipped : wrk(httpPort, ['-t', '1', '-c', '1', '--latency']);
       // 1,000 clients at once, each request on a new connection: the setup rate under a crowd, and what fails.
@@ -385,13 +441,25 @@ async function main(dir) {
     ['latency-p99', (t) => mean(t, 'latency-p99-us') - mean('direct', 'latency-p99-us'), 'time'],
     [`new-conn-${CROWD}-at-once`, (t) => mean(t, 'crowd-new-conn'), 'rate'],
   ];
+  // Each subject against its peers (r > 1: the subject is better): ours against everything, the
+  // bare tunnel's worker forms against the one-process tunnel and ssh.
+  const comparisons = [
+    ['ours', ['ssh', 'before', 'haproxy', 'node-relay-pair', 'node-h2-tunnel']],
+    ...['node-h2-tunnel-2w', 'node-h2-tunnel-2w-none'].map((form) => [form, ['node-h2-tunnel', 'ssh']]),
+  ].filter(([subject]) => subject in targets);
   for (const [name, value, kind] of lines) {
-    for (const peer of ['ssh', 'before', 'haproxy', 'node-relay-pair', 'node-h2-tunnel'].filter((t) => t in targets)) {
-      const ours = value('ours');
-      const theirs = value(peer);
-      const r = kind === 'rate' ? ours / theirs : theirs / ours;
-      log(`RESULT ${name} ours=${sig(ours)} ${peer}=${sig(theirs)} ratio=${sig(r)}`);
+    for (const [subject, peers] of comparisons) {
+      for (const peer of peers.filter((t) => t in targets)) {
+        const ours = value(subject);
+        const theirs = value(peer);
+        const r = kind === 'rate' ? ours / theirs : theirs / ours;
+        log(`RESULT ${name} ${subject}=${sig(ours)} ${peer}=${sig(theirs)} ratio=${sig(r)}`);
+      }
     }
+  }
+  // CPU under new connections (cores, of nproc), gateway and agent processes summed; what a second worker costs or finds.
+  for (const target of ['ours', ...Object.keys(h2Http)].filter((t) => results[t]?.['cpu-gateway'] !== undefined)) {
+    log(`RESULT new-conn-cpu-cores ${target} gateway=${sig(mean(target, 'cpu-gateway'))} agent=${sig(mean(target, 'cpu-agent'))} per-connection-us=${sig(((mean(target, 'cpu-gateway') + mean(target, 'cpu-agent')) / mean(target, 'new-conn')) * 1e6)}`);
   }
   // The ceilings of the design against ssh -R: the bare Node relay pair (two Node processes, no
   // TLS, no HTTP/2) and the bare mTLS HTTP/2 tunnel (the same transport as ours, nothing else).
@@ -404,7 +472,7 @@ async function main(dir) {
     }
   }
   // Errors are counts, not rates: no ratio (0 against 0 is no comparison).
-  for (const target of ['ours', 'ssh'].filter((t) => t in targets)) log(`RESULT new-conn-${CROWD}-at-once-errors ${target}=${results[target]['crowd-errors'].reduce((a, b) => a + b, 0)}`);
+  for (const target of ['ours', 'ssh', ...Object.keys(h2Http)].filter((t) => t in targets)) log(`RESULT new-conn-${CROWD}-at-once-errors ${target}=${results[target]['crowd-errors'].reduce((a, b) => a + b, 0)}`);
   log(`RESULT direct-reference throughput-1stream=${sig(both('throughput-1stream')('direct'))} keepalive-rps=${sig(mean('direct', 'keepalive-rps'))} new-conn=${sig(mean('direct', 'new-conn'))} latency-p50-us=${sig(mean('direct', 'latency-p50-us'))}`);
   memoryResults();
 }
