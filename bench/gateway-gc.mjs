@@ -44,6 +44,7 @@ const VARIANTS = {
   'real-shebang': ['real', SHEBANG],
   'real-no-flag': ['real', []],
   bare: ['bare', []],
+  'bare+shebang': ['bare', SHEBANG],
   'bare+cli': ['bare', imports('dist/cli/main.js')],
   'bare+gateway': ['bare', imports('dist/gateway/index.js')],
   'bare+pki': ['bare', imports('dist/pki/index.js')],
