@@ -18,6 +18,7 @@
  * metric and a log line. Connections are capped (maxConnections), and the
  * TLS handshake and each request have absolute deadlines.
  */
+import { constants as cryptoConstants } from 'node:crypto';
 import type { X509Certificate as NodeX509 } from 'node:crypto';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { fastify as Fastify } from 'fastify';
@@ -61,6 +62,17 @@ interface ServeOptions {
 
 const SERVING_LIFETIME_MS = 7 * 24 * 3600 * 1000;
 const TLS_MIN_VERSION = 'TLSv1.2';
+/**
+ * No stateless session tickets. A renewing host connects once a renewal
+ * pass and never resumes, and OpenSSL 3.0 builds each TLS 1.3 ticket by
+ * serializing the session and parsing it back, the client's certificate
+ * with it (its key through the slow provider decoders): two tickets a
+ * handshake were a quarter of the server's CPU per connection
+ * (BENCHMARKS.md, pki). With this option the tickets OpenSSL still sends
+ * are stateful, and as the server keeps no session cache none resumes:
+ * every connection is a full handshake whose certificate renew() checks.
+ */
+const TLS_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_TICKET;
 
 const STATUS: Readonly<Record<string, number>> = {
   PKI_ERR_RENEW_NO_CERT: 401,
@@ -151,6 +163,7 @@ export class PkiServer {
         requestCert: true,
         rejectUnauthorized: false,
         minVersion: TLS_MIN_VERSION,
+        secureOptions: TLS_SECURE_OPTIONS,
         handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
         headersTimeout: requestTimeout,
         connectionsCheckingInterval: 1000,
@@ -217,7 +230,7 @@ export class PkiServer {
   /** New connections get `pair`; open ones keep theirs (setSecureContext replaces only the shared context). */
   private useServing(pair: ServingPair): void {
     // fastify types its server as http.Server; with `https` options it is a tls.Server.
-    (this.app?.server as unknown as TlsServer | undefined)?.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: TLS_MIN_VERSION });
+    (this.app?.server as unknown as TlsServer | undefined)?.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: TLS_MIN_VERSION, secureOptions: TLS_SECURE_OPTIONS });
     this.servingExpiry.set(Math.floor(pair.notAfter.getTime() / 1000));
   }
 

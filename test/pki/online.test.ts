@@ -293,6 +293,18 @@ describe('POST /renewals (one connection, each item proved by its own key)', () 
     await waitFor(() => server.out.text.includes('"code":"PKI_ERR_RENEW_PROOF"'), { what: 'the proof refusal logged', explain: () => server.out.text });
   });
 
+  it("the connection's own certificate needs no proof: its key signed the TLS handshake, as on POST /renew", async () => {
+    const root = join(dir.path, 'batch-own');
+    await issued(root, 'host3');
+    const connection = pem(root, 'db', 'server');
+    // The connection's own credential with a proof by another key; db/client with the same wrong proof key for contrast.
+    const answer = await post(connection, { renewals: [await item(root, 'db', 'server', generateKeyPair().privateKeyPem), await item(root, 'db', 'client', connection.key)] });
+    expect(answer.status, answer.body).toBe(200);
+    expect(answer.results[0]?.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(new X509Certificate(answer.results[0]?.certificate ?? '').verify(new X509Certificate(loadCa(caDir).certPem).publicKey)).toBe(true);
+    expect(answer.results[1]?.error?.code).toBe('PKI_ERR_RENEW_PROOF');
+  });
+
   it('an item whose certificate is revoked, and a connection certificate from another CA', async () => {
     const root = join(dir.path, 'batch-revoked');
     const other = join(dir.path, 'batch-other-ca');
@@ -321,6 +333,30 @@ describe('POST /renewals (one connection, each item proved by its own key)', () 
     expect(tooMany.status).toBe(400);
     expect(tooMany.body).toContain('65 renewals in one request; at most 64');
     await counted('PKI_ERR_RENEW_BAD_REQUEST', 2);
+  });
+});
+
+describe('pki serve TLS sessions', () => {
+  /** `openssl s_client` with a client certificate, one GET /ca; the session written to or read from `session`. */
+  function sClient(root: string, session: { out?: string; in?: string }): string {
+    const args = ['s_client', '-connect', `127.0.0.1:${caPort}`, '-CAfile', join(caDir, 'ca.pem'), '-cert', file(root, 'db', 'client', 'cert.pem'), '-key', file(root, 'db', 'client', 'private_key.pem'), '-ign_eof'];
+    if (session.out !== undefined) args.push('-sess_out', session.out);
+    if (session.in !== undefined) args.push('-sess_in', session.in);
+    const run = spawnSync('openssl', args, { input: 'GET /ca HTTP/1.1\r\nHost: ca\r\nConnection: close\r\n\r\n', encoding: 'utf8', timeout: 30_000 });
+    return `${run.stdout}\n${run.stderr}`;
+  }
+
+  it('resumes no session: every connection is a full handshake whose certificate is checked, and no ticket carries a copy of the session', async () => {
+    const root = join(dir.path, 'sessions');
+    await issued(root, 'host2');
+    const session = join(dir.path, 'sessions', 'openssl.session');
+    const first = sClient(root, { out: session });
+    expect(first).toContain('BEGIN CERTIFICATE');
+    expect(first).toMatch(/New, TLSv1\.3/);
+    const second = sClient(root, { in: session });
+    expect(second).toContain('BEGIN CERTIFICATE');
+    expect(second).toMatch(/New, TLSv1\.3/);
+    expect(second).not.toMatch(/Reused, TLSv1\.3/);
   });
 });
 
