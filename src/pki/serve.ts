@@ -67,7 +67,7 @@ const TLS_MIN_VERSION = 'TLSv1.2';
  * pass and never resumes, and OpenSSL 3.0 builds each TLS 1.3 ticket by
  * serializing the session and parsing it back, the client's certificate
  * with it (its key through the slow provider decoders): two tickets a
- * handshake were a quarter of the server's CPU per connection
+ * handshake were about a quarter of a handshake's CPU, both ends
  * (BENCHMARKS.md, pki). With this option the tickets OpenSSL still sends
  * are stateful, and as the server keeps no session cache none resumes:
  * every connection is a full handshake whose certificate renew() checks.
