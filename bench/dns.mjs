@@ -49,6 +49,7 @@ import { clearTimeout, setTimeout } from 'node:timers';
 import { URL, fileURLToPath } from 'node:url';
 import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
 import { profileIn, selfTimeTop } from './lib/cpu-profile.mjs';
+import { treeCpuSeconds } from './lib/proc-cpu.mjs';
 import { requireTools } from './lib/tools.mjs';
 import { dnsmasqArgs, viewClients, writeBind, writeKnot, writeNsd, zoneFor } from './lib/view-zones.mjs';
 
@@ -96,24 +97,6 @@ function queryFile(topology, random) {
   return `${lines.join('\n')}\n`;
 }
 
-/** CPU seconds (user + system) of a process and its children (a cluster's workers). */
-function cpuSeconds(pid) {
-  const one = (p) => {
-    try {
-      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-    } catch {
-      return 0;
-    }
-  };
-  let children = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-  } catch {
-    // no children file: count the process alone
-  }
-  return one(pid) + children.reduce((sum, child) => sum + one(child), 0);
-}
 
 /**
  * One dnsperf run; also its own CPU time (through a shell that reads its
@@ -330,7 +313,7 @@ async function main(dir) {
   for (let round = 0; round < QPS_ROUNDS; round++) {
     for (const name of targets) {
       const entry = perf[name];
-      const cpuBefore = cpuSeconds(servers[name].pid);
+      const cpuBefore = treeCpuSeconds(servers[name].pid);
       let completed = 0;
       let seconds = 0;
       let clientCpu = 0;
@@ -343,7 +326,7 @@ async function main(dir) {
         clientCpu += result.cpu;
         entry.lost += result.lost;
       }
-      const serverCpu = cpuSeconds(servers[name].pid) - cpuBefore;
+      const serverCpu = treeCpuSeconds(servers[name].pid) - cpuBefore;
       entry.completed += completed;
       entry.seconds += seconds;
       entry.serverCpu += serverCpu;
@@ -408,7 +391,7 @@ async function profileRun({ ours, topology, queries, sources, dir, publicNames }
   for (const name of Object.keys(servers)) {
     let completed = 0;
     let seconds = 0;
-    const cpuBefore = cpuSeconds(servers[name].pid);
+    const cpuBefore = treeCpuSeconds(servers[name].pid);
     const started = performance.now();
     for (const { source } of sources) {
       await sleep(0);
@@ -416,7 +399,7 @@ async function profileRun({ ours, topology, queries, sources, dir, publicNames }
       completed += result.completed;
       seconds += result.seconds;
     }
-    const cpu = cpuSeconds(servers[name].pid) - cpuBefore;
+    const cpu = treeCpuSeconds(servers[name].pid) - cpuBefore;
     // Stopped right away: the profile's last seconds are the load.
     const windowS = (performance.now() - started) / 1000;
     await stop(servers[name]);

@@ -26,7 +26,7 @@
 // the apt-get line when one is missing); stops what it started on any exit. Ends with
 // `RESULT <metric> ours=<v> <peer>=<v> ratio=<r>` (r > 1: ours is better).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { URL, fileURLToPath } from 'node:url';
 import { issueMeshCredentials } from '../dist/pki/index.js';
 import { atExit, exitOnSignals, spawnTracked, stopAll } from './lib/children.mjs';
+import { treeCpuSeconds } from './lib/proc-cpu.mjs';
 import { requireTools } from './lib/tools.mjs';
 
 requireTools('bench/gateway.mjs', ['iperf3', 'wrk', 'haproxy', '/usr/sbin/sshd', 'ssh', 'ssh-keygen', 'nproc']);
@@ -114,34 +115,6 @@ async function waitForPort(port, timeoutMs = 15_000) {
     if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
     await sleep(50);
   }
-}
-
-/** CPU time a process has used (user + system), in seconds. */
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** CPU seconds of a process and all its descendants (a cluster primary and its workers). */
-function treeCpuSeconds(root) {
-  const parents = new Map();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const tree = [root];
-  for (let i = 0; i < tree.length; i++) for (const [pid, parent] of parents) if (parent === tree[i]) tree.push(pid);
-  return tree.reduce((sum, pid) => {
-    try {
-      return sum + cpuSeconds(pid);
-    } catch {
-      return sum;
-    }
-  }, 0);
 }
 
 function rssKiB(pid) {

@@ -27,6 +27,7 @@ import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { readTopology, writeTopology } from '../dist/topology/index.js';
 import { entitledSans, generateKeyPair, makeCsr } from '../dist/pki/index.js';
 import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
+import { treeCpuSeconds } from './lib/proc-cpu.mjs';
 import { requireTools } from './lib/tools.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -40,8 +41,6 @@ const RUNS = 3;
 /** Renewal load: client processes and connections in flight in each. */
 const CLIENT_PROCESSES = 2;
 const IN_FLIGHT = 32;
-/** Clock ticks a second in /proc/<pid>/stat (USER_HZ: 100 on Linux). */
-const CLOCK_TICKS = 100;
 
 const log = (line) => process.stdout.write(`${line}\n`);
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
@@ -314,26 +313,6 @@ function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe']) {
   });
 }
 
-/** CPU seconds of a process and its children (pki serve's workers), from /proc. */
-function treeCpuSeconds(pid) {
-  let children = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    // gone
-  }
-  return (cpuSeconds(pid) ?? 0) + children.reduce((sum, child) => sum + treeCpuSeconds(child), 0);
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (undefined once it is gone). */
-function cpuSeconds(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * `count` renewals through `pki serve` (default limits) from

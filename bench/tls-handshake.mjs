@@ -16,12 +16,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import tls from 'node:tls';
+import { atExit, exitOnSignals } from './lib/children.mjs';
 import { requireTools } from './lib/tools.mjs';
 
 requireTools('bench/tls-handshake.mjs', ['openssl']);
+exitOnSignals();
 const COUNT = Number(process.argv[2] ?? 1500);
 const dir = mkdtempSync(join(tmpdir(), 'meshplane-bench-tls-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+atExit(() => rmSync(dir, { recursive: true, force: true }));
 
 const openssl = (...args) => {
   const run = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
