@@ -185,6 +185,20 @@ export function readTime(reader: DerReader, node: Node): Date {
   return new Date(Date.UTC(year, mo - 1, d, h, mi, se));
 }
 
+/** The commonName of a Name (the last one, as OpenSSL shows it; '' when there is none). */
+export function readCommonName(r: DerReader, name: Node | undefined): string {
+  let commonName = '';
+  for (const rdn of r.children(r.expect(name, TAG.sequence, 'Name'))) {
+    for (const atv of r.children(r.expect(rdn, TAG.set, 'RDN'))) {
+      const [type, value] = r.children(r.expect(atv, TAG.sequence, 'attribute'));
+      if (type !== undefined && value !== undefined && oidText(r.content(r.expect(type, TAG.oid, 'OID'))) === '2.5.4.3') {
+        commonName = Buffer.from(r.content(value)).toString(value.tag === TAG.utf8String ? 'utf8' : 'latin1');
+      }
+    }
+  }
+  return commonName;
+}
+
 interface ExtensionNode {
   /** Dotted OID. */
   readonly id: string;

@@ -6,7 +6,7 @@
  * buckets), and then the same pipeline as `pki sign` (LeafSigner.signCsr):
  * no second copy of the Topology checks lives here.
  */
-import { X509Certificate as NodeX509 } from 'node:crypto';
+import type { X509Certificate as NodeX509 } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { MeshplaneError } from '../errors.js';
 import type { Topology } from '../topology/index.js';
@@ -16,7 +16,8 @@ import { loadCa } from './ca.js';
 import { currentCrl, revokedSerials } from './crl.js';
 import { unpem } from './der.js';
 import { parseCsr } from './csr.js';
-import { normalizeSerial } from './keys.js';
+import type { PresentedCertificate } from './presented.js';
+import { IssuerCheck, readCertificate } from './presented.js';
 import { proofHolds } from './renewal-proof.js';
 import { LeafSigner } from './sign.js';
 
@@ -32,13 +33,8 @@ interface PeerIdentity {
  * for this mesh's domain and its own CN. Undefined when it carries none
  * (certificates issued before identities: reissue them offline once).
  */
-function peerIdentity(topology: Topology, cert: NodeX509): PeerIdentity | undefined {
-  const commonName = /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? '';
-  const uris = (cert.subjectAltName ?? '')
-    .split(', ')
-    .filter((entry) => entry.startsWith('URI:'))
-    .map((entry) => parseWorkloadId(entry.slice(4)));
-  const own = uris.filter((id) => id !== undefined && id.domain === topology.domain.toLowerCase() && id.credential === commonName);
+function peerIdentity(topology: Topology, cert: PresentedCertificate): PeerIdentity | undefined {
+  const own = cert.uris.map(parseWorkloadId).filter((id) => id !== undefined && id.domain === topology.domain.toLowerCase() && id.credential === cert.commonName);
   return own.length === 1 && own[0] !== undefined ? { host: own[0].host, credential: own[0].credential } : undefined;
 }
 
@@ -164,14 +160,14 @@ class RevokedCache {
 interface Loaded {
   readonly ca: Ca;
   readonly signer: LeafSigner;
-  /** The CA certificate as node:crypto holds it: parsing it (thousands of name constraints) took about 1 ms, and checkIssued against a fresh object 3 ms. */
-  readonly caCert: NodeX509;
+  /** Whether a presented certificate is this CA's (its name and signature). */
+  readonly issuer: IssuerCheck;
   readonly revoked: RevokedCache;
 }
 
 function load(caDir: string): Loaded {
   const ca = loadCa(caDir);
-  return { ca, signer: new LeafSigner(ca), caCert: new NodeX509(ca.certPem), revoked: new RevokedCache(ca) };
+  return { ca, signer: new LeafSigner(ca), issuer: new IssuerCheck(ca.certPem), revoked: new RevokedCache(ca) };
 }
 
 export class OnlineCa {
@@ -207,7 +203,7 @@ export class OnlineCa {
   /** Checks the presented certificate, the rate and the CSR (as `pki sign` does), and signs. */
   renew(topology: Topology, request: RenewRequest): Renewed {
     const now = request.now ?? new Date();
-    const identity = this.presented(topology, request.peerCert, request.peer, now);
+    const identity = this.presented(topology, this.connectionCertificate(request.peerCert, request.peer), request.peer, now, this.loaded.revoked.get());
     return this.signFor(topology, identity, request.csrPem, request.peer, now);
   }
 
@@ -222,7 +218,9 @@ export class OnlineCa {
   renewMany(topology: Topology, request: RenewManyRequest): Array<Renewed | MeshplaneError> {
     const now = request.now ?? new Date();
     const { peer } = request;
-    const asker = this.presented(topology, request.peerCert, peer, now);
+    // revoked.json is looked at once a request (a stat; read again only when it changed).
+    const revoked = this.loaded.revoked.get();
+    const asker = this.presented(topology, this.connectionCertificate(request.peerCert, peer), peer, now, revoked);
     if (request.items.length > MAX_RENEWALS_PER_REQUEST) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', peer, `${request.items.length} renewals in one request; at most ${MAX_RENEWALS_PER_REQUEST}`);
     const connectionDer = request.peerCert?.raw;
     return request.items.map((item, index) => {
@@ -231,17 +229,13 @@ export class OnlineCa {
         const der = unpem(item.certificate, 'CERTIFICATE');
         if (der === undefined) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', where, '"certificate" is not a PEM certificate');
         // The connection's own certificate: its key signed this TLS handshake, so it is proved as on
-        // POST /renew, and it was checked above (parsing and verifying it again cost a third of an item).
+        // POST /renew, and it was checked above (checking it again cost a third of an item).
         if (connectionDer?.equals(der) === true) return this.signFor(topology, asker, item.csr, where, now);
-        let cert: NodeX509;
-        try {
-          cert = new NodeX509(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
-        } catch {
-          throw refuse('PKI_ERR_RENEW_BAD_REQUEST', where, '"certificate" is not a PEM certificate');
-        }
-        const identity = this.presented(topology, cert, where, now);
+        const cert = readCertificate(der);
+        if (cert === undefined) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', where, '"certificate" is not a PEM certificate');
+        const identity = this.presented(topology, cert, where, now, revoked);
         if (identity.host !== asker.host) throw refuse('PKI_ERR_RENEW_OTHER_HOST', where, `the certificate in the request speaks for host "${identity.host}", but the connection's certificate for host "${asker.host}": one connection renews one host's credentials`);
-        if (!proofHolds(cert, item.csr, item.proof)) throw refuse('PKI_ERR_RENEW_PROOF', where, `the proof is not a signature of the current key of ${identity.credential} on ${identity.host} over this CSR`);
+        if (!proofHolds(cert.publicPoint, item.csr, item.proof)) throw refuse('PKI_ERR_RENEW_PROOF', where, `the proof is not a signature of the current key of ${identity.credential} on ${identity.host} over this CSR`);
         return this.signFor(topology, identity, item.csr, where, now);
       } catch (err) {
         if (err instanceof MeshplaneError) return err;
@@ -250,16 +244,20 @@ export class OnlineCa {
     });
   }
 
+  /** The certificate of the TLS handshake, read as presented.ts reads every presented one. */
+  private connectionCertificate(peerCert: NodeX509 | undefined, peer: string): PresentedCertificate {
+    if (peerCert === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
+    const cert = readCertificate(peerCert.raw);
+    if (cert === undefined) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, 'the certificate presented is not readable DER');
+    return cert;
+  }
+
   /** Who a presented certificate speaks for, once this CA issued it, it is in its validity and not revoked. */
-  private presented(topology: Topology, cert: NodeX509 | undefined, peer: string, now: Date): PeerIdentity {
-    if (cert === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
-    const { caCert, revoked } = this.loaded;
-    if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, `the certificate presented (issuer ${cert.issuer.split('\n').join(', ')}) was not issued by this CA`);
-    const notAfter = new Date(cert.validTo);
-    if (notAfter.getTime() <= now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented expired ${notAfter.toISOString()} (renew before expiry, or bootstrap again with "pki issue"/the playbook)`);
-    if (new Date(cert.validFrom).getTime() > now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented is not valid before ${new Date(cert.validFrom).toISOString()}`);
-    const serial = normalizeSerial(cert.serialNumber);
-    if (revoked.get().has(serial)) throw refuse('PKI_ERR_RENEW_REVOKED', peer, `the certificate presented (serial ${serial}) is revoked`);
+  private presented(topology: Topology, cert: PresentedCertificate, peer: string, now: Date, revoked: ReadonlySet<string>): PeerIdentity {
+    if (!this.loaded.issuer.issued(cert)) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, `the certificate presented (issuer CN=${cert.issuerCommonName}) was not issued by this CA`);
+    if (cert.notAfter.getTime() <= now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented expired ${cert.notAfter.toISOString()} (renew before expiry, or bootstrap again with "pki issue"/the playbook)`);
+    if (cert.notBefore.getTime() > now.getTime()) throw refuse('PKI_ERR_RENEW_EXPIRED', peer, `the certificate presented is not valid before ${cert.notBefore.toISOString()}`);
+    if (revoked.has(cert.serial)) throw refuse('PKI_ERR_RENEW_REVOKED', peer, `the certificate presented (serial ${cert.serial}) is revoked`);
     const identity = peerIdentity(topology, cert);
     if (identity === undefined) throw refuse('PKI_ERR_RENEW_IDENTITY', peer, 'the certificate presented carries no workload identity of this mesh (a URI SAN spiffe://<domain>/host/<host>/credential/<name> for its own CN)');
     return identity;

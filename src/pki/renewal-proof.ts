@@ -12,9 +12,10 @@
  * refused anyway once the presented certificate expires or is revoked
  * (and rate-limited per identity until then).
  */
-import { createPrivateKey, sign, verify } from 'node:crypto';
-import type { KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
+import { createPrivateKey, sign } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { unpem } from './der.js';
+import { verifyP256Sha256 } from './p256.js';
 
 const CONTEXT = Buffer.from('meshplane renewal proof v1\0', 'latin1');
 
@@ -31,13 +32,9 @@ export function renewalProof(currentKey: string | KeyObject, csrPem: string): st
   return sign('sha256', bytes, key).toString('base64');
 }
 
-/** Whether `proof` is the signature of `cert`'s key over `csrPem`. */
-export function proofHolds(cert: NodeX509, csrPem: string, proof: string): boolean {
+/** Whether `proof` is the signature, by the key at `point` (a P-256 point: every meshplane credential's), over `csrPem`. */
+export function proofHolds(point: Uint8Array | undefined, csrPem: string, proof: string): boolean {
   const bytes = signedBytes(csrPem);
-  if (bytes === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(proof)) return false;
-  try {
-    return verify('sha256', bytes, cert.publicKey, Buffer.from(proof, 'base64'));
-  } catch {
-    return false;
-  }
+  if (point === undefined || bytes === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(proof)) return false;
+  return verifyP256Sha256(point, bytes, Buffer.from(proof, 'base64'));
 }

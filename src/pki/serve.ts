@@ -31,6 +31,7 @@ import type { Topology } from '../topology/index.js';
 import { hostFqdn, pkiPolicy } from '../topology/index.js';
 import type { RateLimits, Renewed, RenewalItem } from './online.js';
 import { OnlineCa } from './online.js';
+import { p256Backend } from './p256.js';
 import type { San } from './sans.js';
 import { toSan } from './sans.js';
 import type { ServingPair } from './serving-cert.js';
@@ -124,6 +125,10 @@ export class PkiServer {
     this.refusals = new Counter({ name: 'meshplane_pki_serve_refusals_total', help: 'Refused renewals by error code', labelNames: ['code'], registers });
     this.signSeconds = new Histogram({ name: 'meshplane_pki_serve_renew_seconds', help: 'Time to check and sign one renewal', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1], registers });
     // With --workers N each worker has its own serving certificate: the earliest expiry is the one to watch.
+    // 1 when signatures are checked by the native addon (p256.ts), 0 on the slower node:crypto path.
+    new Gauge({ name: 'meshplane_pki_serve_native_signature_check', help: 'Whether renewal signatures are checked by the native P-256 addon (1) or by node:crypto (0, slower; see README "Native signature check")', registers, aggregator: 'min' }).set(
+      p256Backend().native ? 1 : 0,
+    );
     this.servingExpiry = new Gauge({ name: 'meshplane_pki_serve_certificate_expiry_timestamp_seconds', help: "notAfter of pki serve's own TLS certificate, Unix time", registers, aggregator: 'min' });
   }
 
@@ -225,6 +230,8 @@ export class PkiServer {
     this.serving = serving;
     serving.start();
     options.logger.info({ address: options.address, port: this.port, serial: first.serial, notAfter: first.notAfter.toISOString() }, 'online CA serving');
+    const check = p256Backend();
+    if (!check.native) options.logger.warn({ signatureCheck: check.detail }, 'signatures are checked with node:crypto, about half the native rate (README "Native signature check")');
   }
 
   /** New connections get `pair`; open ones keep theirs (setSecureContext replaces only the shared context). */

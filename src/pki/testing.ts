@@ -9,4 +9,6 @@ export { clientSans, serverSans, kindsOf, sanKey, toSan } from './sans.js';
 export type { San } from './sans.js';
 export { statusMetrics } from './status.js';
 export { leafValidity } from './validity.js';
+export { loadNativeP256, verifyWithNodeCrypto } from './p256.js';
+export { IssuerCheck, readCertificate } from './presented.js';
 export { peculiar } from './x509.js';
