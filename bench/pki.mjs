@@ -6,7 +6,9 @@
 // does: one mutual TLS connection a host carrying its 5 renewals, each with
 // a proof by its current key (POST /renewals); for comparison the same with
 // one worker, and with one connection a renewal (POST /renew, presenting
-// that credential's certificate: the 10,000-hosts-of-one-credential case).
+// that credential's certificate: the 10,000-hosts-of-one-credential case);
+// and the first shape again with signatures checked by node:crypto
+// (MESHPLANE_NATIVE=0), what a CA host without the native addon gets.
 //
 // Run with `npm run bench:pki` (builds first), under
 // `flock /tmp/meshplane-bench.lock` when others share the machine. Prints
@@ -26,6 +28,7 @@ import { URL, fileURLToPath } from 'node:url';
 import { compileTopology, loadConfig } from '../dist/config/index.js';
 import { readTopology, writeTopology } from '../dist/topology/index.js';
 import { entitledSans, generateKeyPair, makeCsr } from '../dist/pki/index.js';
+import { p256Backend } from '../dist/pki/p256.js';
 import { atExit, exitOnSignals, spawnTracked as spawn } from './lib/children.mjs';
 import { treeCpuSeconds } from './lib/proc-cpu.mjs';
 import { requireTools } from './lib/tools.mjs';
@@ -297,8 +300,8 @@ function countCerts(dir) {
 }
 
 /** Starts a child and resolves once its output matches `ready`; the child is in `cleanups` to be stopped on any exit. */
-function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe']) {
-  const child = spawn(process.execPath, args, { stdio });
+function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe'], env = process.env) {
+  const child = spawn(process.execPath, args, { stdio, env });
   cleanups.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
   let output = '';
   return new Promise((resolve, reject) => {
@@ -321,9 +324,10 @@ function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe']) {
  * `single`, one connection a credential (`POST /renew`); returns the seconds
  * from go to the last answer and the CPU each side used meanwhile.
  */
-async function renewOnline(dir, caDir, cleanups, count, profileDir, mode, workers) {
+async function renewOnline(dir, caDir, cleanups, count, profileDir, mode, workers, native) {
   const serveArgs = [BIN, 'pki', 'serve', '--ca-dir', caDir, '-t', join(dir, 'topology.json'), '--listen', '127.0.0.1:0', '--log-level', 'warn', '--no-watch', '--workers', String(workers)];
-  const server = await startChild(profileDir === undefined ? serveArgs : ['--cpu-prof', '--cpu-prof-dir', profileDir, ...serveArgs], /online CA at (https:\/\/\S+?)\/(;|\n)/, cleanups);
+  const env = native ? process.env : { ...process.env, MESHPLANE_NATIVE: '0' };
+  const server = await startChild(profileDir === undefined ? serveArgs : ['--cpu-prof', '--cpu-prof-dir', profileDir, ...serveArgs], /online CA at (https:\/\/\S+?)\/(;|\n)/, cleanups, undefined, env);
   const caUrl = server.match[1];
   const per = Math.ceil(count / CLIENT_PROCESSES);
   const clients = await Promise.all(
@@ -450,21 +454,24 @@ async function main() {
     // Online renewal: the certificates just signed are each host's current ones.
     renameSync(first.out, join(dir, 'current'));
     const cores = availableParallelism();
-    const renewRuns = { batch: [], single: [], batch_1: [] };
-    // Each round: a host a connection with a worker a core (the figure), the same with one worker, and a renewal a connection.
+    const renewRuns = { batch: [], single: [], batch_1: [], batch_node: [] };
+    // Each round: a host a connection with a worker a core (the figure), the same with one worker, a renewal a
+    // connection, and the figure's shape with signatures checked by node:crypto (MESHPLANE_NATIVE=0: no addon built).
     const shapes = [
-      { key: 'batch', mode: 'batch', workers: cores },
-      { key: 'batch_1', mode: 'batch', workers: 1 },
-      { key: 'single', mode: 'single', workers: cores },
+      { key: 'batch', mode: 'batch', workers: cores, native: true },
+      { key: 'batch_1', mode: 'batch', workers: 1, native: true },
+      { key: 'single', mode: 'single', workers: cores, native: true },
+      { key: 'batch_node', mode: 'batch', workers: cores, native: false },
     ];
+    log(`signature checks in pki serve: ${p256Backend().detail}${p256Backend().native ? '' : ' -- the figures below are NOT the native ones'}`);
     for (let i = 1; i <= RUNS; i++) {
-      for (const { key, mode, workers } of shapes) {
-        const r = await renewOnline(dir, caDir, cleanups, csrs.length, i === RUNS && key === 'batch' ? profileDir : undefined, mode, workers);
+      for (const { key, mode, workers, native } of shapes) {
+        const r = await renewOnline(dir, caDir, cleanups, csrs.length, i === RUNS && key === 'batch' ? profileDir : undefined, mode, workers, native);
         renewRuns[key].push(r.seconds);
         const ms = (cpu) => ((cpu * 1000) / csrs.length).toFixed(2);
         const shape = mode === 'batch' ? `${HOSTS} connections (one a host)` : `${csrs.length} connections (one a renewal)`;
         log(
-          `pki serve --workers ${workers} ${mode} #${i}: ${csrs.length} renewals over ${shape} in ${r.seconds.toFixed(2)} s = ${sig(csrs.length / r.seconds)}/s; CPU a renewal: server ${ms(r.serverCpu)} ms, clients ${ms(r.clientCpu)} ms; ` +
+          `pki serve --workers ${workers} ${mode}${native ? '' : ' (node:crypto)'} #${i}: ${csrs.length} renewals over ${shape} in ${r.seconds.toFixed(2)} s = ${sig(csrs.length / r.seconds)}/s; CPU a renewal: server ${ms(r.serverCpu)} ms, clients ${ms(r.clientCpu)} ms; ` +
             `both used ${((100 * (r.serverCpu + r.clientCpu)) / (cores * r.seconds)).toFixed(0)}% of ${cores} cores; load average ${r.load.toFixed(2)} at go, ${loadavg()[0].toFixed(2)} at the end`,
         );
       }
@@ -473,6 +480,7 @@ async function main() {
     const batchRate = csrs.length / median(renewRuns.batch);
     const singleRate = csrs.length / median(renewRuns.single);
     const oneWorkerRate = csrs.length / median(renewRuns.batch_1);
+    const nodeCryptoRate = csrs.length / median(renewRuns.batch_node);
     const singleSlowest = Math.max(...renewRuns.single);
     log('');
     log(
@@ -482,6 +490,7 @@ async function main() {
     log(`targets: at least 1x openssl ca -batch, at least 1,000 renewals/s, 10,000 hosts within 60 s (10,000 hosts of one credential each: the single runs, judged on the slowest)`);
     log(`RESULT renewals_per_s ours=${sig(batchRate)} openssl-ca=${sig(opensslRate)} ratio=${sig(batchRate / opensslRate)}`);
     log(`RESULT renewals_per_s_one_worker ours=${sig(oneWorkerRate)} openssl-ca=${sig(opensslRate)} ratio=${sig(oneWorkerRate / opensslRate)}`);
+    log(`RESULT renewals_per_s_node_crypto ours=${sig(nodeCryptoRate)} openssl-ca=${sig(opensslRate)} ratio=${sig(nodeCryptoRate / opensslRate)}`);
     log(`RESULT renewals_per_s_one_connection_each ours=${sig(singleRate)} openssl-ca=${sig(opensslRate)} ratio=${sig(singleRate / opensslRate)}`);
     log(`RESULT renew_10k_hosts_s ours=${sig(singleSlowest)} target=60 ratio=${sig(60 / singleSlowest)}`);
   } finally {
