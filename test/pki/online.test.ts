@@ -35,8 +35,8 @@ interface Proc {
 const procs: Proc[] = [];
 
 /** Starts the built CLI; resolves once `ready` matches its output. */
-function start(args: readonly string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(args: readonly string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<Proc & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const out = { text: '' };
   child.stdout?.on('data', (chunk: Buffer) => (out.text += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (out.text += chunk.toString()));
@@ -76,10 +76,10 @@ async function issued(root: string, host: string, options: { now?: Date; lifetim
 const file = (root: string, credential: string, kind: string, name: string): string => join(root, 'x509', credential, kind, name);
 
 /** POST /renew with a client certificate, as a peer that is not our renew client would. */
-function postRenew(cert: string, key: string, csr: string, path = '/renew'): Promise<{ status: number; body: string }> {
+function postRenew(cert: string, key: string, csr: string, path = '/renew', base = caUrl): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const headers = { 'content-type': path === '/renewals' ? 'application/json' : 'application/pkcs10' };
-    const req = httpsRequest(`${caUrl}${path}`, { method: 'POST', ca: loadCa(caDir).certPem, cert, key, agent: false, headers }, (res) => {
+    const req = httpsRequest(`${base}${path}`, { method: 'POST', ca: loadCa(caDir).certPem, cert, key, agent: false, headers }, (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -162,6 +162,41 @@ describe('pki serve + pki renew', () => {
     } finally {
       tlsd.close();
     }
+  });
+});
+
+describe('pki serve without the native signature check (MESHPLANE_NATIVE=0)', () => {
+  it('renews the same through node:crypto, refuses another CA, warns at start and says so in its metrics', async () => {
+    const fallback = await start(
+      ['pki', 'serve', '--ca-dir', caDir, '-t', topologyFile, '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-watch'],
+      /online CA at (https:\/\/127\.0\.0\.1:\d+)\/; metrics at (\S+)/,
+      { ...process.env, MESHPLANE_NATIVE: '0' },
+    );
+    const url = fallback.match[1] ?? '';
+    expect(fallback.out.text).toContain('signatures are checked with node:crypto');
+    expect(await (await fetch(fallback.match[2] ?? '')).text()).toMatch(/^meshplane_pki_serve_native_signature_check 0$/m);
+    expect(await metrics()).toMatch(/^meshplane_pki_serve_native_signature_check 1$/m);
+    expect(server.out.text).not.toContain('signatures are checked with node:crypto');
+
+    const root = join(dir.path, 'fallback-host1');
+    await issued(root, 'host1', { now: new Date(Date.now() - 70 * 60_000), lifetimeMs: 1.5 * HOUR });
+    const before = readdirSync(join(root, 'x509')).map((credential) => readFileSync(join(root, 'x509', credential, 'server', 'cert.pem'), 'utf8'));
+    const renewed = meshplane(['pki', 'renew', '--host', 'host1', '--ca-url', url, '--credentials-root', root]);
+    expect(renewed.status, renewed.stdout + renewed.stderr).toBe(0);
+    for (const [index, credential] of readdirSync(join(root, 'x509')).entries()) {
+      const path = join(root, 'x509', credential, 'server', 'cert.pem');
+      expect(readFileSync(path, 'utf8')).not.toBe(before[index]);
+      expect(openssl(['verify', '-CAfile', join(caDir, 'ca.pem'), path]).stdout).toContain(': OK');
+    }
+
+    // A pair from another CA: the CA's signature over it is checked through node:crypto, and fails.
+    const stranger = join(dir.path, 'fallback-other-ca');
+    await issued(stranger, 'host1', { ca: otherCaDir });
+    const csr = await makeCsr({ privateKeyPem: generateKeyPair().privateKeyPem, credential: 'web', kind: 'server', sans: [] });
+    const refused = await postRenew(readFileSync(file(stranger, 'web', 'server', 'cert.pem'), 'utf8'), readFileSync(file(stranger, 'web', 'server', 'private_key.pem'), 'utf8'), csr, '/renew', url);
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain('PKI_ERR_RENEW_UNTRUSTED');
+    await stop(fallback);
   });
 });
 
