@@ -22,4 +22,5 @@ export { VALIDITY, parseLifetime, formatDuration } from './validity.js';
 export { PkiServer } from './serve.js';
 export { PkiServeCluster, announceServeWorker, leaveServeCluster, serveWorkerIndex } from './serve-cluster.js';
 export { renewalProof } from './renewal-proof.js';
+export { p256Backend } from './p256.js';
 export { RenewDaemon } from './renew-daemon.js';

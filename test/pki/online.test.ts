@@ -423,7 +423,8 @@ describe('pki serve --workers 2', () => {
     const [victim] = workerPids();
     process.kill(victim ?? 0, 'SIGKILL');
     await waitFor(() => workerPids().length === 2 && !workerPids().includes(victim ?? 0), { what: 'the killed worker replaced', explain: () => pool.out.text });
-    expect(pool.out.text).toContain('pki serve worker died; starting a new one');
+    // The new worker can show in /proc before the primary's log line has come through its pipe.
+    await waitFor(() => pool.out.text.includes('pki serve worker died; starting a new one'), { what: "the primary's log of the dead worker", explain: () => pool.out.text });
     const pids = workerPids();
     await stop(pool);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
