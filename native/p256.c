@@ -18,6 +18,7 @@
  * argument types throw a TypeError.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <pthread.h>
 #include <node_api.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
@@ -25,7 +26,12 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+/* Built once per process and only read afterwards (ECDSA_do_verify on a key holding a copy);
+ * pki sign loads this addon in several worker threads at once, hence pthread_once. */
 static EC_GROUP *p256;
+static pthread_once_t p256_once = PTHREAD_ONCE_INIT;
+
+static void make_p256(void) { p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1); }
 
 static int buffer_arg(napi_env env, napi_value value, const unsigned char **data, size_t *length) {
   bool is_typed = false;
@@ -80,7 +86,7 @@ static napi_value verify(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  if (p256 == NULL) p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  pthread_once(&p256_once, make_p256);
   if (p256 == NULL) {
     napi_throw_error(env, NULL, "OpenSSL has no P-256 group");
     return NULL;
