@@ -173,7 +173,8 @@ describe('pki serve without the native signature check (MESHPLANE_NATIVE=0)', ()
       { ...process.env, MESHPLANE_NATIVE: '0' },
     );
     const url = fallback.match[1] ?? '';
-    expect(fallback.out.text).toContain('signatures are checked with node:crypto');
+    // pino writes asynchronously: the warning can come after the CLI's "online CA at" line.
+    await waitFor(() => fallback.out.text.includes('signatures are checked with node:crypto'), { what: "the fallback's warning", explain: () => fallback.out.text });
     expect(await (await fetch(fallback.match[2] ?? '')).text()).toMatch(/^meshplane_pki_serve_native_signature_check 0$/m);
     expect(await metrics()).toMatch(/^meshplane_pki_serve_native_signature_check 1$/m);
     expect(server.out.text).not.toContain('signatures are checked with node:crypto');
