@@ -4,14 +4,13 @@
  * the authorization step checks against the Topology.
  */
 import { createPublicKey, verify, webcrypto } from 'node:crypto';
-import type { KeyObject } from 'node:crypto';
 import { MeshplaneError } from '../errors.js';
 import type { Node as DerNode } from './der.js';
 import { DerReader, TAG, oidText, readCommonName, readExtensionList, readGeneralNames, readOidList, unpem } from './der.js';
 import type { CertKind, San } from './sans.js';
 import { kindsOfUsages, toSan } from './sans.js';
 import { EC_ALGORITHM, OID } from './oids.js';
-import { verifyP256Sha256 } from './p256.js';
+import { p256KeyObject, uncompressedPoint, verifyP256Sha256 } from './p256.js';
 import { peculiar } from './x509.js';
 
 interface CsrRequest {
@@ -56,7 +55,6 @@ export interface ParsedCsr {
   readonly signatureValid: boolean;
 }
 
-const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
 const CURVES: Readonly<Record<string, string>> = { '1.2.840.10045.3.1.7': 'P-256', '1.3.132.0.34': 'P-384', '1.3.132.0.35': 'P-521' };
 const KEY_TYPES: Readonly<Record<string, string>> = { '1.2.840.113549.1.1.1': 'RSA', '1.3.101.112': 'Ed25519', '1.3.101.113': 'Ed448' };
 /** Signature algorithm OID -> hash for node:crypto.verify (null: the algorithm hashes itself). */
@@ -93,7 +91,7 @@ export function parseCsr(pemText: string, source: string): ParsedCsr {
   const [keyOid, keyParams] = r.children(r.expect(keyAlgorithm, TAG.sequence, 'key algorithm'));
   const keyOidText = oidText(r.content(r.expect(keyOid, TAG.oid, 'key algorithm OID')));
   let keyType = KEY_TYPES[keyOidText] ?? keyOidText;
-  if (keyOidText === '1.2.840.10045.2.1') {
+  if (keyOidText === OID.ecPublicKey) {
     const curve = keyParams !== undefined && keyParams.tag === TAG.oid ? oidText(r.content(keyParams)) : 'unnamed curve';
     keyType = `ECDSA ${CURVES[curve] ?? curve}`;
   }
@@ -125,34 +123,17 @@ export function parseCsr(pemText: string, source: string): ParsedCsr {
   const hash = SIGNATURE_HASHES[algorithmOid];
   if (hash !== undefined && signatureNode.end > signatureNode.contentStart + 1) {
     const signature = r.buffer.subarray(signatureNode.contentStart + 1, signatureNode.end);
-    const point = p256Point(r, keyBits as DerNode, keyType);
+    const point = keyType === 'ECDSA P-256' ? uncompressedPoint(r.content(keyBits as DerNode)) : undefined;
     try {
       // The common case (every CSR meshplane makes) through the fast check (p256.ts).
-      if (point !== undefined && algorithmOid === ECDSA_WITH_SHA256) signatureValid = verifyP256Sha256(point, r.bytes(infoNode), signature);
-      else signatureValid = verify(hash, r.bytes(infoNode), publicKeyObject(r, spkiNode, keyBits as DerNode, point), signature);
+      if (point !== undefined && algorithmOid === OID.ecdsaWithSha256) signatureValid = verifyP256Sha256(point, r.bytes(infoNode), signature);
+      else {
+        const key = point !== undefined ? p256KeyObject(point) : createPublicKey({ key: Buffer.from(r.bytes(spkiNode)), format: 'der', type: 'spki' });
+        signatureValid = verify(hash, r.bytes(infoNode), key, signature);
+      }
     } catch {
       signatureValid = false;
     }
   }
   return { commonName, publicKeySpki: r.bytes(spkiNode), keyType, keyIsP256: keyType === 'ECDSA P-256', sans, otherNames, kinds, signatureValid };
-}
-
-/** The raw uncompressed point of a P-256 key (0x04 || X || Y), or undefined for any other key. */
-function p256Point(r: DerReader, bits: DerNode, keyType: string): Uint8Array | undefined {
-  const content = r.content(bits);
-  return keyType === 'ECDSA P-256' && content.length === 66 && content[0] === 0 && content[1] === 4 ? content.subarray(1) : undefined;
-}
-
-/**
- * The CSR's key as a KeyObject, for signatures other than ECDSA P-256 with
- * SHA-256. A P-256 point goes in as JWK: OpenSSL 3 builds it from
- * parameters, skipping the SPKI decoder chain.
- */
-function publicKeyObject(r: DerReader, spki: DerNode, bits: DerNode, point: Uint8Array | undefined): KeyObject {
-  if (point !== undefined) {
-    const x = Buffer.from(point.subarray(1, 33)).toString('base64url');
-    const y = Buffer.from(point.subarray(33, 65)).toString('base64url');
-    return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x, y }, format: 'jwk' });
-  }
-  return createPublicKey({ key: Buffer.from(r.bytes(spki)), format: 'der', type: 'spki' });
 }

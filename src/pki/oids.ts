@@ -11,6 +11,9 @@ export const OID = {
   nameConstraints: '2.5.29.30',
   basicConstraints: '2.5.29.19',
   keyUsage: '2.5.29.15',
+  ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  ecPublicKey: '1.2.840.10045.2.1',
+  prime256v1: '1.2.840.10045.3.1.7',
 } as const;
 
 /**

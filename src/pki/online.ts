@@ -167,7 +167,7 @@ interface Loaded {
 
 function load(caDir: string): Loaded {
   const ca = loadCa(caDir);
-  return { ca, signer: new LeafSigner(ca), issuer: new IssuerCheck(ca.certPem), revoked: new RevokedCache(ca) };
+  return { ca, signer: new LeafSigner(ca), issuer: new IssuerCheck(ca.cert), revoked: new RevokedCache(ca) };
 }
 
 export class OnlineCa {
@@ -203,7 +203,7 @@ export class OnlineCa {
   /** Checks the presented certificate, the rate and the CSR (as `pki sign` does), and signs. */
   renew(topology: Topology, request: RenewRequest): Renewed {
     const now = request.now ?? new Date();
-    const identity = this.presented(topology, this.connectionCertificate(request.peerCert, request.peer), request.peer, now, this.loaded.revoked.get());
+    const identity = this.presented(topology, this.connectionCertificate(request.peerCert?.raw, request.peer), request.peer, now, this.loaded.revoked.get());
     return this.signFor(topology, identity, request.csrPem, request.peer, now);
   }
 
@@ -220,9 +220,10 @@ export class OnlineCa {
     const { peer } = request;
     // revoked.json is looked at once a request (a stat; read again only when it changed).
     const revoked = this.loaded.revoked.get();
-    const asker = this.presented(topology, this.connectionCertificate(request.peerCert, peer), peer, now, revoked);
-    if (request.items.length > MAX_RENEWALS_PER_REQUEST) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', peer, `${request.items.length} renewals in one request; at most ${MAX_RENEWALS_PER_REQUEST}`);
+    // The DER of the handshake's certificate (node:crypto encodes it afresh on each .raw).
     const connectionDer = request.peerCert?.raw;
+    const asker = this.presented(topology, this.connectionCertificate(connectionDer, peer), peer, now, revoked);
+    if (request.items.length > MAX_RENEWALS_PER_REQUEST) throw refuse('PKI_ERR_RENEW_BAD_REQUEST', peer, `${request.items.length} renewals in one request; at most ${MAX_RENEWALS_PER_REQUEST}`);
     return request.items.map((item, index) => {
       const where = `${peer} (host ${asker.host}, renewal #${index + 1})`;
       try {
@@ -245,9 +246,9 @@ export class OnlineCa {
   }
 
   /** The certificate of the TLS handshake, read as presented.ts reads every presented one. */
-  private connectionCertificate(peerCert: NodeX509 | undefined, peer: string): PresentedCertificate {
-    if (peerCert === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
-    const cert = readCertificate(peerCert.raw);
+  private connectionCertificate(der: Uint8Array | undefined, peer: string): PresentedCertificate {
+    if (der === undefined) throw refuse('PKI_ERR_RENEW_NO_CERT', peer, 'no client certificate was presented (present the current certificate of the credential being renewed)');
+    const cert = readCertificate(der);
     if (cert === undefined) throw refuse('PKI_ERR_RENEW_UNTRUSTED', peer, 'the certificate presented is not readable DER');
     return cert;
   }

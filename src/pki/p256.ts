@@ -19,6 +19,7 @@
  * MESHPLANE_NATIVE=0 in the environment forces node:crypto.
  */
 import { createPublicKey, verify } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
@@ -33,13 +34,22 @@ interface P256Backend {
 
 const ADDON_PATH = fileURLToPath(new URL('../../build/Release/meshplane_p256.node', import.meta.url));
 
-/** The check through node:crypto: the point goes in as JWK (no SPKI decoder), then a one-shot verify. */
+/** The uncompressed point in a P-256 key's BIT STRING content (an unused-bits byte 0, then 0x04 || X || Y), or undefined. */
+export function uncompressedPoint(bitStringContent: Uint8Array): Uint8Array | undefined {
+  return bitStringContent.length === 66 && bitStringContent[0] === 0 && bitStringContent[1] === 4 ? bitStringContent.subarray(1) : undefined;
+}
+
+/** A P-256 point as a node:crypto key. It goes in as JWK: OpenSSL 3 builds it from parameters, skipping the SPKI decoder chain. */
+export function p256KeyObject(point: Uint8Array): KeyObject {
+  const bytes = Buffer.from(point.buffer, point.byteOffset, point.byteLength);
+  return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: bytes.subarray(1, 33).toString('base64url'), y: bytes.subarray(33, 65).toString('base64url') }, format: 'jwk' });
+}
+
+/** The check through node:crypto: the point as a JWK key, then a one-shot verify. */
 export const verifyWithNodeCrypto: Verify = (point, message, signature) => {
   if (point.length !== 65 || point[0] !== 4) return false;
   try {
-    const bytes = Buffer.from(point.buffer, point.byteOffset, point.byteLength);
-    const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: bytes.subarray(1, 33).toString('base64url'), y: bytes.subarray(33, 65).toString('base64url') }, format: 'jwk' });
-    return verify('sha256', message, key, signature);
+    return verify('sha256', message, p256KeyObject(point), signature);
   } catch {
     // A point off the curve, or a signature that is not DER.
     return false;

@@ -10,17 +10,13 @@
  * check and microseconds of JavaScript. The signature covers exactly the
  * TBSCertificate bytes read here, so nothing read is trusted before it holds.
  */
-import { X509Certificate as NodeX509, verify } from 'node:crypto';
 import { MeshplaneError } from '../errors.js';
+import type { Ca } from './ca.js';
 import type { Node as DerNode } from './der.js';
 import { DerReader, TAG, oidText, readCommonName, readExtensionList, readGeneralNames, readTime } from './der.js';
 import { sameBytes } from './keys.js';
 import { OID } from './oids.js';
-import { verifyP256Sha256 } from './p256.js';
-
-const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
-const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
-const P256 = '1.2.840.10045.3.1.7';
+import { uncompressedPoint, verifyP256Sha256 } from './p256.js';
 
 export interface PresentedCertificate {
   /** Lower-case hex without leading zeros (normalizeSerial's form, as revoked.json holds it). */
@@ -58,6 +54,15 @@ export function readCertificate(der: Uint8Array): PresentedCertificate | undefin
   }
 }
 
+/** The point of a SubjectPublicKeyInfo when it is an uncompressed P-256 key; undefined for any other key. */
+function p256PointOf(r: DerReader, spki: DerNode | undefined): Uint8Array | undefined {
+  const [keyAlgorithm, keyBits] = r.children(r.expect(spki, TAG.sequence, 'subjectPublicKeyInfo'));
+  const [keyOid, keyParams] = r.children(r.expect(keyAlgorithm, TAG.sequence, 'key algorithm'));
+  const keyContent = r.content(r.expect(keyBits, TAG.bitString, 'subjectPublicKey'));
+  const isP256 = oidText(r.content(r.expect(keyOid, TAG.oid, 'key OID'))) === OID.ecPublicKey && keyParams?.tag === TAG.oid && oidText(r.content(keyParams)) === OID.prime256v1;
+  return isP256 ? uncompressedPoint(keyContent) : undefined;
+}
+
 function readStrict(r: DerReader): PresentedCertificate {
   const outer = r.expect(r.node(0), TAG.sequence, 'Certificate');
   if (outer.end !== r.buffer.length) r.fail('trailing bytes');
@@ -72,11 +77,7 @@ function readStrict(r: DerReader): PresentedCertificate {
   const [notBefore, notAfter] = r.children(r.expect(validity, TAG.sequence, 'validity'));
   if (notBefore === undefined || notAfter === undefined) r.fail('validity needs two times');
 
-  const [keyAlgorithm, keyBits] = r.children(r.expect(spki, TAG.sequence, 'subjectPublicKeyInfo'));
-  const [keyOid, keyParams] = r.children(r.expect(keyAlgorithm, TAG.sequence, 'key algorithm'));
-  const keyContent = r.content(r.expect(keyBits, TAG.bitString, 'subjectPublicKey'));
-  const isP256 = oidText(r.content(r.expect(keyOid, TAG.oid, 'key OID'))) === EC_PUBLIC_KEY && keyParams?.tag === TAG.oid && oidText(r.content(keyParams)) === P256;
-  const publicPoint = isP256 && keyContent.length === 66 && keyContent[0] === 0 && keyContent[1] === 4 ? keyContent.subarray(1) : undefined;
+  const publicPoint = p256PointOf(r, spki);
 
   const uris: string[] = [];
   const extensions = fields.slice(at + 6).find((n) => n.tag === 0xa3);
@@ -101,31 +102,24 @@ function readStrict(r: DerReader): PresentedCertificate {
   };
 }
 
-/** Checks that certificates were issued by one CA: its name as their issuer, and its signature over them. */
+/**
+ * Checks that certificates were issued by one CA: its subject as their
+ * issuer, and its signature over them. The CA's key is P-256 (loadCa
+ * refuses any other), so the check is always the fast one of p256.ts.
+ */
 export class IssuerCheck {
-  private readonly ca: PresentedCertificate;
-  /** For a CA whose key is not P-256 (meshplane makes none): node:crypto's verify with its key. */
-  private readonly fallbackKey;
+  private readonly subjectDer: Uint8Array;
+  private readonly point: Uint8Array;
 
-  constructor(caPem: string) {
-    const node = new NodeX509(caPem);
-    const ca = readCertificate(node.raw);
-    if (ca === undefined) throw new MeshplaneError('PKI_ERR_CA_INVALID', 'the CA certificate is not readable DER');
-    this.ca = ca;
-    this.fallbackKey = node.publicKey;
+  constructor(ca: Pick<Ca['cert'], 'subjectDer' | 'publicKeySpki'>) {
+    const r = new DerReader(ca.publicKeySpki, 'the CA key');
+    const point = p256PointOf(r, r.node(0));
+    if (point === undefined) throw new MeshplaneError('PKI_ERR_CA_INVALID', 'the CA key is not an uncompressed ECDSA P-256 key');
+    this.subjectDer = ca.subjectDer;
+    this.point = point;
   }
 
   issued(cert: PresentedCertificate): boolean {
-    if (!sameBytes(cert.issuerDer, this.ca.subjectDer)) return false;
-    if (this.ca.publicPoint !== undefined && cert.signatureAlgorithm === ECDSA_WITH_SHA256) return verifyP256Sha256(this.ca.publicPoint, cert.tbs, cert.signature);
-    const hash = SIGNATURE_HASHES[cert.signatureAlgorithm];
-    if (hash === undefined) return false;
-    try {
-      return verify(hash, cert.tbs, this.fallbackKey, cert.signature);
-    } catch {
-      return false;
-    }
+    return sameBytes(cert.issuerDer, this.subjectDer) && cert.signatureAlgorithm === OID.ecdsaWithSha256 && verifyP256Sha256(this.point, cert.tbs, cert.signature);
   }
 }
-
-const SIGNATURE_HASHES: Readonly<Record<string, string>> = { [ECDSA_WITH_SHA256]: 'sha256', '1.2.840.10045.4.3.3': 'sha384', '1.2.840.10045.4.3.4': 'sha512' };

@@ -33,7 +33,9 @@ makeCa('other-ca');
 const leafPem = makeLeaf('ca', 'web', 'leaf');
 const strangerPem = makeLeaf('other-ca', 'web', 'stranger');
 const leafDer = new X509Certificate(leafPem).raw;
-const check = new IssuerCheck(readFileSync(at('ca.pem'), 'utf8'));
+/** The CA as loadCa holds it: its subject as encoded, and its key. */
+const caNode = new X509Certificate(readFileSync(at('ca.pem'), 'utf8'));
+const check = new IssuerCheck({ subjectDer: readCertificate(caNode.raw)?.subjectDer ?? new Uint8Array(0), publicKeySpki: caNode.publicKey.export({ format: 'der', type: 'spki' }) });
 
 describe('a presented certificate', () => {
   it('reads the fields openssl and node:crypto read', () => {
