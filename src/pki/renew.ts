@@ -13,6 +13,9 @@
 import { X509Certificate as NodeX509, createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { MeshplaneError } from '../errors.js';
 import { credentialsDir } from '../topology/index.js';
 import { makeCsr } from './csr.js';
@@ -22,6 +25,7 @@ import { trustProblem } from './inspect.js';
 import { generateKeyPair } from './keys.js';
 import { MAX_RENEWALS_PER_REQUEST } from './online.js';
 import { renewalProof } from './renewal-proof.js';
+import { servingProblem } from './serving-check.js';
 import type { CertKind } from './sans.js';
 import { CERT_KINDS } from './sans.js';
 import { VALIDITY } from './validity.js';
@@ -85,12 +89,51 @@ interface Tls {
   readonly keyPem?: string;
 }
 
-/** One HTTPS request to the CA; network failures become PKI_ERR_CA_UNREACHABLE. */
-function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?: string, contentType = 'application/pkcs10'): Promise<Answer> {
+/**
+ * A TLS connection to the CA whose serving certificate has been checked
+ * (serving-check.ts: without a trust store, so that the handshake does not
+ * carry the CA certificate along with the host's own).
+ */
+function connectToCa(caUrl: URL, tls: Tls): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const host = caUrl.hostname.startsWith('[') ? caUrl.hostname.slice(1, -1) : caUrl.hostname;
+    const socket = tlsConnect({
+      host,
+      port: Number(caUrl.port || 443),
+      ...(isIP(host) === 0 ? { servername: host } : {}),
+      cert: tls.certPem,
+      key: tls.keyPem,
+      // Checked below, before anything is sent.
+      rejectUnauthorized: false,
+    });
+    socket.setTimeout(REQUEST_TIMEOUT_MS, () => socket.destroy(new Error(`no TLS handshake within ${REQUEST_TIMEOUT_MS / 1000} s`)));
+    socket.once('error', reject);
+    socket.once('secureConnect', () => {
+      const problem = servingProblem(socket.getPeerX509Certificate(), tls.caPem, host, new Date());
+      if (problem !== undefined) {
+        const err = new Error(`the server there is not the CA of ca.pem: ${problem}`);
+        socket.destroy(err);
+        return;
+      }
+      socket.removeListener('error', reject);
+      socket.setTimeout(0);
+      resolve(socket);
+    });
+  });
+}
+
+/** One HTTPS request to the CA; network failures and a serving certificate not of this CA become PKI_ERR_CA_UNREACHABLE. */
+async function call(caUrl: URL, method: 'GET' | 'POST', path: string, tls: Tls, body?: string, contentType = 'application/pkcs10'): Promise<Answer> {
+  let socket: TLSSocket;
+  try {
+    socket = await connectToCa(caUrl, tls);
+  } catch (err) {
+    throw unreachable(caUrl, err as Error);
+  }
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       new URL(path, caUrl),
-      { method, ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, timeout: REQUEST_TIMEOUT_MS, agent: false, headers: { 'content-type': contentType } },
+      { method, createConnection: () => socket, timeout: REQUEST_TIMEOUT_MS, headers: { 'content-type': contentType, connection: 'close' } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
