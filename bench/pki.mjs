@@ -11,15 +11,18 @@
 // (MESHPLANE_NATIVE=0), what a CA host without the native addon gets.
 // `openssl ca -batch` runs again at the start of each renewal round, and
 // the renewal ratios compare with those runs (made at the same time).
+// The renewing hosts are bench/renew-client.c (compiled here with cc
+// against the system's OpenSSL): they share the two cores with the server,
+// and a Node client cost as much CPU a renewal as half the server's.
 //
 // Run with `npm run bench:pki` (builds first), under
 // `flock /tmp/meshplane-bench.lock` when others share the machine. Prints
 // progress, then `RESULT name ours=... <peer>=... ratio=...` lines; ratio > 1
 // means ours is better (rates: ours / peer; times: target / ours). Needs
-// openssl (checked first: exit 2 with the apt-get line when missing); stops
-// the processes it started on any exit.
-import { Buffer } from 'node:buffer';
+// openssl, cc and OpenSSL's headers (checked first: exit 2 with the apt-get
+// line when missing); stops the processes it started on any exit.
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +45,8 @@ const TIME_TARGET_S = 30;
 const RATIO_TARGET = 2;
 const RUN_TIMEOUT_MS = 600_000;
 const RUNS = 3;
+/** The load generator is C against the system's OpenSSL (bench/renew-client.c). */
+const OPENSSL_HEADER = '/usr/include/openssl/ssl.h';
 /** Renewal load: client processes and connections in flight in each. */
 const CLIENT_PROCESSES = 2;
 const IN_FLIGHT = 32;
@@ -68,145 +73,6 @@ if (process.argv[2] === '--make-csrs') {
       writeFileSync(join(dir, 'csrs', hostName, `${name}.server.key`), key.privateKeyPem);
     }
   }
-  process.exit(0);
-}
-
-// ---------------------------------------------------------------------------
-// Child mode: renewal clients for CSRs [from, to). Untimed preparation (each
-// credential's current certificate and key, and one fully verified
-// connection to learn the CA's serving certificate), then "READY"; on a line
-// on stdin, renews them all with `concurrency` requests in flight and prints
-// "DONE <ok> <failed> <cpu seconds> <first error>".
-//
-// Each renewal is a new TCP connection and a full TLS handshake (no session
-// resumption: no ticket or session is ever offered) presenting that
-// credential's certificate and key, then one POST /renew. The client is
-// made cheap so that it is not what the bench measures: a raw TLS socket
-// with a hand-written HTTP/1.1 request instead of node:https (about 0.2 ms
-// less a request), and the server's certificate is checked by comparing it
-// with the one verified against the CA (chain, name) in the preparation
-// instead of OpenSSL re-verifying the chain each time (the CA certificate
-// here holds about 2,000 name constraints); a different serving
-// certificate is verified again against the CA in full. The handshake still
-// proves the server holds that certificate's key (CertificateVerify).
-if (process.argv[2] === '--renew-clients') {
-  const [dir, caUrl, from, to, concurrency, mode] = [process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6]), Number(process.argv[7]), process.argv[8]];
-  const { X509Certificate, createPrivateKey } = await import('node:crypto');
-  const { connect, createSecureContext } = await import('node:tls');
-  const { renewalProof } = await import('../dist/pki/index.js');
-  const { isIP } = await import('node:net');
-  const url = new URL(caUrl);
-  const port = Number(url.port);
-  const host = url.hostname;
-  const caPem = readFileSync(join(dir, 'ca', 'ca.pem'), 'utf8');
-  const ca = new X509Certificate(caPem);
-  const jobs = [];
-  const signed = new Map();
-  for (const csrPath of allCsrs(dir).slice(from, to)) {
-    const hostName = csrPath.split('/').at(-2);
-    const keyPem = readFileSync(csrPath.replace(/\.csr$/, '.key'), 'utf8');
-    if (!signed.has(hostName)) signed.set(hostName, readFileSync(join(dir, 'current', `${hostName}.pem`), 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/g));
-    const key = createPrivateKey(keyPem);
-    const certPem = signed.get(hostName).find((pem) => new X509Certificate(pem).checkPrivateKey(key));
-    const csr = readFileSync(csrPath, 'utf8');
-    if (mode === 'batch' && jobs.at(-1)?.hostName === hostName) {
-      jobs.at(-1).items.push({ csr, certPem, key });
-      continue;
-    }
-    // Each credential loaded once, as a host holds it (OpenSSL 3 takes about 1.7 ms to build a TLS context from PEM).
-    jobs.push({ hostName, items: [{ csr, certPem, key }], keyPem, certPem, context: createSecureContext({ cert: certPem, key: keyPem }) });
-  }
-  // The request of a job, made in the timed part: the HTTP head and body, with
-  // (batch) a proof signed by each credential's current key, as `pki renew` does.
-  const requestOf = (job) => {
-    const body =
-      mode === 'batch'
-        ? Buffer.from(JSON.stringify({ renewals: job.items.map((item) => ({ csr: item.csr, certificate: item.certPem, proof: renewalProof(item.key, item.csr) })) }))
-        : Buffer.from(job.items[0].csr);
-    const head = `POST ${mode === 'batch' ? '/renewals' : '/renew'} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: ${mode === 'batch' ? 'application/json' : 'application/pkcs10'}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
-    return Buffer.concat([Buffer.from(head), body]);
-  };
-  // An answer's renewals, or why it is not one.
-  const renewedIn = (job, status, body) => {
-    if (!status.startsWith('HTTP/1.1 200')) return `${status}: ${body.slice(0, 300)}`;
-    if (mode !== 'batch') return body.startsWith('-----BEGIN CERTIFICATE-----') ? 1 : `not a certificate: ${body.slice(0, 300)}`;
-    const results = JSON.parse(body).results;
-    const bad = results.find((r) => typeof r.certificate !== 'string' || !r.certificate.startsWith('-----BEGIN CERTIFICATE-----'));
-    return results.length === job.items.length && bad === undefined ? results.length : `batch: ${JSON.stringify(bad ?? results.length).slice(0, 300)}`;
-  };
-  // The serving certificate, verified by OpenSSL against the CA and by Node for the name.
-  const verifiedServing = new Set();
-  const first = jobs[0];
-  await new Promise((resolve, reject) => {
-    const socket = connect({ host, port, ca: caPem, cert: first.certPem, key: first.keyPem }, () => {
-      verifiedServing.add(socket.getPeerX509Certificate().raw.toString('base64'));
-      socket.destroy();
-      resolve();
-    });
-    socket.on('error', reject);
-  });
-  const servingOk = (socket) => {
-    const cert = socket.getPeerX509Certificate();
-    if (cert === undefined) return 'no serving certificate';
-    const id = cert.raw.toString('base64');
-    if (verifiedServing.has(id)) return undefined;
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey) || (isIP(host) ? cert.checkIP(host) : cert.checkHost(host)) === undefined) return 'serving certificate not verified by the CA';
-    verifiedServing.add(id);
-    return undefined;
-  };
-  process.stdout.write('READY\n');
-  await new Promise((resolve) => process.stdin.once('data', resolve));
-  const cpuStart = process.cpuUsage();
-  let ok = 0;
-  let failed = 0;
-  let firstError = '';
-  let next = 0;
-  const fail = (message) => {
-    failed++;
-    firstError ||= message;
-  };
-  const one = (job) =>
-    new Promise((resolve) => {
-      const socket = connect({ host, port, secureContext: job.context, rejectUnauthorized: false, noDelay: true }, () => {
-        const problem = servingOk(socket);
-        if (problem !== undefined) {
-          fail(problem);
-          socket.destroy();
-          return resolve();
-        }
-        socket.write(requestOf(job));
-      });
-      const chunks = [];
-      let size = 0;
-      let settled = false;
-      const settle = (outcome) => {
-        if (settled) return;
-        settled = true;
-        if (typeof outcome === 'number') ok += outcome;
-        else fail(outcome);
-        socket.destroy();
-        resolve();
-      };
-      socket.on('data', (chunk) => {
-        chunks.push(chunk);
-        size += chunk.length;
-        const text = chunks.length === 1 ? chunk.toString('latin1') : Buffer.concat(chunks, size).toString('latin1');
-        const end = text.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? NaN);
-        if (text.length - end - 4 < length) return;
-        const body = text.slice(end + 4, end + 4 + length);
-        settle(renewedIn(job, text.slice(0, text.indexOf('\r\n')), body));
-      });
-      socket.on('error', (err) => settle(err.message));
-      socket.on('close', () => settle('connection closed before the answer'));
-    });
-  const lane = async () => {
-    while (next < jobs.length) await one(jobs[next++]);
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  const cpu = process.cpuUsage(cpuStart);
-  process.stdout.write(`DONE ${ok} ${failed} ${((cpu.user + cpu.system) / 1e6).toFixed(3)} ${JSON.stringify(firstError)}\n`);
   process.exit(0);
 }
 
@@ -242,6 +108,43 @@ function runChild(args) {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`child exited ${code}`))));
   });
+}
+
+/** The renewal load generator (bench/renew-client.c), compiled into `dir`; its path. */
+function buildRenewClient(dir) {
+  const binary = join(dir, 'renew-client');
+  run('cc', ['-O2', '-Wall', '-o', binary, join(ROOT, 'bench', 'renew-client.c'), '-lssl', '-lcrypto', '-lpthread']);
+  return binary;
+}
+
+/** Each host's current certificates (one <host>.pem of all of them, as pki sign writes) as current/<host>/<credential>.pem. */
+function splitCurrent(dir) {
+  const current = join(dir, 'current');
+  for (const file of readdirSync(current).filter((f) => f.endsWith('.pem'))) {
+    const hostDir = join(current, file.slice(0, -'.pem'.length));
+    mkdirSync(hostDir);
+    for (const pem of readFileSync(join(current, file), 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/g) ?? []) {
+      const name = /^CN=(\S+)$/m.exec(new X509Certificate(pem).subject)?.[1];
+      if (name === undefined) throw new Error(`no CN in a certificate of ${file}`);
+      writeFileSync(join(hostDir, `${name}.pem`), pem);
+    }
+  }
+}
+
+/**
+ * The renew-client jobs file for CSRs [from, to): a line an item, "<job> <csr> <key> <current certificate>"
+ * (tab-separated); a job is a host (batch: all its credentials on one connection) or one credential (single).
+ */
+function writeJobs(file, dir, from, to, mode) {
+  const lines = allCsrs(dir)
+    .slice(from, to)
+    .map((csr, i) => {
+      const [hostName, fileName] = csr.split('/').slice(-2);
+      const name = fileName.replace(/\.server\.csr$/, '');
+      const job = mode === 'batch' ? hostName : String(i);
+      return [job, csr, csr.replace(/\.csr$/, '.key'), join(dir, 'current', hostName, `${name}.pem`)].join('\t');
+    });
+  writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
 function allCsrs(dir) {
@@ -301,8 +204,8 @@ function countCerts(dir) {
 }
 
 /** Starts a child and resolves once its output matches `ready`; the child is in `cleanups` to be stopped on any exit. */
-function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe'], env = process.env) {
-  const child = spawn(process.execPath, args, { stdio, env });
+function startChild(command, args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe'], env = process.env) {
+  const child = spawn(command, args, { stdio, env });
   cleanups.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
   let output = '';
   return new Promise((resolve, reject) => {
@@ -313,7 +216,7 @@ function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe'], e
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`${args.slice(1, 3).join(' ')} exited ${code}: ${output.slice(0, 2000)}`)));
+    child.on('exit', (code) => reject(new Error(`${[command, ...args].slice(-6).join(' ')} exited ${code}: ${output.slice(0, 2000)}`)));
   });
 }
 
@@ -325,16 +228,18 @@ function startChild(args, ready, cleanups, stdio = ['ignore', 'pipe', 'pipe'], e
  * `single`, one connection a credential (`POST /renew`); returns the seconds
  * from go to the last answer and the CPU each side used meanwhile.
  */
-async function renewOnline(dir, caDir, cleanups, count, profileDir, mode, workers, native) {
+async function renewOnline({ dir, caDir, renewClient, cleanups, count, profileDir, mode, workers, native }) {
   const serveArgs = [BIN, 'pki', 'serve', '--ca-dir', caDir, '-t', join(dir, 'topology.json'), '--listen', '127.0.0.1:0', '--log-level', 'warn', '--no-watch', '--workers', String(workers)];
   const env = native ? process.env : { ...process.env, MESHPLANE_NATIVE: '0' };
-  const server = await startChild(profileDir === undefined ? serveArgs : ['--cpu-prof', '--cpu-prof-dir', profileDir, ...serveArgs], /online CA at (https:\/\/\S+?)\/(;|\n)/, cleanups, undefined, env);
-  const caUrl = server.match[1];
+  const server = await startChild(process.execPath, profileDir === undefined ? serveArgs : ['--cpu-prof', '--cpu-prof-dir', profileDir, ...serveArgs], /online CA at (https:\/\/\S+?)\/(;|\n)/, cleanups, undefined, env);
+  const caUrl = new URL(server.match[1]);
   const per = Math.ceil(count / CLIENT_PROCESSES);
   const clients = await Promise.all(
-    Array.from({ length: CLIENT_PROCESSES }, (_, i) =>
-      startChild([fileURLToPath(import.meta.url), '--renew-clients', dir, caUrl, String(i * per), String(Math.min(count, (i + 1) * per)), String(IN_FLIGHT), mode], /READY\n/, cleanups, ['pipe', 'pipe', 'pipe']),
-    ),
+    Array.from({ length: CLIENT_PROCESSES }, (_, i) => {
+      const jobsFile = join(dir, `jobs-${mode}-${i}.tsv`);
+      writeJobs(jobsFile, dir, i * per, Math.min(count, (i + 1) * per), mode);
+      return startChild(renewClient, [caUrl.hostname, caUrl.port, join(caDir, 'ca.pem'), jobsFile, String(IN_FLIGHT), mode], /READY\n/, cleanups, ['pipe', 'pipe', 'pipe']);
+    }),
   );
   const done = clients.map(
     (c) =>
@@ -368,7 +273,7 @@ async function main() {
   const inputsOnly = process.argv[2] === '--inputs-only' ? process.argv[3] : undefined;
   // --cpu-prof DIR: a V8 CPU profile of pki serve during the last renewal run, written to DIR.
   const profileDir = process.argv[2] === '--cpu-prof' ? process.argv[3] : undefined;
-  requireTools('bench/pki.mjs', ['openssl']);
+  requireTools('bench/pki.mjs', ['openssl', 'cc', OPENSSL_HEADER]);
   exitOnSignals();
   if (inputsOnly !== undefined) mkdirSync(inputsOnly, { recursive: true });
   const dir = inputsOnly ?? mkdtempSync(join(tmpdir(), 'meshplane-bench-pki-'));
@@ -454,6 +359,8 @@ async function main() {
 
     // Online renewal: the certificates just signed are each host's current ones.
     renameSync(first.out, join(dir, 'current'));
+    splitCurrent(dir);
+    const renewClient = buildRenewClient(dir);
     const cores = availableParallelism();
     const renewRuns = { batch: [], single: [], batch_1: [], batch_node: [] };
     // Each round: a host a connection with a worker a core (the figure), the same with one worker, a renewal a
@@ -474,7 +381,7 @@ async function main() {
       for (const { key, mode, workers, native } of shapes) {
         // The signing runs leave thousands of files to flush: a flush during a renewal run took its CPU (802/s against 1,111-1,334 in one run).
         settle();
-        const r = await renewOnline(dir, caDir, cleanups, csrs.length, i === RUNS && key === 'batch' ? profileDir : undefined, mode, workers, native);
+        const r = await renewOnline({ dir, caDir, renewClient, cleanups, count: csrs.length, profileDir: i === RUNS && key === 'batch' ? profileDir : undefined, mode, workers, native });
         renewRuns[key].push(r.seconds);
         const ms = (cpu) => ((cpu * 1000) / csrs.length).toFixed(2);
         const shape = mode === 'batch' ? `${HOSTS} connections (one a host)` : `${csrs.length} connections (one a renewal)`;
@@ -493,7 +400,7 @@ async function main() {
     const singleSlowest = Math.max(...renewRuns.single);
     log('');
     log(
-      `online renewal: a full TLS 1.3 handshake per connection with a credential's certificate (no resumption), every CSR checked against the Topology and signed; ${CLIENT_PROCESSES} client processes x ${IN_FLIGHT} connections in flight on the same machine; ` +
+      `online renewal: a full TLS 1.3 handshake per connection with a credential's certificate (no resumption), every CSR checked against the Topology and signed; ${CLIENT_PROCESSES} client processes (bench/renew-client.c) x ${IN_FLIGHT} connections in flight on the same machine, each presenting its own certificate only, as pki renew does; ` +
         `pki serve --workers ${cores} (one a core) unless said; batch: each of the ${HOSTS} hosts renews its ${CREDENTIALS} credentials over one connection (POST /renewals, a proof by each current key signed in the timed part), as pki renew does; single: one connection a renewal (POST /renew); openssl ca -batch: one run of it (same CSRs, no network) at the start of each renewal round; medians of ${RUNS} runs`,
     );
     log(`targets: at least 1x openssl ca -batch, at least 1,000 renewals/s, 10,000 hosts within 60 s (10,000 hosts of one credential each: the single runs, judged on the slowest)`);

@@ -8,6 +8,8 @@ import process from 'node:process';
 /** Debian package of each tool the benches call. */
 const DEBIAN_PACKAGES = {
   'ansible-inventory': 'ansible-core',
+  cc: 'gcc',
+  '/usr/include/openssl/ssl.h': 'libssl-dev',
   dig: 'bind9-dnsutils',
   dnsmasq: 'dnsmasq-base',
   dnsperf: 'dnsperf',
@@ -24,6 +26,15 @@ const DEBIAN_PACKAGES = {
   wrk: 'wrk',
 };
 
+function readable(path) {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function executable(path) {
   try {
     accessSync(path, constants.X_OK);
@@ -35,7 +46,8 @@ function executable(path) {
 
 /** Is `tool` (a name looked up on PATH, or an absolute path) there to run? */
 function found(tool, path = process.env.PATH ?? '') {
-  if (isAbsolute(tool)) return executable(tool);
+  // An absolute path is a program, or a C header (`.h`) that a bench compiles against.
+  if (isAbsolute(tool)) return tool.endsWith('.h') ? readable(tool) : executable(tool);
   return path.split(delimiter).some((dir) => dir !== '' && executable(join(dir, tool)));
 }
 
