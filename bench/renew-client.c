@@ -25,9 +25,10 @@
  *   JOBS_FILE: a line an item, "<job>\t<csr path>\t<key path>\t<cert path>";
  *   the items of a job (a host) are consecutive lines with the same job
  *   field; a job connects with its first item's certificate and key.
- * Protocol with bench/pki.mjs: prints "READY" once everything is loaded,
- * starts on a line on stdin, ends with
+ * Protocol with bench/pki.mjs: prints "READY" once everything is loaded;
+ * then each line on stdin starts a pass over every job, which ends with
  *   DONE <renewed> <failed> <cpu seconds> <first error as a JSON string>
+ * and the client exits when stdin ends.
  * Each socket has 30 s send and receive deadlines, so a stuck server ends
  * the run with failures instead of hanging it.
  */
@@ -382,22 +383,26 @@ int main(int argc, char **argv) {
   if (job_count == 0) die("no jobs");
   printf("READY\n");
   fflush(stdout);
+  /* A pass over every job on each line read, until stdin ends. */
   char go[64];
-  if (fgets(go, sizeof go, stdin) == NULL) return 1;
-
-  double cpu_start = cpu_seconds();
   pthread_t *lanes = calloc((size_t)threads, sizeof(pthread_t));
-  for (int i = 0; i < threads; i++)
-    if (pthread_create(&lanes[i], NULL, lane, NULL) != 0) die("pthread_create");
-  for (int i = 0; i < threads; i++) pthread_join(lanes[i], NULL);
-  double cpu = cpu_seconds() - cpu_start;
-
-  printf("DONE %zu %zu %.3f \"", atomic_load(&renewed), atomic_load(&failed), cpu);
-  for (const char *p = first_error; *p; p++) {
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if ((unsigned char)*p >= 0x20) putchar(*p);
+  while (fgets(go, sizeof go, stdin) != NULL) {
+    atomic_store(&next_job, 0);
+    atomic_store(&renewed, 0);
+    atomic_store(&failed, 0);
+    first_error[0] = 0;
+    double cpu_start = cpu_seconds();
+    for (int i = 0; i < threads; i++)
+      if (pthread_create(&lanes[i], NULL, lane, NULL) != 0) die("pthread_create");
+    for (int i = 0; i < threads; i++) pthread_join(lanes[i], NULL);
+    double cpu = cpu_seconds() - cpu_start;
+    printf("DONE %zu %zu %.3f \"", atomic_load(&renewed), atomic_load(&failed), cpu);
+    for (const char *p = first_error; *p; p++) {
+      if (*p == '"' || *p == '\\') printf("\\%c", *p);
+      else if ((unsigned char)*p >= 0x20) putchar(*p);
+    }
+    printf("\"\n");
+    fflush(stdout);
   }
-  printf("\"\n");
-  fflush(stdout);
   return 0;
 }

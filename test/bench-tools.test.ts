@@ -8,6 +8,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -76,6 +77,28 @@ describe('bench/gateway.mjs without iperf3', () => {
     // Nothing was started: no PID recorded, no haproxy with a bench directory of its own.
     expect(existsSync(pids) ? readFileSync(pids, 'utf8') : '').toBe('');
     expect(processesMentioning('meshplane-bench-gateway-').filter((pid) => !haproxyBefore.includes(pid))).toEqual([]);
+  });
+});
+
+describe('bench/pki.mjs without a C compiler', () => {
+  it('exits 2 naming cc and its apt-get line, and makes no bench directory', () => {
+    const before = readdirSync(tmpdir()).filter((name) => name.startsWith('meshplane-bench-pki-'));
+    const result = spawnSync(process.execPath, [join(REPO_ROOT, 'bench/pki.mjs')], { cwd: REPO_ROOT, env: { ...process.env, PATH: pathWithout('cc') }, encoding: 'utf8', timeout: 60_000 });
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/^ {2}cc +\(Debian package gcc\)$/m);
+    expect(result.stderr).toMatch(/^ {2}apt-get install -y (\S+ )*gcc( \S+)*\n$/m);
+    expect(readdirSync(tmpdir()).filter((name) => name.startsWith('meshplane-bench-pki-') && !before.includes(name))).toEqual([]);
+  });
+});
+
+describe('bench/lib/tools.mjs', () => {
+  it('takes a C header (an absolute path ending in .h) as there when it can be read, not when it is missing', async () => {
+    const { missingTools } = (await import(pathToFileURL(join(REPO_ROOT, 'bench/lib/tools.mjs')).href)) as { missingTools: (tools: string[]) => { tool: string; package: string }[] };
+    const header = join(work.path, 'present.h');
+    writeFileSync(header, '/* a header */\n');
+    expect(missingTools([header])).toEqual([]);
+    const absent = join(work.path, 'absent.h');
+    expect(missingTools([absent])).toEqual([{ tool: absent, package: absent }]);
   });
 });
 
