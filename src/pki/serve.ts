@@ -231,7 +231,7 @@ export class PkiServer {
     serving.start();
     options.logger.info({ address: options.address, port: this.port, serial: first.serial, notAfter: first.notAfter.toISOString() }, 'online CA serving');
     const check = p256Backend();
-    if (!check.native) options.logger.warn({ signatureCheck: check.detail }, 'signatures are checked with node:crypto, about half the native rate (README "Native signature check")');
+    if (!check.native) options.logger.warn({ signatureCheck: check.detail }, 'signatures are checked with node:crypto, about three quarters of the native rate (README "Native signature check")');
   }
 
   /** New connections get `pair`; open ones keep theirs (setSecureContext replaces only the shared context). */
