@@ -26,18 +26,9 @@ const DEBIAN_PACKAGES = {
   wrk: 'wrk',
 };
 
-function readable(path) {
+function accessible(path, mode) {
   try {
-    accessSync(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function executable(path) {
-  try {
-    accessSync(path, constants.X_OK);
+    accessSync(path, mode);
     return true;
   } catch {
     return false;
@@ -47,8 +38,8 @@ function executable(path) {
 /** Is `tool` (a name looked up on PATH, or an absolute path) there to run? */
 function found(tool, path = process.env.PATH ?? '') {
   // An absolute path is a program, or a C header (`.h`) that a bench compiles against.
-  if (isAbsolute(tool)) return tool.endsWith('.h') ? readable(tool) : executable(tool);
-  return path.split(delimiter).some((dir) => dir !== '' && executable(join(dir, tool)));
+  if (isAbsolute(tool)) return accessible(tool, tool.endsWith('.h') ? constants.R_OK : constants.X_OK);
+  return path.split(delimiter).some((dir) => dir !== '' && accessible(join(dir, tool), constants.X_OK));
 }
 
 /** The tools of `tools` that are not there, with their Debian packages. */
