@@ -52,12 +52,12 @@ function readExtensions(der: Uint8Array, source: string): { sans: San[]; kinds: 
   return { sans, kinds };
 }
 
-/** Why `certPem` cannot be installed with `keyPem` under `caPem` at `now`, or undefined when it can. */
-export function trustProblem(certPem: string, caPem: string, now: Date, keyPem?: string): { code: string; reason: string } | undefined {
+/** Why `cert` (PEM, or already read) cannot be installed with `keyPem` under `caPem` at `now`, or undefined when it can. */
+export function trustProblem(cert: string | NodeX509, caPem: string, now: Date, keyPem?: string): { code: string; reason: string } | undefined {
   let leaf: NodeX509;
   let ca: NodeX509;
   try {
-    leaf = new NodeX509(certPem);
+    leaf = typeof cert === 'string' ? new NodeX509(cert) : cert;
     ca = new NodeX509(caPem);
   } catch (err) {
     return { code: 'PKI_ERR_CERT_INVALID', reason: `cannot read the certificate or the CA: ${(err as Error).message}` };

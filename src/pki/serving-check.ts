@@ -20,16 +20,15 @@ import { isIP } from 'node:net';
 import { trustProblem } from './inspect.js';
 import { OID } from './oids.js';
 
-/** Why `serving` is not the online CA's certificate for `host`, or undefined when it is. */
+/** Why `serving` is not the online CA's certificate for `host` (a name or a bare IP, no brackets), or undefined when it is. */
 export function servingProblem(serving: NodeX509 | undefined, caPem: string, host: string, now: Date): string | undefined {
   if (serving === undefined) return 'it presented no certificate';
-  const trust = trustProblem(serving.toString(), caPem, now);
+  const trust = trustProblem(serving, caPem, now);
   if (trust !== undefined) return trust.reason;
   // Node's keyUsage is the extended key usage; a certificate without one may serve any purpose (RFC 5280 4.2.1.12).
   const usages = serving.keyUsage as string[] | undefined;
   if (usages !== undefined && !usages.includes(OID.serverAuth)) return 'the certificate is not for TLS servers (no serverAuth usage)';
-  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
-  const named = isIP(bare) !== 0 ? serving.checkIP(bare) : serving.checkHost(bare);
-  if (named === undefined) return `the certificate does not name ${bare}`;
+  const named = isIP(host) !== 0 ? serving.checkIP(host) : serving.checkHost(host);
+  if (named === undefined) return `the certificate does not name ${host}`;
   return undefined;
 }
